@@ -1,0 +1,53 @@
+"""The local shim: every router of the Lambdas in one uvicorn process, plus the streaming endpoints.
+
+Run `make serve`, or `python local/serve.py`; settings come from the environment (PORT, default 8085).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from tts_service.api import health, tts, voices
+from tts_service.app import create_app
+from tts_service.config import get_settings
+from tts_service.engine import get_engine
+from tts_service.logging import configure_logging
+
+logger = logging.getLogger("tts_service.local")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    # Warm in the background: /health answers at once, /healthz turns ready when the voice has spoken.
+    warm = asyncio.create_task(_warm())
+    yield
+    warm.cancel()
+    get_engine().pool.shutdown()
+
+
+async def _warm() -> None:
+    try:
+        await get_engine().warm()
+        logger.info("ready", extra={"default_voice": get_engine().registry.default_voice})
+    except Exception as exc:
+        logger.error("warm-up failed", extra={"error_type": type(exc).__name__})
+
+
+app = create_app(health.router, tts.router, voices.router, title="tts-service (local)", lifespan=lifespan)
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.effective_log_level)
+    logger.info("serving", extra={"host": settings.host, "port": settings.port})
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The app factory: the Lambdas and the local shim build their FastAPI apps here from the same routers.
+
+This module is also the one place where errors become responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tts_service import __version__
+from tts_service.errors import (
+    BadRequest,
+    InvalidJSON,
+    MethodNotAllowed,
+    NotFound,
+    ServiceError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+logger = logging.getLogger(__name__)
+
+# Routes also answer under /api, as the upstream server's did; clients written for it keep working.
+LEGACY_PREFIX = "/api"
+
+
+def error_response(exc: ServiceError) -> JSONResponse:
+    """The single rendering of an error: `{"error": {"code", "message", ...}}` with the error's status."""
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=exc.headers)
+
+
+def validation_error(exc: RequestValidationError) -> ServiceError:
+    """Translate FastAPI's request validation into our hierarchy: unreadable JSON is 400, the rest 422."""
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return InvalidJSON("request body is not valid JSON")
+    problems = []
+    for err in errors[:10]:
+        loc = ".".join(str(part) for part in err.get("loc", ()) if part != "body")
+        kind = err.get("type", "")
+        if not loc and kind in ("model_attributes_type", "dict_type"):
+            problems.append("request body must be a JSON object")
+        elif kind == "extra_forbidden":
+            problems.append(f"{loc}: unknown field")
+        elif kind == "missing" and not loc:
+            problems.append("request body is required")
+        else:
+            problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    fields = sorted({".".join(str(p) for p in err.get("loc", ()) if p != "body") for err in errors} - {""})
+    return ValidationFailed("; ".join(problems) or "invalid request", fields=fields)
+
+
+def http_error(exc: StarletteHTTPException) -> ServiceError:
+    if exc.status_code == 404:
+        return NotFound("no such route")
+    if exc.status_code == 405:
+        return MethodNotAllowed("method not allowed on this route")
+    if exc.status_code == 415:
+        return UnsupportedMediaType(str(exc.detail))
+    err = BadRequest(str(exc.detail))
+    err.status_code = exc.status_code
+    return err
+
+
+async def _service_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    if exc.status_code >= 500:
+        logger.warning("request failed", extra={"error_code": exc.code, "status": exc.status_code})
+    return error_response(exc)
+
+
+async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(validation_error(exc))
+
+
+async def _http_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(http_error(exc))
+
+
+class UnhandledErrorMiddleware:
+    """Turn any exception that escapes a route into a JSON 500, logging its type but no traceback.
+
+    Starlette's own last-resort handler re-raises after responding, which puts a traceback (and whatever the
+    exception message holds) into the server log; this middleware sits inside it and stops that.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            logger.error("unhandled error", extra={"error_type": type(exc).__name__, "path": scope.get("path")})
+            if started:
+                return  # the status line is gone; the client sees a truncated body
+            body = ServiceError("internal error; the request was logged")
+            await error_response(body)(scope, receive, send)
+
+
+class JsonBodyMiddleware:
+    """Read every request body as JSON, whatever content type the client (or `curl -d`) declared.
+
+    All our bodies are JSON; curl's `-d` labels them form-urlencoded and API Gateway test events carry no
+    content type, and answering those with "expected a dictionary" helps nobody.
+    """
+
+    _LENIENT = (b"", b"application/x-www-form-urlencoded", b"text/plain")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH"):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            declared = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+            if declared.split(b";")[0].strip().lower() in self._LENIENT:
+                scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    *routers: APIRouter,
+    title: str = "tts-service",
+    lifespan: Any = None,
+) -> FastAPI:
+    """A FastAPI app serving `routers`, with the service's error mapping installed."""
+    app = FastAPI(
+        title=title,
+        version=__version__,
+        strict_content_type=False,
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(UnhandledErrorMiddleware)
+    for router in routers:
+        app.include_router(router)
+        app.include_router(router, prefix=LEGACY_PREFIX, include_in_schema=False)
+    return app

@@ -1,0 +1,108 @@
+"""Settings read from the environment, one typed field per variable."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field maps to the upper-case environment variable of its name."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", case_sensitive=False)
+
+    # --- HTTP ---
+    port: int = Field(8085, ge=1, le=65535)
+    """HTTP + WebSocket port of the local shim."""
+    host: str = "0.0.0.0"
+    public_base_url: str | None = None
+    """Used for absolute URLs in logs and clients."""
+    request_timeout_secs: float = Field(60.0, gt=0)
+    rate_limit_per_minute: int = Field(60, ge=1)
+
+    # --- voices ---
+    models_dir: Path = Path("models")
+    """Folder holding `map.json` and any voice files it names by relative path."""
+    voice_map: Path | None = None
+    """Voice map file; defaults to `<models_dir>/map.json`."""
+    voice_cache_size: int = Field(4, ge=1)
+    """How many voices stay loaded at once (LRU)."""
+    verify_voice_hashes: bool = True
+    """Check each voice file's sha256 against the map before loading it."""
+    piper_espeakng_data_directory: Path | None = None
+    """eSpeak-ng data: the `espeak-ng-data` folder or its parent. Unset: the data bundled with piper-tts."""
+
+    # --- synthesis ---
+    max_text_chars: int = Field(5000, ge=1)
+    """Longest text accepted, in characters after trimming."""
+    synth_workers: int = Field(default_factory=_default_workers, ge=1)
+    """Syntheses that run at the same time (threads driving the shared ONNX sessions)."""
+    synth_queue_size: int = Field(32, ge=0)
+    """Syntheses that may wait for a worker; one more is refused with 503 at once."""
+    ort_intra_op_threads: int = Field(default_factory=_default_workers, ge=1)
+    """onnxruntime intra-op threads per session (see README, 'Threads')."""
+    max_sentence_phonemes: int = Field(300, ge=50)
+    """Sentences longer than this many phonemes are cut before synthesis to bound memory."""
+
+    # --- LLM (issue 4) ---
+    llm_provider: Literal["openai", "ollama"] = "openai"
+    llm_model: str | None = None
+    openai_api_key: str | None = Field(None, repr=False)
+    ollama_base_url: str = "http://localhost:11434"
+
+    # --- storage ---
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = Field(None, repr=False)
+
+    # --- logging ---
+    log_level: str | None = None
+    rust_log: str | None = None
+    """Honoured when LOG_LEVEL is unset, for operators used to the old server."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.piper_espeakng_data_directory is not None and self.espeak_data_dir is None:
+            raise ValueError(
+                f"PIPER_ESPEAKNG_DATA_DIRECTORY={self.piper_espeakng_data_directory} holds no espeak-ng-data"
+            )
+        return self
+
+    @property
+    def voice_map_path(self) -> Path:
+        return self.voice_map or self.models_dir / "map.json"
+
+    @property
+    def espeak_data_dir(self) -> Path | None:
+        """The espeak-ng-data folder to hand to piper, or None for piper's bundled copy."""
+        base = self.piper_espeakng_data_directory
+        if base is None:
+            return None
+        for candidate in (base / "espeak-ng-data", base):
+            if (candidate / "phontab").is_file():
+                return candidate
+        return None
+
+    @property
+    def effective_log_level(self) -> str:
+        raw = self.log_level or self.rust_log or "info"
+        # RUST_LOG may carry per-target filters ("info,hyper=warn"); the first bare level wins.
+        for part in raw.split(","):
+            level = part.strip().lower()
+            if "=" not in level and level:
+                return {"trace": "DEBUG", "warn": "WARNING"}.get(level, level.upper())
+        return "INFO"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,27 @@
+"""Per-request synthesis options, shared by `/tts`, the streaming transports and chat replies."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SPEED_MIN = 0.25
+SPEED_MAX = 4.0
+
+
+class SpeechOptions(BaseModel):
+    """How to speak: voice selection and Piper's synthesis knobs. Unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    voice: str | None = Field(None, min_length=1, max_length=200, description="Voice id from GET /voices/detail.")
+    language: str | None = Field(
+        None, min_length=2, max_length=16, description="Language code (en_US, en); picks that language's default voice."
+    )
+    speaker: int | str | None = Field(
+        None, description="Speaker id or name, for multi-speaker voices.", union_mode="left_to_right"
+    )
+    speed: float | None = Field(None, ge=SPEED_MIN, le=SPEED_MAX, description="1.0 is the voice's own pace.")
+    noise_scale: float | None = Field(None, ge=0.0, le=2.0, description="Generator noise (voice default 0.667).")
+    noise_w: float | None = Field(None, ge=0.0, le=2.0, description="Phoneme duration noise (voice default 0.8).")
+    volume: float = Field(1.0, ge=0.0, le=4.0, description="Gain after peak normalisation; clipped to full scale.")
+    sentence_silence: float = Field(0.0, ge=0.0, le=5.0, description="Seconds of silence between sentences.")

@@ -1,0 +1,52 @@
+"""The bounded set of threads that run synthesis, so the event loop never blocks and load never queues forever."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TypeVar
+
+from tts_service.errors import ServiceBusy
+
+T = TypeVar("T")
+
+
+class WorkerPool:
+    """`workers` threads; at most `workers + queue_size` jobs admitted at once, the next refused at once."""
+
+    def __init__(self, workers: int, queue_size: int) -> None:
+        self.workers = workers
+        self.capacity = workers + queue_size
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synth")
+        self._admitted = 0
+        self._lock = threading.Lock()
+
+    @property
+    def admitted(self) -> int:
+        return self._admitted
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for one job (a whole synthesis or a whole stream); ServiceBusy when full."""
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise ServiceBusy(
+                    "all synthesis workers are busy and the queue is full; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            self._admitted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a blocking call on a worker thread."""
+        return await asyncio.wrap_future(self._executor.submit(fn, *args))
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

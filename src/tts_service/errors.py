@@ -1,0 +1,148 @@
+"""The one exception hierarchy of the service.
+
+Every error a client can see is a `ServiceError`: it carries its HTTP status and a stable machine-readable
+`code`. `tts_service.app` renders it as `{"error": {"code", "message"}}`; the streaming transports send the
+same code and message as an `error` event. Routes raise; they never build error responses themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base of every error the service reports to clients."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        body.update(self.details)
+        return body
+
+
+# --- client errors (4xx) ---
+
+
+class BadRequest(ServiceError):
+    """The request could not be read (400)."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class InvalidJSON(BadRequest):
+    """The body is not valid JSON (400)."""
+
+    code = "invalid_json"
+
+
+class Unauthorized(ServiceError):
+    """No valid API key was presented (401)."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(ServiceError):
+    """No such resource (404)."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class VoiceNotFound(NotFound):
+    """The voice id is not in the voice map (404)."""
+
+    code = "voice_not_found"
+
+
+class LanguageNotFound(NotFound):
+    """No voice is registered for the language (404)."""
+
+    code = "language_not_found"
+
+
+class MethodNotAllowed(ServiceError):
+    """The route exists but not for this method (405)."""
+
+    status_code = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ServiceError):
+    """The request body is over the size limit (413)."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    """The body's content type is not accepted (415)."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ValidationFailed(ServiceError):
+    """A field is missing, unknown, of the wrong type or out of range (422)."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class RateLimited(ServiceError):
+    """The client sent more requests than its budget allows (429)."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
+# --- server and dependency errors (5xx) ---
+
+
+class SynthesisFailed(ServiceError):
+    """Piper failed on input it accepted (500)."""
+
+    status_code = 500
+    code = "synthesis_failed"
+
+
+class UpstreamError(ServiceError):
+    """A dependency answered badly (502)."""
+
+    status_code = 502
+    code = "bad_gateway"
+
+
+class ServiceUnavailable(ServiceError):
+    """The service cannot take the request now (503)."""
+
+    status_code = 503
+    code = "unavailable"
+
+
+class VoiceUnavailable(ServiceUnavailable):
+    """The voice is registered but its files are missing, corrupt or fail to load (503)."""
+
+    code = "voice_unavailable"
+
+
+class ServiceBusy(ServiceUnavailable):
+    """Every synthesis worker is busy and the wait queue is full (503)."""
+
+    code = "busy"
+
+
+class GatewayTimeout(ServiceError):
+    """The request did not finish within its time budget (504)."""
+
+    status_code = 504
+    code = "timeout"
