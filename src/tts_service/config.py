@@ -56,12 +56,48 @@ class Settings(BaseSettings):
     # --- LLM (issue 4) ---
     llm_provider: Literal["openai", "ollama"] = "openai"
     llm_model: str | None = None
+    """Chat model; unset: gpt-3.5-turbo (openai) or llama3 (ollama)."""
     openai_api_key: str | None = Field(None, repr=False)
+    openai_base_url: str | None = None
+    """Any OpenAI-compatible server (`http://host:8000/v1`); unset: api.openai.com. A key is then optional."""
     ollama_base_url: str = "http://localhost:11434"
+    llm_timeout_secs: float = Field(30.0, gt=0)
+    """Budget for one whole LLM reply (and each embedding call); must be below REQUEST_TIMEOUT_SECS."""
+    llm_max_retries: int = Field(1, ge=0, le=5)
+    """Retries of a failed OpenAI call (connection errors, 429, 5xx) inside the timeout budget."""
+    llm_temperature: float | None = Field(None, ge=0.0, le=2.0)
+    """Sampling temperature sent to the provider; unset: the provider's default."""
+    llm_max_tokens: int | None = Field(512, ge=1)
+    """Longest reply in tokens (max_tokens / num_predict); unset: the provider's default."""
+    system_prompt: str = (
+        "You are a helpful voice assistant. Answer in plain spoken sentences, briefly, without markdown, "
+        "lists or code unless asked."
+    )
+    """First message of every request to the LLM."""
+    embedding_model: str | None = None
+    """Embeddings model on the same provider; enables similarity recall. Unset: recall by order only."""
+    max_message_chars: int = Field(10000, ge=1)
+    """Longest chat message accepted, in characters after trimming."""
 
     # --- storage ---
     qdrant_url: str | None = None
+    """A Qdrant server (`http://qdrant:6333`); unset: the embedded store at QDRANT_PATH."""
     qdrant_api_key: str | None = Field(None, repr=False)
+    data_dir: Path = Path("data")
+    """Where the service keeps state on disk (the embedded Qdrant store)."""
+    qdrant_path: Path | None = None
+    """Embedded Qdrant folder; unset: `<data_dir>/qdrant`. One process at a time (a lock file enforces it)."""
+    qdrant_collection: str = "conversations"
+    memory_enabled: bool = True
+    """Store turns and send history to the LLM; off: every message is a new conversation."""
+    memory_turns: int = Field(4, ge=0, le=100)
+    """How many of the latest turns (user + assistant) are sent with each message."""
+    memory_recall_k: int = Field(3, ge=0, le=50)
+    """How many older turns most similar to the message are added (needs EMBEDDING_MODEL)."""
+    memory_retention_days: float | None = Field(30.0, gt=0)
+    """Turns older than this are deleted; unset: kept until DELETE /conversations/{id}."""
+    memory_timeout_secs: float = Field(3.0, gt=0)
+    """Budget for one memory operation; past it the reply goes on without memory."""
 
     # --- logging ---
     log_level: str | None = None
@@ -70,11 +106,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if self.llm_timeout_secs >= self.request_timeout_secs:
+            raise ValueError(
+                f"LLM_TIMEOUT_SECS={self.llm_timeout_secs:g} must be below REQUEST_TIMEOUT_SECS="
+                f"{self.request_timeout_secs:g}, or a slow LLM would outlive the request"
+            )
         if self.piper_espeakng_data_directory is not None and self.espeak_data_dir is None:
             raise ValueError(
                 f"PIPER_ESPEAKNG_DATA_DIRECTORY={self.piper_espeakng_data_directory} holds no espeak-ng-data"
             )
         return self
+
+    @property
+    def qdrant_local_path(self) -> Path:
+        return self.qdrant_path or self.data_dir / "qdrant"
 
     @property
     def voice_map_path(self) -> Path:

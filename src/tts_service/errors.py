@@ -58,6 +58,12 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class ConversationNotFound(NotFound):
+    """No turns are stored for the conversation id (404)."""
+
+    code = "conversation_not_found"
+
+
 class VoiceNotFound(NotFound):
     """The voice id is not in the voice map (404)."""
 
@@ -122,11 +128,35 @@ class UpstreamError(ServiceError):
     code = "bad_gateway"
 
 
+class LlmUnavailable(UpstreamError):
+    """The LLM provider is down, refused the request or dropped the connection (502)."""
+
+    code = "llm_unavailable"
+
+
+class LlmBadResponse(UpstreamError):
+    """The LLM provider answered with something that is not a usable reply (502)."""
+
+    code = "llm_bad_response"
+
+
 class ServiceUnavailable(ServiceError):
     """The service cannot take the request now (503)."""
 
     status_code = 503
     code = "unavailable"
+
+
+class LlmNotConfigured(ServiceUnavailable):
+    """No LLM provider is usable with the current settings, e.g. openai without a key (503)."""
+
+    code = "llm_not_configured"
+
+
+class MemoryUnavailable(ServiceUnavailable):
+    """The conversation store cannot be reached or opened (503)."""
+
+    code = "memory_unavailable"
 
 
 class VoiceUnavailable(ServiceUnavailable):
@@ -146,3 +176,9 @@ class GatewayTimeout(ServiceError):
 
     status_code = 504
     code = "timeout"
+
+
+class LlmTimeout(GatewayTimeout):
+    """The LLM provider did not finish its reply within LLM_TIMEOUT_SECS (504)."""
+
+    code = "llm_timeout"
