@@ -1,0 +1,34 @@
+"""Shared fixtures: the real default voice, a client on the full app, and audio checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+REPO = Path(__file__).resolve().parent.parent
+# Tests run from any folder and must see the repo's voice map, not whatever the shell points at.
+os.environ["MODELS_DIR"] = str(REPO / "models")
+os.environ.pop("VOICE_MAP", None)
+
+from tts_service.api import health, tts, voices  # noqa: E402
+from tts_service.app import create_app  # noqa: E402
+from tts_service.engine import Engine, get_engine  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The process-wide engine with the default voice loaded (shared, as in the server)."""
+    eng = get_engine()
+    eng.warm_blocking()
+    return eng
+
+
+@pytest.fixture(scope="session")
+def client(engine: Engine) -> Iterator[TestClient]:
+    """A client on an app with the issue-2 routers, sharing the warm engine."""
+    with TestClient(create_app(health.router, tts.router, voices.router)) as c:
+        yield c

@@ -1,0 +1,45 @@
+"""Real API Gateway event payloads from tests/events, a fake Lambda context, and handler loading."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "tests" / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes Powertools and Mangum read from a Lambda context."""
+
+    function_name: str = "tts-service-test"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tts-service-test"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/tts-service-test"
+    log_stream_name: str = "2026/11/27/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def load_function(name: str) -> ModuleType:
+    """Import functions/<name>/app.py as Lambda does (module scope runs once)."""
+    path = REPO / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"lambda_{name}_app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
