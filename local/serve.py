@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from tts_service.api import health, tts, voices
+from tts_service.api import stream as stream_api
 from tts_service.app import create_app
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
@@ -39,7 +40,9 @@ async def _warm() -> None:
         logger.error("warm-up failed", extra={"error_type": type(exc).__name__})
 
 
-app = create_app(health.router, tts.router, voices.router, title="tts-service (local)", lifespan=lifespan)
+app = create_app(
+    health.router, tts.router, voices.router, stream_api.router, title="tts-service (local)", lifespan=lifespan
+)
 
 
 def main() -> None:

@@ -53,6 +53,24 @@ class Settings(BaseSettings):
     max_sentence_phonemes: int = Field(300, ge=50)
     """Sentences longer than this many phonemes are cut before synthesis to bound memory."""
 
+    # --- streaming (issue 3) ---
+    stream_chunked_decode: bool = True
+    """Decode streamed sentences in frame chunks (small first chunk) for early first audio."""
+    stream_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "tts-service" / "streaming")
+    """Writable folder for the split (frontend/decoder) graphs made once per voice."""
+    stream_first_chunk_frames: int = Field(24, ge=4, le=512)
+    """Frames (256 samples each) in the first decoded chunk of a sentence: the time-to-first-audio knob."""
+    stream_chunk_frames: int = Field(1024, ge=32)
+    """Largest later decode chunk, in frames."""
+    stream_max_audio_bytes: int = Field(16384, ge=1024, le=1 << 20)
+    """Largest PCM payload of one audio event (16 KB -> ~22 KB base64, under API Gateway's 32 KB frames)."""
+    stream_max_pending_chars: int = Field(5000, ge=1)
+    """Incremental text held before a sentence ends; more is refused (text_too_long)."""
+    stream_table_name: str | None = None
+    """DynamoDB table of API Gateway WebSocket connections (partition key connection_id, TTL expires_at)."""
+    stream_state_ttl_secs: int = Field(7200, ge=60)
+    """How long a WebSocket connection's state lives in DynamoDB after its last message."""
+
     # --- LLM (issue 4) ---
     llm_provider: Literal["openai", "ollama"] = "openai"
     llm_model: str | None = None

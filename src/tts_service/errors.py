@@ -111,6 +111,46 @@ class RateLimited(ServiceError):
     code = "rate_limited"
 
 
+# --- streaming protocol (issue 3): sent as `error` events; the connection stays usable ---
+
+
+class ProtocolError(BadRequest):
+    """A streaming client message cannot be used (400)."""
+
+    code = "protocol_error"
+
+
+class MessageNotJSON(ProtocolError):
+    """A streaming message is not a JSON object (400)."""
+
+    code = "invalid_json"
+
+
+class BinaryMessage(ProtocolError):
+    """A binary frame arrived where JSON text frames are expected (400)."""
+
+    code = "binary_not_supported"
+
+
+class UnknownMessageType(ProtocolError):
+    """A streaming message has a missing or unknown `type` (400)."""
+
+    code = "unknown_type"
+
+
+class UnexpectedMessage(ProtocolError):
+    """A valid message that makes no sense now, e.g. `text` before `start` (409)."""
+
+    status_code = 409
+    code = "unexpected_message"
+
+
+class TextTooLong(PayloadTooLarge):
+    """Streamed text exceeds its limit (413)."""
+
+    code = "text_too_long"
+
+
 # --- server and dependency errors (5xx) ---
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +14,7 @@ from piper.config import SynthesisConfig
 
 from tts_service.config import Settings, get_settings
 from tts_service.engine.audio import Int16Array, float_to_int16, silence
+from tts_service.engine.chunked import ChunkedVoices, Schedule
 from tts_service.engine.options import SpeechOptions
 from tts_service.engine.pool import WorkerPool
 from tts_service.engine.registry import VoiceEntry, VoiceRegistry
@@ -58,6 +59,8 @@ class SpeechChunk:
     text: str
     pcm: Int16Array
     sample_rate: int
+    sentence_end: bool = True
+    """False for the leading pieces of a sentence decoded in chunks (`Engine.iter_stream_chunks`)."""
 
     @property
     def duration_ms(self) -> int:
@@ -95,6 +98,13 @@ class Engine:
             pinned=frozenset({self.registry.default_voice}),
         )
         self.pool = WorkerPool(settings.synth_workers, settings.synth_queue_size)
+        self.chunked = ChunkedVoices(
+            settings.stream_cache_dir, settings.ort_intra_op_threads, enabled=settings.stream_chunked_decode
+        )
+        """Voices split for chunked decoding (streaming's early first audio)."""
+        self.schedule = Schedule(
+            first_frames=settings.stream_first_chunk_frames, chunk_frames=settings.stream_chunk_frames
+        )
         self.warmed = False
         """True once the default voice has loaded and synthesized."""
 
@@ -154,6 +164,53 @@ class Engine:
                     yield SpeechChunk(seq=seq, text=sentence, pcm=pcm, sample_rate=voice.sample_rate)
                     seq += 1
 
+    def iter_stream_chunks(self, req: SpeechRequest) -> Generator[SpeechChunk, None, None]:
+        """Like `iter_chunks`, but long sentences come in pieces, the first one small, for early first audio.
+
+        The pieces concatenate to the whole-sentence decode. They carry the voice's fixed gain rather than
+        per-sentence peak normalisation, which would need the whole sentence first. Voices that cannot be
+        split fall back to `iter_chunks`.
+        """
+        voice = self.load(req.voice)
+        chunked = self.chunked.get(voice)
+        if chunked is None:
+            yield from self.iter_chunks(req)
+            return
+        seq = 0
+        for sentence in split_sentences(req.text):
+            try:
+                sentence_phonemes = voice.piper.phonemize(sentence)
+            except Exception as exc:  # espeak-ng reports failures as plain exceptions
+                raise SynthesisFailed(f"phonemization failed ({type(exc).__name__})") from exc
+            pieces = [p for ph in sentence_phonemes for p in cut_phonemes(ph, self.settings.max_sentence_phonemes)]
+            for n, piece in enumerate(pieces):
+                parts = chunked.iter_audio(
+                    voice.piper.phonemes_to_ids(piece),
+                    noise_scale=req.noise_scale,
+                    length_scale=req.length_scale,
+                    noise_w=req.noise_w,
+                    speaker_id=req.speaker_id,
+                    schedule=self.schedule,
+                )
+                first = True
+                while True:
+                    try:
+                        item = next(parts, None)
+                    except Exception as exc:  # onnxruntime raises its own exception types
+                        raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
+                    if item is None:
+                        break
+                    audio, last = item
+                    pcm = float_to_int16(audio * (chunked.gain * req.volume))
+                    if pcm.size == 0:
+                        continue
+                    if first and seq > 0 and req.sentence_silence > 0:
+                        pcm = np.concatenate([silence(req.sentence_silence, voice.sample_rate), pcm])
+                    first = False
+                    end = last and n == len(pieces) - 1
+                    yield SpeechChunk(seq, sentence, pcm, voice.sample_rate, sentence_end=end)
+                    seq += 1
+
     @staticmethod
     def _synthesize_phonemes(voice: LoadedVoice, phonemes: list[str], syn_config: SynthesisConfig) -> Int16Array:
         ids = voice.piper.phonemes_to_ids(phonemes)
@@ -189,10 +246,10 @@ class Engine:
         with self.pool.admit():
             return await self.pool.run(self.synthesize_blocking, req)
 
-    async def stream(self, req: SpeechRequest) -> AsyncIterator[SpeechChunk]:
+    async def stream(self, req: SpeechRequest) -> AsyncGenerator[SpeechChunk, None]:
         """Chunks as they are made. Stopping iteration stops synthesis after the chunk in progress."""
         with self.pool.admit():
-            chunks = self.iter_chunks(req)
+            chunks = self.iter_stream_chunks(req)
             try:
                 while True:
                     chunk = await self.pool.run(next, chunks, None)
@@ -212,7 +269,12 @@ class Engine:
         """Load the default voice and synthesize once, so the first real request is not a cold one."""
         req = self.request(_WARMUP_TEXT)
         await self.synthesize(req)
+        await self.pool.run(self.prepare_streaming)
         self.warmed = True
+
+    def prepare_streaming(self) -> None:
+        """Split the default voice for chunked decoding now (once; cached on disk), not on the first stream."""
+        self.chunked.get(self.load(self.registry.voices[self.registry.default_voice]))
 
     def warm_blocking(self) -> None:
         """`warm` for callers without an event loop (Lambda init)."""

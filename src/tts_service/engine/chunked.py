@@ -1,0 +1,219 @@
+"""Chunked decoding for time to first audio: a voice split into a frontend and a frame-chunkable decoder.
+
+Piper's VITS graph runs text encoder, durations and prior sampling (the frontend) over the whole sentence, then
+flow + HiFi-GAN (the decoder), a convolutional net with a finite receptive field. `streaming-vits` cuts the ONNX
+graph at that seam; we run the frontend once per sentence (prosody intact) and decode the frames in chunks with
+overlapping margins that are thrown away, which gives the same samples as one full decode (measured: max abs
+difference 7.5e-6 with 24-frame margins on en_US-joe-medium; we use 32). The first chunk is small so audio starts
+early; the rest is decoded in few large chunks so the extra work stays near one margin pair per sentence.
+
+The split graphs are made once per voice file and cached in `STREAM_CACHE_DIR` (default
+`~/.cache/tts-service/streaming`), never per request. When a voice cannot be split, callers fall back to
+whole-sentence synthesis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from tts_service.engine.voices import LoadedVoice, build_session_options
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+# Frames of context each side of a chunk. 24 already matches a full decode to float precision on joe-medium;
+# 32 leaves room for voices with a slightly wider receptive field.
+MARGIN_FRAMES = 32
+# Reference sentences whose loudest peak sets the fixed gain of chunked audio (see `ChunkedVoice.gain`).
+_GAIN_TEXTS = (
+    "This is a short sentence that sets the loudness of streamed speech.",
+    "Wait, what did you say?",
+    "Hello there! The weather today is wonderful, isn't it?",
+)
+# Peaks vary by ~25% between sentences; leave that much headroom so loud sentences rarely clip.
+_GAIN_HEADROOM = 0.85
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a sentence's frames are cut: a small first chunk, then chunks of up to `chunk_frames`."""
+
+    first_frames: int = 24
+    chunk_frames: int = 1024
+    min_split_frames: int = 160
+    """Sentences shorter than this are decoded whole: splitting them would cost more than it saves."""
+
+    def cuts(self, total: int) -> list[tuple[int, int]]:
+        """[a, b) frame ranges covering `total` frames."""
+        if total <= self.min_split_frames:
+            return [(0, total)]
+        out = [(0, self.first_frames)]
+        a = self.first_frames
+        while a < total:
+            # Split the rest evenly so no tail chunk is tiny (a tiny chunk pays full margins for little audio).
+            remaining = total - a
+            pieces = -(-remaining // self.chunk_frames)
+            b = a + -(-remaining // pieces)
+            out.append((a, min(b, total)))
+            a = b
+        return out
+
+
+class ChunkedVoice:
+    """One voice's frontend and decoder sessions, and the chunked synthesis over them."""
+
+    def __init__(self, voice: LoadedVoice, cache_root: Path, intra_op_threads: int) -> None:
+        from streaming_vits import graph
+
+        self.voice = voice
+        model_path = voice.entry.model.path
+        key = (voice.entry.model.sha256 or f"{model_path.stat().st_size}-{int(model_path.stat().st_mtime)}")[:16]
+        outdir = cache_root / f"{voice.entry.id}-{key}"
+        meta_path = outdir / f"{model_path.stem}.split.json"
+        if not meta_path.is_file():
+            self._split(model_path, outdir, voice.sample_rate)
+        self.meta = graph.SplitModel.load(meta_path)
+        opts = build_session_options(intra_op_threads)
+        self.frontend = ort.InferenceSession(
+            str(outdir / self.meta.frontend), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self.decoder = ort.InferenceSession(
+            str(outdir / self.meta.decoder), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self.hop = int(self.meta.hop)
+        peak = max(
+            float(np.max(np.abs(self.audio_whole(voice.piper.phonemes_to_ids(self._phonemes(text))))))
+            for text in _GAIN_TEXTS
+        )
+        self.gain = _GAIN_HEADROOM / peak if peak > 1e-4 else 1.0
+        """Fixed gain for chunked audio: per-sentence peak normalisation would need the whole sentence first."""
+
+    def _phonemes(self, text: str) -> list[str]:
+        return [p for sentence in self.voice.piper.phonemize(text) for p in sentence]
+
+    @staticmethod
+    def _split(model_path: Path, outdir: Path, sample_rate: int) -> None:
+        """Split into a temporary folder, then rename: concurrent processes never see half-written graphs."""
+        from streaming_vits import graph
+
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = outdir.with_name(f"{outdir.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        started = time.perf_counter()
+        try:
+            # streaming-vits prints progress; it belongs in our logs, not on stdout.
+            with contextlib.redirect_stdout(io.StringIO()):
+                graph.split(model_path, tmp, sample_rate=sample_rate, verbose=False)
+            try:
+                tmp.rename(outdir)
+            except OSError:
+                if not outdir.is_dir():  # another process won the race: its graphs are as good as ours
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        logger.info(
+            "voice split for streaming",
+            extra={"cache_dir": str(outdir), "split_seconds": round(time.perf_counter() - started, 2)},
+        )
+
+    def run_frontend(
+        self, ids: list[int], scales: FloatArray, speaker_id: int | None
+    ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+        feed: dict[str, npt.NDArray[np.generic]] = {
+            "input": np.array([ids], dtype=np.int64),
+            "input_lengths": np.array([len(ids)], dtype=np.int64),
+            "scales": scales,
+        }
+        if "sid" in self.meta.frontend_inputs:
+            feed["sid"] = np.array([speaker_id or 0], dtype=np.int64)
+        out = self.frontend.run(None, feed)
+        return out[0], out[1], (out[2] if len(out) > 2 else None)
+
+    def decode(self, z_p: FloatArray, mask: FloatArray, g: FloatArray | None, a: int, b: int) -> FloatArray:
+        """Samples of output frames [a, b), computed with margins that are discarded."""
+        total = z_p.shape[2]
+        lo, hi = max(0, a - MARGIN_FRAMES), min(total, b + MARGIN_FRAMES)
+        seam = self.meta.seam
+        feed = {seam.z_p: z_p[:, :, lo:hi], seam.mask: mask[:, :, lo:hi]}
+        if seam.g is not None and g is not None:
+            feed[seam.g] = g
+        audio = np.asarray(self.decoder.run(None, feed)[0], dtype=np.float32).reshape(-1)
+        start = (a - lo) * self.hop
+        return audio[start : start + (b - a) * self.hop]
+
+    def scales(self, noise_scale: float | None, length_scale: float | None, noise_w: float | None) -> FloatArray:
+        cfg = self.voice.piper.config
+        return np.array(
+            [
+                cfg.noise_scale if noise_scale is None else noise_scale,
+                cfg.length_scale if length_scale is None else length_scale,
+                cfg.noise_w_scale if noise_w is None else noise_w,
+            ],
+            dtype=np.float32,
+        )
+
+    def iter_audio(
+        self,
+        ids: list[int],
+        *,
+        noise_scale: float | None = 0.0,
+        length_scale: float | None = None,
+        noise_w: float | None = 0.0,
+        speaker_id: int | None = None,
+        schedule: Schedule | None = None,
+    ) -> Iterator[tuple[FloatArray, bool]]:
+        """Raw float audio of one sentence, chunk by chunk (unnormalised), each with "is the last chunk"."""
+        z_p, mask, g = self.run_frontend(ids, self.scales(noise_scale, length_scale, noise_w), speaker_id)
+        cuts = (schedule or Schedule()).cuts(int(z_p.shape[2]))
+        for i, (a, b) in enumerate(cuts):
+            yield self.decode(z_p, mask, g, a, b), i == len(cuts) - 1
+
+    def audio_whole(self, ids: list[int]) -> FloatArray:
+        parts = [audio for audio, _ in self.iter_audio(ids, schedule=Schedule(min_split_frames=1 << 30))]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+class ChunkedVoices:
+    """Split voices by id, built on first use; a voice that cannot be split is remembered as such."""
+
+    def __init__(self, cache_root: Path, intra_op_threads: int, enabled: bool = True) -> None:
+        self.cache_root = cache_root
+        self.intra_op_threads = intra_op_threads
+        self.enabled = enabled
+        self._voices: dict[str, ChunkedVoice | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, voice: LoadedVoice) -> ChunkedVoice | None:
+        """The chunked form of a loaded voice, or None (disabled, or the split failed: use whole sentences)."""
+        if not self.enabled:
+            return None
+        key = voice.entry.id
+        with self._lock:
+            if key in self._voices:
+                cached = self._voices[key]
+                if cached is None or cached.voice is voice:
+                    return cached
+            # One lock for the build too: splitting takes seconds and must happen once, not once per worker.
+            try:
+                chunked: ChunkedVoice | None = ChunkedVoice(voice, self.cache_root, self.intra_op_threads)
+            except Exception as exc:  # onnx / onnxruntime / file system: any failure means whole sentences
+                logger.warning(
+                    "streaming split failed; whole-sentence synthesis for this voice",
+                    extra={"voice": key, "error_type": type(exc).__name__},
+                )
+                chunked = None
+            self._voices[key] = chunked
+            return chunked

@@ -1,0 +1,220 @@
+"""One streaming connection over the engine: client messages in, events out, whatever carries them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from tts_service.engine import Engine, SpeechOptions
+from tts_service.engine.audio import silence
+from tts_service.errors import ServiceError, UnexpectedMessage
+from tts_service.streaming.events import (
+    AudioEvent,
+    Encoding,
+    EndEvent,
+    ErrorEvent,
+    Event,
+    EventMaker,
+    StartEvent,
+    to_json,
+)
+from tts_service.streaming.messages import (
+    CancelMessage,
+    ClientMessage,
+    EndMessage,
+    FlushMessage,
+    SpeakMessage,
+    StartMessage,
+    TextMessage,
+    parse_message,
+)
+from tts_service.streaming.session import IncrementalText
+
+logger = logging.getLogger(__name__)
+
+Incoming = str | bytes | None
+"""A client frame; None when the client has gone."""
+
+
+class Transport(Protocol):
+    """Where events go: a WebSocket, or anything with text and binary frames."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+
+class TransportGone(Exception):
+    """Sending failed: the client has left."""
+
+
+@dataclass
+class _Stream:
+    id: str
+    options: SpeechOptions
+    encoding: Encoding
+    maker: EventMaker
+    text: IncrementalText | None
+    """Pending incremental text; None for a `speak` stream, which has all its text at once."""
+    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    """Sentences (or a whole `speak` text) to synthesize in order; None ends the stream."""
+    ending: bool = False
+    spoken: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+class StreamDriver:
+    """Runs the protocol for one connection: at most one stream at a time, then the next."""
+
+    def __init__(self, engine: Engine, transport: Transport) -> None:
+        self.engine = engine
+        self.transport = transport
+        settings = engine.settings
+        self.max_text_chars = settings.max_text_chars
+        self.max_pending = settings.stream_max_pending_chars
+        self.max_audio_bytes = settings.stream_max_audio_bytes
+        self.stream: _Stream | None = None
+        self._send_lock = asyncio.Lock()
+        self._inflight: asyncio.Future[None] | None = None
+
+    async def run(self, receive: Callable[[], Awaitable[Incoming]]) -> None:
+        """Handle frames until the client leaves; then stop any synthesis (its worker is freed)."""
+        try:
+            while True:
+                raw = await receive()
+                if raw is None:
+                    return
+                await self.handle(raw)
+        finally:
+            await self.close()
+
+    async def handle(self, raw: str | bytes) -> None:
+        """One client frame; a bad one gets an `error` event and the connection stays usable."""
+        try:
+            await self._dispatch(parse_message(raw, self.max_text_chars))
+        except ServiceError as exc:
+            await self._emit_quietly(ErrorEvent.from_error(exc))
+
+    async def close(self) -> None:
+        stream = self.stream
+        if stream is not None and stream.task is not None:
+            stream.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await stream.task
+        self.stream = None
+
+    # --- messages ---
+
+    async def _dispatch(self, msg: ClientMessage) -> None:
+        if isinstance(msg, SpeakMessage | StartMessage):
+            if self.stream is not None:
+                raise UnexpectedMessage(f"a stream is running; send cancel or wait for its end before {msg.type}")
+            await self._open(msg)
+            return
+        stream = self.stream
+        if isinstance(msg, CancelMessage):
+            if stream is not None:
+                await self._cancel(stream)
+            return  # nothing to cancel: the stream ended while the cancel was on its way
+        if stream is None or stream.text is None or stream.ending:
+            raise UnexpectedMessage(f"{msg.type} needs an open incremental stream: send start first")
+        if isinstance(msg, TextMessage):
+            for sentence in stream.text.feed(msg.text):
+                stream.queue.put_nowait(sentence)
+        elif isinstance(msg, FlushMessage):
+            rest = stream.text.flush()
+            if rest:
+                stream.queue.put_nowait(rest)
+        elif isinstance(msg, EndMessage):
+            rest = stream.text.flush()
+            if rest:
+                stream.queue.put_nowait(rest)
+            stream.ending = True
+            stream.queue.put_nowait(None)
+
+    async def _open(self, msg: SpeakMessage | StartMessage) -> None:
+        options = msg.options()
+        # Validate voice, speaker and text before announcing a stream; errors go back as `error` events.
+        probe = self.engine.request(msg.text if isinstance(msg, SpeakMessage) else "start", options)
+        stream = _Stream(
+            id=uuid.uuid4().hex,
+            options=options,
+            encoding=msg.encoding,
+            maker=EventMaker(self.max_audio_bytes, spectrogram=msg.spectrogram, sample_rate=probe.voice.sample_rate),
+            text=None if isinstance(msg, SpeakMessage) else IncrementalText(self.max_pending),
+        )
+        if isinstance(msg, SpeakMessage):
+            stream.queue.put_nowait(probe.text)
+            stream.queue.put_nowait(None)
+            stream.ending = True
+        self.stream = stream
+        await self._emit(StartEvent(stream.id, probe.voice.id, probe.voice.sample_rate, msg.encoding))
+        stream.task = asyncio.create_task(self._speak(stream), name=f"stream-{stream.id}")
+        logger.info("stream started", extra={"stream_id": stream.id, "voice": probe.voice.id, "mode": msg.type})
+
+    async def _cancel(self, stream: _Stream) -> None:
+        if stream.task is not None:
+            stream.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream.task
+        if self._inflight is not None:
+            # An audio frame already handed to the transport goes out before `end`, never after it.
+            with contextlib.suppress(Exception):
+                await self._inflight
+        if self.stream is stream:
+            self.stream = None
+        await self._emit_quietly(stream.maker.end(cancelled=True))
+        logger.info("stream cancelled", extra={"stream_id": stream.id, "chunks": stream.maker.seq})
+
+    # --- synthesis ---
+
+    async def _speak(self, stream: _Stream) -> None:
+        try:
+            while (text := await stream.queue.get()) is not None:
+                req = self.engine.request(text, stream.options)
+                first = True
+                async for chunk in self.engine.stream(req):
+                    if first and stream.spoken > 0 and req.sentence_silence > 0:
+                        # Incremental sentences are separate requests; keep the gap the engine puts between them.
+                        chunk.pcm = np.concatenate([silence(req.sentence_silence, chunk.sample_rate), chunk.pcm])
+                    first = False
+                    for event in stream.maker.events(chunk):
+                        # Shielded: a cancel never cuts a frame in half; it takes effect after this one.
+                        self._inflight = asyncio.ensure_future(self._emit(event, stream.encoding))
+                        await asyncio.shield(self._inflight)
+                stream.spoken += 1
+            await self._emit(stream.maker.end())
+            logger.info("stream ended", extra={"stream_id": stream.id, "chunks": stream.maker.seq})
+        except TransportGone:
+            logger.info("client left mid-stream", extra={"stream_id": stream.id})
+        except ServiceError as exc:
+            await self._emit_quietly(ErrorEvent.from_error(exc))
+        except Exception as exc:
+            logger.error("stream failed", extra={"stream_id": stream.id, "error_type": type(exc).__name__})
+            await self._emit_quietly(ErrorEvent("internal_error", "synthesis failed; the error was logged"))
+        finally:
+            if self.stream is stream:
+                self.stream = None
+
+    # --- output ---
+
+    async def _emit(self, event: Event, encoding: Encoding = "base64") -> None:
+        async with self._send_lock:
+            try:
+                if encoding == "binary" and isinstance(event, AudioEvent):
+                    await self.transport.send_bytes(event.pcm)
+                else:
+                    await self.transport.send_text(to_json(event))
+            except Exception as exc:
+                raise TransportGone(type(exc).__name__) from exc
+
+    async def _emit_quietly(self, event: ErrorEvent | EndEvent) -> None:
+        with contextlib.suppress(TransportGone):
+            await self._emit(event)

@@ -1,0 +1,35 @@
+"""Incremental text (LLM tokens, any split) cut into sentences as they complete."""
+
+from __future__ import annotations
+
+import re
+
+from tts_service.engine.text import split_complete
+from tts_service.errors import TextTooLong
+
+_SPACE_RE = re.compile(r"\s+")
+
+
+class IncrementalText:
+    """Pending text of one stream; `feed` returns the sentences it completed, `flush` hands over the rest."""
+
+    def __init__(self, max_pending: int, pending: str = "") -> None:
+        self.max_pending = max_pending
+        self.pending = pending
+
+    def feed(self, text: str) -> list[str]:
+        """Append text; return the sentences now complete. TextTooLong (state unchanged) if too much is pending."""
+        sentences, rest = split_complete(self.pending + text)
+        if len(rest) > self.max_pending:
+            raise TextTooLong(
+                f"{len(rest)} characters are pending without a sentence end; the limit is {self.max_pending}",
+                limit=self.max_pending,
+            )
+        self.pending = rest
+        return sentences
+
+    def flush(self) -> str | None:
+        """The unfinished rest as a sentence to speak now (None when only whitespace is pending)."""
+        rest = _SPACE_RE.sub(" ", self.pending).strip()
+        self.pending = ""
+        return rest or None
