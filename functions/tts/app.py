@@ -1,11 +1,12 @@
-"""Lambda entry for `POST /tts`. The voice loads here, at init, not on the first request."""
+"""Lambda entry for `POST /tts` and `GET /healthz`. The voice loads here, at init, not on the first request."""
 
-from mangum import Mangum
-
-from tts_service.api import tts
+from tts_service.api import health, tts
 from tts_service.app import create_app
+from tts_service.aws.bootstrap import prepare_environment
+from tts_service.aws.handler import lambda_handler
 from tts_service.engine import get_engine
 
-app = create_app(tts.router)
+prepare_environment()
+app = create_app(tts.router, health.router)
 get_engine().warm_blocking()
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, service="tts")

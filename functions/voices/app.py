@@ -1,11 +1,12 @@
-"""Lambda entry for `GET /voices` and `GET /voices/detail`: reads the voice map, loads no model."""
+"""Lambda entry for `GET /voices`, `GET /voices/detail` and `GET /health`: reads the voice map, loads no model."""
 
-from mangum import Mangum
-
-from tts_service.api import voices
+from tts_service.api import health, voices
 from tts_service.app import create_app
+from tts_service.aws.bootstrap import prepare_environment
+from tts_service.aws.handler import lambda_handler
 from tts_service.engine import get_engine
 
-app = create_app(voices.router)
+prepare_environment()
+app = create_app(voices.router, health.router)
 get_engine()
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, service="voices")
