@@ -1,0 +1,276 @@
+"""Chat: `POST /chat`, `POST /voice-chat`, `GET /llm/provider`, `GET|DELETE /conversations/{id}` (REST, also on
+Lambda) and `WS /ws/chat` (the shim), where tokens and spoken sentences stream while the LLM writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, WebSocket
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from tts_service.api.deps import EngineDep
+from tts_service.chat.memory import MemoryState
+from tts_service.chat.service import CONVERSATION_ID_PATTERN, ChatService, get_chat_service
+from tts_service.chat.speech import speakable
+from tts_service.chat.turn import TurnEvent, TurnRequest, spoken_turn
+from tts_service.engine import Engine, SpeechOptions
+from tts_service.engine.audio import encode_wav
+from tts_service.engine.text import split_sentences
+from tts_service.errors import (
+    BinaryMessage,
+    ConversationNotFound,
+    MessageNotJSON,
+    ServiceError,
+    UnexpectedMessage,
+    UnknownMessageType,
+    ValidationFailed,
+)
+from tts_service.streaming.events import AudioEvent, ErrorEvent
+
+router = APIRouter(tags=["chat"])
+ws_router = APIRouter(tags=["chat"])
+logger = logging.getLogger(__name__)
+
+ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
+ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID_PATTERN, max_length=128)]
+
+
+class ChatRequest(SpeechOptions):
+    """Body of POST /chat and POST /voice-chat; the speech options apply when the reply is spoken."""
+
+    message: str = Field(description="The user's message: 1 to MAX_MESSAGE_CHARS characters after trimming.")
+    conversation_id: str | None = Field(
+        None,
+        pattern=CONVERSATION_ID_PATTERN,
+        description="Continue this conversation; omitted: a new one (its id is in the response).",
+    )
+    speak: bool = Field(False, description="Also return the reply as speech (always on for /voice-chat).")
+
+
+class ChatResponse(BaseModel):
+    """The reply, the conversation it belongs to, whether memory worked, and the speech when asked."""
+
+    reply: str
+    conversation_id: str
+    memory: MemoryState = Field(description='"ok", "unavailable" (answered without memory) or "disabled".')
+    audio_base64: str | None = Field(None, description="A complete 16-bit mono WAV file, standard base64.")
+    sample_rate: int | None = None
+    duration_ms: int | None = None
+    voice: str | None = None
+    cleaned_text: str | None = Field(None, description="The text that was spoken (formatting removed).")
+
+
+async def _answer(body: ChatRequest, speak: bool, service: ChatService, engine: Engine) -> JSONResponse:
+    if speak:
+        engine.request("Hello.", body)  # refuse a bad voice or option before the LLM spends anything
+    result = await service.reply(body.message, body.conversation_id)
+    payload = ChatResponse(reply=result.reply, conversation_id=result.conversation_id, memory=result.memory)
+    headers = {"X-Conversation-Id": result.conversation_id, "X-Memory": result.memory}
+    text = _speech_text(result.reply, engine.settings.max_text_chars) if speak else ""
+    if text:
+        speech = await engine.synthesize(engine.request(text, body))
+        wav = encode_wav(speech.pcm, speech.sample_rate)
+        payload.audio_base64 = base64.b64encode(wav).decode("ascii")
+        payload.sample_rate = speech.sample_rate
+        payload.duration_ms = speech.duration_ms
+        payload.voice = speech.voice_id
+        payload.cleaned_text = text
+    return JSONResponse(payload.model_dump(exclude_none=True), headers=headers)
+
+
+def _speech_text(reply: str, limit: int) -> str:
+    """What to speak of a reply: formatting removed, whole sentences up to the synthesis limit."""
+    text = speakable(reply)
+    if not any(ch.isalnum() for ch in text):
+        return ""
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    used = 0
+    for sentence in split_sentences(text):
+        if used + len(sentence) + 1 > limit:
+            break
+        kept.append(sentence)
+        used += len(sentence) + 1
+    return " ".join(kept) or text[:limit]
+
+
+@router.post("/chat", response_model=ChatResponse, response_model_exclude_none=True)
+async def chat(body: ChatRequest, service: ChatServiceDep, engine: EngineDep) -> JSONResponse:
+    """Answer a message, remembering the conversation; with `speak: true` the reply comes as speech too."""
+    return await _answer(body, body.speak, service, engine)
+
+
+@router.post("/voice-chat", response_model=ChatResponse, response_model_exclude_none=True)
+async def voice_chat(body: ChatRequest, service: ChatServiceDep, engine: EngineDep) -> JSONResponse:
+    """`POST /chat` with `speak: true` (the upstream route)."""
+    return await _answer(body, True, service, engine)
+
+
+@router.get("/llm/provider")
+async def llm_provider(service: ChatServiceDep) -> dict[str, Any]:
+    """Provider, model, and whether it answers now (a cheap probe, a few seconds at most)."""
+    llm = service.llm
+    problem = await llm.probe()
+    body: dict[str, Any] = {
+        "provider": llm.provider,
+        "model": llm.model,
+        "embedding_model": llm.embedding_model,
+        "configured": llm.configured,
+        "available": problem is None,
+        "memory": {"enabled": service.memory.enabled, **service.memory.describe()},
+    }
+    if problem is not None:
+        body["error"] = problem
+    return body
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@router.get("/conversations/{conversation_id}")
+async def get_conversation(conversation_id: ConversationId, service: ChatServiceDep) -> dict[str, Any]:
+    """The stored messages of a conversation, oldest first (404 when none are stored)."""
+    messages = await service.memory.history(conversation_id)
+    if not messages:
+        raise ConversationNotFound(f"no stored turns for conversation {conversation_id}")
+    return {
+        "conversation_id": conversation_id,
+        "turns": len({m.turn for m in messages}),
+        "messages": [
+            {"role": m.role, "content": m.text, "turn": m.turn, "timestamp": _iso(m.timestamp)} for m in messages
+        ],
+    }
+
+
+@router.delete("/conversations/{conversation_id}")
+async def delete_conversation(conversation_id: ConversationId, service: ChatServiceDep) -> dict[str, Any]:
+    """Erase every stored message of a conversation (idempotent: 0 when there was nothing)."""
+    deleted = await service.memory.delete(conversation_id)
+    logger.info("conversation deleted", extra={"conversation_id": conversation_id, "messages": deleted})
+    return {"conversation_id": conversation_id, "deleted": deleted}
+
+
+# --- WebSocket (shim) ---
+
+
+class WsChatMessage(SpeechOptions):
+    """`{"type": "chat", "message", ...}`: answer this message, streaming tokens and (by default) speech."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chat"] = "chat"
+    message: str
+    conversation_id: str | None = Field(None, pattern=CONVERSATION_ID_PATTERN)
+    speak: bool = True
+    encoding: Literal["binary", "base64"] = "binary"
+
+
+def parse_ws_message(raw: str | bytes) -> WsChatMessage | Literal["cancel"]:
+    """One client frame: a chat message or a cancel; a protocol error otherwise."""
+    if isinstance(raw, bytes):
+        raise BinaryMessage("binary frames are not accepted; send JSON text frames")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise MessageNotJSON("the frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise MessageNotJSON("the frame must be a JSON object")
+    kind = data.get("type", "chat")
+    if kind == "cancel":
+        return "cancel"
+    if kind != "chat":
+        raise UnknownMessageType(f"unknown message type {str(kind)[:40]!r}; expected chat or cancel")
+    try:
+        return WsChatMessage.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]]
+        raise ValidationFailed("; ".join(problems)) from None
+
+
+class _ChatSocket:
+    """One /ws/chat connection: one turn at a time; `cancel` stops the turn in progress."""
+
+    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine) -> None:
+        self.ws = websocket
+        self.service = service
+        self.engine = engine
+        self.send_lock = asyncio.Lock()
+        self.turn: asyncio.Task[None] | None = None
+        self.cancel = asyncio.Event()
+
+    async def send(self, event: TurnEvent | ErrorEvent, encoding: str = "base64") -> None:
+        async with self.send_lock:
+            if isinstance(event, AudioEvent) and encoding == "binary":
+                await self.ws.send_bytes(event.pcm)
+            else:
+                await self.ws.send_text(json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False))
+
+    async def run(self) -> None:
+        try:
+            while True:
+                frame = await self.ws.receive()
+                if frame["type"] == "websocket.disconnect":
+                    return
+                text, data = frame.get("text"), frame.get("bytes")
+                raw: str | bytes = text if isinstance(text, str) else bytes(data or b"")
+                try:
+                    await self.handle(raw)
+                except ServiceError as exc:
+                    await self.send(ErrorEvent.from_error(exc))
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        finally:
+            await self.stop()
+
+    async def handle(self, raw: str | bytes) -> None:
+        msg = parse_ws_message(raw)
+        busy = self.turn is not None and not self.turn.done()
+        if msg == "cancel":
+            if busy:
+                self.cancel.set()
+            return
+        if busy:
+            raise UnexpectedMessage("a turn is in progress; send cancel or wait for done")
+        self.cancel = asyncio.Event()
+        req = TurnRequest(
+            message=msg.message,
+            conversation_id=msg.conversation_id,
+            speak=msg.speak,
+            options=SpeechOptions.model_validate(msg.model_dump(include=set(SpeechOptions.model_fields))),
+            encoding=msg.encoding,
+        )
+        self.turn = asyncio.create_task(self.play(req, self.cancel))
+
+    async def play(self, req: TurnRequest, cancel: asyncio.Event) -> None:
+        try:
+            async for event in spoken_turn(self.service, self.engine, req, cancel):
+                await self.send(event, req.encoding)
+        except ServiceError as exc:
+            with contextlib.suppress(Exception):
+                await self.send(ErrorEvent.from_error(exc))
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return  # the client left; the turn's tasks were cancelled on the way out
+
+    async def stop(self) -> None:
+        if self.turn is not None and not self.turn.done():
+            self.turn.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.turn
+
+
+@ws_router.websocket("/ws/chat")
+async def ws_chat(websocket: WebSocket, service: ChatServiceDep, engine: EngineDep) -> None:
+    """Send `{"type": "chat", "message"}`; receive start, token*, audio*, end, done. `{"type": "cancel"}` stops."""
+    await websocket.accept()
+    await _ChatSocket(websocket, service, engine).run()

@@ -1,0 +1,386 @@
+"""Conversation memory in Qdrant: every turn stored, the latest turns and the most similar older ones recalled.
+
+One code path for both deployments: qdrant-client's embedded local mode at QDRANT_PATH (no server), or a
+Qdrant server at QDRANT_URL. The embedded store allows ONE process: qdrant-client holds an exclusive lock
+on `<QDRANT_PATH>/.lock`, and a second process (a second shim worker) gets `memory: "unavailable"` with a
+log line saying why, never a corrupted store. Run one worker, or point every worker at a server.
+
+On AWS Lambda an embedded store would live in one instance's /tmp and vanish with it, so there memory
+needs QDRANT_URL and is otherwise reported unavailable.
+
+Points: one per message (role user or assistant), payload `conversation_id`, `role`, `text`, `timestamp`
+(epoch seconds), `turn` (0, 1, ...). Vectors only when EMBEDDING_MODEL is set (named vector `text`, from the
+LLM provider's embeddings endpoint); without one the collection has no vectors and recall is by order.
+Every failure here becomes `MemoryUnavailable`; the chat service answers without memory when it sees one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from prometheus_client import Counter
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from tts_service.config import Settings
+from tts_service.errors import MemoryUnavailable
+
+logger = logging.getLogger(__name__)
+
+MemoryState = Literal["ok", "unavailable", "disabled"]
+VECTOR_NAME = "text"
+HISTORY_LIMIT = 10000
+"""Most messages GET /conversations/{id} returns (the oldest are dropped past it)."""
+REOPEN_AFTER_SECS = 10.0
+"""After a failed open, how long to answer 'unavailable' at once before trying again."""
+PURGE_EVERY_SECS = 600.0
+
+MEMORY_FAILURES = Counter(
+    "tts_chat_memory_failures_total", "Conversation memory operations that failed (chat went on without)", ["op"]
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One stored message of a conversation."""
+
+    turn: int
+    role: str
+    text: str
+    timestamp: float
+
+
+@dataclass
+class Recall:
+    """What memory adds to a request: the recent turns and the similar older ones, each in turn order."""
+
+    recalled: list[StoredMessage]
+    recent: list[StoredMessage]
+
+
+def _match(key: str, value: Any) -> qm.FieldCondition:
+    return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+
+
+def _sorted(messages: list[StoredMessage]) -> list[StoredMessage]:
+    return sorted(messages, key=lambda m: (m.turn, m.role != "user", m.timestamp))
+
+
+def _message(point: Any) -> StoredMessage:
+    payload = point.payload or {}
+    return StoredMessage(
+        turn=int(payload["turn"]),
+        role=str(payload["role"]),
+        text=str(payload["text"]),
+        timestamp=float(payload["timestamp"]),
+    )
+
+
+class ConversationMemory:
+    """Turns of conversations in the Qdrant collection; blocking client calls run off the event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.collection = settings.qdrant_collection
+        self.mode = "server" if settings.qdrant_url else "embedded"
+        self._client: QdrantClient | None = None
+        self._lock = threading.Lock()  # the embedded client is not thread-safe; the server one is cheap to share
+        self._retry_at = 0.0
+        self._reason = ""
+        self._collection_ready = False
+        self._vector_size: int | None = None
+        self._last_purge = 0.0
+
+    # --- state ---
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.memory_enabled
+
+    def describe(self) -> dict[str, Any]:
+        """Where memory lives (for GET /llm/provider and logs); no secrets."""
+        where = self.settings.qdrant_url if self.settings.qdrant_url else str(self.settings.qdrant_local_path)
+        return {"mode": self.mode, "location": where, "collection": self.collection}
+
+    def close(self) -> None:
+        """Release the store (and, in embedded mode, its lock so another process may open it)."""
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                finally:
+                    self._client = None
+                    self._collection_ready = False
+
+    # --- async API ---
+
+    async def recall(self, conversation_id: str, query_vector: list[float] | None) -> Recall:
+        """The last MEMORY_TURNS turns and, with a query vector, the MEMORY_RECALL_K most similar older turns."""
+        return await self._run("recall", self._recall, conversation_id, query_vector)
+
+    async def store(
+        self, conversation_id: str, user: str, assistant: str, vectors: tuple[list[float], list[float]] | None
+    ) -> int:
+        """Append one whole turn (user message + reply); returns its turn index."""
+        return await self._run("store", self._store, conversation_id, user, assistant, vectors)
+
+    async def history(self, conversation_id: str) -> list[StoredMessage]:
+        """Every unexpired message of the conversation, oldest first."""
+        return await self._run("history", self._history, conversation_id)
+
+    async def delete(self, conversation_id: str) -> int:
+        """Erase the conversation; returns how many messages were deleted."""
+        return await self._run("delete", self._delete, conversation_id)
+
+    @property
+    def wants_vectors(self) -> bool:
+        """Whether stored turns get vectors (an embedder is configured and the collection can hold them)."""
+        return bool(self.settings.embedding_model)
+
+    async def _run(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+        if not self.enabled:
+            raise MemoryUnavailable("conversation memory is disabled (MEMORY_ENABLED=false)", memory="disabled")
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self._locked, fn, *args), self.settings.memory_timeout_secs)
+        except MemoryUnavailable as exc:
+            MEMORY_FAILURES.labels(op).inc()
+            logger.warning("memory unavailable", extra={"op": op, "reason": exc.message, "memory_mode": self.mode})
+            raise
+        except TimeoutError:
+            MEMORY_FAILURES.labels(op).inc()
+            logger.warning("memory timed out", extra={"op": op, "memory_mode": self.mode})
+            raise MemoryUnavailable("the conversation store did not answer in time") from None
+        except Exception as exc:
+            MEMORY_FAILURES.labels(op).inc()
+            logger.warning(
+                "memory failed", extra={"op": op, "error_type": type(exc).__name__, "memory_mode": self.mode}
+            )
+            raise MemoryUnavailable("the conversation store failed") from None
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return fn(self._open(), *args)
+
+    # --- blocking core (worker thread, under the lock) ---
+
+    def _open(self) -> QdrantClient:
+        if self._client is not None:
+            return self._client
+        if time.monotonic() < self._retry_at:
+            raise MemoryUnavailable(self._reason)
+        try:
+            self._client = self._connect()
+            self._retry_at = 0.0
+        except MemoryUnavailable as exc:
+            self._fail(exc.message)
+            raise
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                self._fail(
+                    f"the embedded store at {self.settings.qdrant_local_path} is open in another process; it allows "
+                    "one process: run a single worker or set QDRANT_URL"
+                )
+            else:
+                self._fail(f"cannot open the conversation store ({type(exc).__name__})")
+            raise MemoryUnavailable(self._reason) from None
+        except Exception as exc:
+            self._fail(f"cannot open the conversation store ({type(exc).__name__})")
+            raise MemoryUnavailable(self._reason) from None
+        logger.info("memory open", extra=self.describe())
+        return self._client
+
+    def _fail(self, reason: str) -> None:
+        self._reason = reason
+        self._retry_at = time.monotonic() + REOPEN_AFTER_SECS
+        logger.error("memory unavailable", extra={"reason": reason, "memory_mode": self.mode})
+
+    def _connect(self) -> QdrantClient:
+        settings = self.settings
+        if settings.qdrant_url:
+            client = QdrantClient(
+                url=settings.qdrant_url,
+                api_key=settings.qdrant_api_key,
+                timeout=max(1, round(settings.memory_timeout_secs)),
+            )
+            client.get_collections()  # fail now, not on the first turn, if the server is not there
+            return client
+        if settings.aws_lambda_function_name:
+            raise MemoryUnavailable(
+                "on AWS Lambda conversation memory needs QDRANT_URL; an embedded store would be private to one "
+                "instance and lost with it"
+            )
+        path = settings.qdrant_local_path
+        path.mkdir(parents=True, exist_ok=True)
+        return QdrantClient(path=str(path))
+
+    def _exists(self, client: QdrantClient) -> bool:
+        if self._collection_ready:
+            return True
+        if not client.collection_exists(self.collection):
+            return False
+        self._adopt(client)
+        return True
+
+    def _adopt(self, client: QdrantClient) -> None:
+        vectors = client.get_collection(self.collection).config.params.vectors
+        params = vectors.get(VECTOR_NAME) if isinstance(vectors, dict) else None
+        self._vector_size = params.size if params is not None else None
+        if self.wants_vectors and self._vector_size is None:
+            logger.warning(
+                "collection has no vectors; similarity recall is off until it is recreated",
+                extra={"collection": self.collection},
+            )
+        self._collection_ready = True
+
+    def _ensure(self, client: QdrantClient, vector_size: int | None) -> None:
+        if self._exists(client):
+            return
+        vectors_config = (
+            {VECTOR_NAME: qm.VectorParams(size=vector_size, distance=qm.Distance.COSINE)} if vector_size else {}
+        )
+        client.create_collection(self.collection, vectors_config=vectors_config)
+        with warnings.catch_warnings():
+            # Embedded mode accepts payload indexes but warns they do nothing there; a server uses them.
+            warnings.simplefilter("ignore", UserWarning)
+            client.create_payload_index(self.collection, "conversation_id", qm.PayloadSchemaType.KEYWORD)
+            client.create_payload_index(self.collection, "turn", qm.PayloadSchemaType.INTEGER)
+            client.create_payload_index(self.collection, "timestamp", qm.PayloadSchemaType.FLOAT)
+        self._adopt(client)
+
+    def _conversation_filter(self, conversation_id: str, *extra: qm.Condition) -> qm.Filter:
+        must: list[qm.Condition] = [_match("conversation_id", conversation_id), *extra]
+        cutoff = self._cutoff()
+        if cutoff is not None:
+            must.append(qm.FieldCondition(key="timestamp", range=qm.Range(gte=cutoff)))
+        return qm.Filter(must=must)
+
+    def _cutoff(self) -> float | None:
+        days = self.settings.memory_retention_days
+        return None if days is None else time.time() - days * 86400
+
+    def _latest(self, client: QdrantClient, conversation_id: str, limit: int) -> list[StoredMessage]:
+        points, _ = client.scroll(
+            self.collection,
+            scroll_filter=self._conversation_filter(conversation_id),
+            limit=limit,
+            order_by=qm.OrderBy(key="turn", direction=qm.Direction.DESC),
+            with_payload=True,
+            with_vectors=False,
+        )
+        return [_message(p) for p in points]
+
+    def _recall(self, client: QdrantClient, conversation_id: str, query_vector: list[float] | None) -> Recall:
+        if not self._exists(client):
+            return Recall(recalled=[], recent=[])
+        turns = self.settings.memory_turns
+        recent: list[StoredMessage] = []
+        if turns > 0:
+            latest = self._latest(client, conversation_id, 2 * turns + 2)
+            keep = sorted({m.turn for m in latest}, reverse=True)[:turns]
+            recent = _sorted([m for m in latest if m.turn in keep])
+        recalled: list[StoredMessage] = []
+        k = self.settings.memory_recall_k
+        if query_vector is not None and k > 0 and self._vector_size == len(query_vector):
+            older: list[qm.Condition] = []
+            if recent:
+                older.append(qm.FieldCondition(key="turn", range=qm.Range(lt=recent[0].turn)))
+            hits = client.query_points(
+                self.collection,
+                query=query_vector,
+                using=VECTOR_NAME,
+                query_filter=self._conversation_filter(conversation_id, *older),
+                limit=2 * k,
+                with_payload=True,
+            ).points
+            wanted: list[int] = []
+            for hit in hits:
+                turn = int((hit.payload or {})["turn"])
+                if turn not in wanted:
+                    wanted.append(turn)
+            wanted = wanted[:k]
+            if wanted:
+                points, _ = client.scroll(
+                    self.collection,
+                    scroll_filter=self._conversation_filter(
+                        conversation_id, qm.FieldCondition(key="turn", match=qm.MatchAny(any=wanted))
+                    ),
+                    limit=4 * len(wanted),
+                    with_payload=True,
+                    with_vectors=False,
+                )
+                recalled = _sorted([_message(p) for p in points])
+        return Recall(recalled=recalled, recent=recent)
+
+    def _store(
+        self,
+        client: QdrantClient,
+        conversation_id: str,
+        user: str,
+        assistant: str,
+        vectors: tuple[list[float], list[float]] | None,
+    ) -> int:
+        self._ensure(client, len(vectors[0]) if vectors else None)
+        use_vectors = vectors is not None and self._vector_size == len(vectors[0])
+        latest = self._latest(client, conversation_id, 1)
+        turn = latest[0].turn + 1 if latest else 0
+        now = time.time()
+        points = []
+        for i, (role, text) in enumerate((("user", user), ("assistant", assistant))):
+            vector: Any = {VECTOR_NAME: vectors[i]} if use_vectors and vectors is not None else {}
+            payload = {"conversation_id": conversation_id, "role": role, "text": text, "timestamp": now, "turn": turn}
+            # The assistant's timestamp is a hair later so ties never reorder a turn.
+            payload["timestamp"] = now + i * 1e-3
+            points.append(qm.PointStruct(id=str(uuid.uuid4()), vector=vector, payload=payload))
+        client.upsert(self.collection, points=points, wait=True)
+        self._purge(client)
+        return turn
+
+    def _purge(self, client: QdrantClient) -> None:
+        cutoff = self._cutoff()
+        if cutoff is None or time.monotonic() - self._last_purge < PURGE_EVERY_SECS:
+            return
+        self._last_purge = time.monotonic()
+        client.delete(
+            self.collection,
+            points_selector=qm.FilterSelector(
+                filter=qm.Filter(must=[qm.FieldCondition(key="timestamp", range=qm.Range(lt=cutoff))])
+            ),
+        )
+
+    def _history(self, client: QdrantClient, conversation_id: str) -> list[StoredMessage]:
+        if not self._exists(client):
+            return []
+        messages: list[StoredMessage] = []
+        offset: Any = None
+        while len(messages) < HISTORY_LIMIT:
+            points, offset = client.scroll(
+                self.collection,
+                scroll_filter=self._conversation_filter(conversation_id),
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
+            )
+            messages.extend(_message(p) for p in points)
+            if offset is None:
+                break
+        return _sorted(messages)[-HISTORY_LIMIT:]
+
+    def _delete(self, client: QdrantClient, conversation_id: str) -> int:
+        if not self._exists(client):
+            return 0
+        flt = qm.Filter(must=[_match("conversation_id", conversation_id)])
+        count = client.count(self.collection, count_filter=flt, exact=True).count
+        if count:
+            client.delete(self.collection, points_selector=qm.FilterSelector(filter=flt), wait=True)
+        return int(count)

@@ -1,0 +1,31 @@
+"""Turning an LLM's written reply into text worth speaking: no markdown symbols, code or raw URLs read aloud."""
+
+from __future__ import annotations
+
+import re
+
+_FENCE_RE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+_LINK_RE = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_URL_RE = re.compile(r"https?://\S+|www\.\S+")
+_INLINE_CODE_RE = re.compile(r"`([^`]*)`")
+_EMPHASIS_RE = re.compile(r"(?<!\w)(\*\*|__|\*|~~)(?=\S)(.+?)(?<=\S)\1(?!\w)")
+_LINE_MARK_RE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|>[ \t]?|[-*+•][ \t]+|\d+[.)][ \t]+)", re.MULTILINE)
+_TABLE_RE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$", re.MULTILINE)
+# Emoji and pictographs: Piper would read them as nothing or as their names.
+_SYMBOL_RE = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f\u200d]")
+_LEFTOVER_RE = re.compile(r"(?<!\w)[*_]+|[*_]+(?!\w)|[#|`~<>\[\]{}]")
+_SPACE_RE = re.compile(r"[ \t]+")
+
+
+def speakable(text: str) -> str:
+    """The words of `text` without formatting, keeping sentence punctuation and paragraph breaks."""
+    text = _FENCE_RE.sub(" ", text)
+    text = _LINK_RE.sub(r"\1", text)
+    text = _URL_RE.sub("link", text)
+    text = _INLINE_CODE_RE.sub(r"\1", text)
+    text = _EMPHASIS_RE.sub(r"\2", text)
+    text = _TABLE_RE.sub("", text)
+    text = _LINE_MARK_RE.sub("", text)
+    text = _SYMBOL_RE.sub("", text)
+    text = _LEFTOVER_RE.sub(" ", text)
+    return _SPACE_RE.sub(" ", text).strip()
