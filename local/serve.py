@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI
 
-from tts_service.api import health, tts, voices
+from tts_service.api import chat, health, tts, voices
 from tts_service.api import stream as stream_api
 from tts_service.app import create_app
+from tts_service.chat import get_chat_service
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
 from tts_service.logging import configure_logging
@@ -30,6 +31,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
     warm.cancel()
     get_engine().pool.shutdown()
+    get_chat_service().memory.close()  # releases the embedded store's lock for the next process
 
 
 async def _warm() -> None:
@@ -41,7 +43,14 @@ async def _warm() -> None:
 
 
 app = create_app(
-    health.router, tts.router, voices.router, stream_api.router, title="tts-service (local)", lifespan=lifespan
+    health.router,
+    tts.router,
+    voices.router,
+    stream_api.router,
+    chat.router,
+    chat.ws_router,
+    title="tts-service (local)",
+    lifespan=lifespan,
 )
 
 

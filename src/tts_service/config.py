@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     """Turns older than this are deleted; unset: kept until DELETE /conversations/{id}."""
     memory_timeout_secs: float = Field(3.0, gt=0)
     """Budget for one memory operation; past it the reply goes on without memory."""
+    aws_lambda_function_name: str | None = None
+    """Set by AWS Lambda; there the embedded store is refused (it would live in one instance's /tmp)."""
 
     # --- logging ---
     log_level: str | None = None
