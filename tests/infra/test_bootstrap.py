@@ -1,0 +1,126 @@
+"""Lambda init: secrets named by ARN/parameter are read at run time; extra voices come from S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tts_service.aws.bootstrap import fetch_voices, prepare_environment, read_secret
+from tts_service.config import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials and a region (as on Lambda), with every AWS call served by moto."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # prepare_environment() writes these into os.environ; setting them first makes monkeypatch restore them.
+    for name in ("OPENAI_API_KEY", "QDRANT_API_KEY", "OPENAI_API_KEY_SECRET", "QDRANT_API_KEY_SECRET", "VOICE_MAP"):
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MODELS_DIR", os.environ.get("MODELS_DIR", str(REPO / "models")))
+    get_settings.cache_clear()
+    with mock_aws():
+        yield
+    get_settings.cache_clear()
+
+
+def unique(name: str) -> str:
+    # Powertools caches parameter values per name for a few seconds; each test uses its own names.
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def test_secrets_manager_arn_and_ssm_parameter_become_settings(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the OpenAI key in Secrets Manager (passed by ARN, as the template does) and the Qdrant key in SSM
+    arn = boto3.client("secretsmanager").create_secret(Name=unique("openai"), SecretString="sk-test-123\n")["ARN"]
+    param = "/" + unique("tts/qdrant")
+    boto3.client("ssm").put_parameter(Name=param, Value="qd-key-456", Type="SecureString")
+    monkeypatch.setenv("OPENAI_API_KEY_SECRET", arn)
+    monkeypatch.setenv("QDRANT_API_KEY_SECRET", f"ssm:{param}")
+
+    # WHEN the function initialises
+    settings = prepare_environment()
+
+    # THEN the settings the app reads hold the values, and the secrets never appear in the settings' repr
+    assert settings.openai_api_key == "sk-test-123"
+    assert settings.qdrant_api_key == "qd-key-456"
+    assert get_settings() is settings
+    assert "sk-test-123" not in repr(settings)
+
+
+def test_a_key_given_directly_wins_and_nothing_is_fetched(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
+    monkeypatch.setenv("OPENAI_API_KEY_SECRET", "arn:aws:secretsmanager:eu-west-1:210987654321:secret:absent-AbCdEf")
+    assert prepare_environment().openai_api_key == "sk-local"  # the absent secret was never read
+
+
+def test_a_missing_secret_fails_the_cold_start(aws: None) -> None:
+    with pytest.raises(Exception, match=r"(?i)not found|can't find|ResourceNotFound"):
+        read_secret(unique("no-such-secret"))
+
+
+def test_an_empty_secret_is_refused(aws: None) -> None:
+    name = unique("blank")
+    boto3.client("secretsmanager").create_secret(Name=name, SecretString="  ")
+    with pytest.raises(ValueError, match="empty"):
+        read_secret(name)
+
+
+def upload(bucket: str, files: dict[str, bytes]) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    for key, body in files.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def test_voices_from_s3_replace_the_baked_models_folder(
+    aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN a voices prefix in S3 with the repo's map and a voice file in a subfolder
+    voice_map = (REPO / "models" / "map.json").read_bytes()
+    upload("voices", {"v1/map.json": voice_map, "v1/de/voice.onnx": b"onnx", "v1/": b"", "other/map.json": b"{}"})
+    monkeypatch.setenv("VOICES_S3_URI", "s3://voices/v1")
+    monkeypatch.setenv("VOICES_DOWNLOAD_DIR", str(tmp_path / "models"))
+
+    # WHEN the function initialises
+    settings = prepare_environment()
+
+    # THEN the prefix's files are under the download folder, which is now MODELS_DIR
+    assert settings.models_dir == (tmp_path / "models").resolve()
+    assert json.loads((settings.models_dir / "map.json").read_bytes()) == json.loads(voice_map)
+    assert (settings.models_dir / "de" / "voice.onnx").read_bytes() == b"onnx"
+    assert sorted(p.name for p in settings.models_dir.rglob("*") if p.is_file()) == ["map.json", "voice.onnx"]
+
+
+def test_s3_voices_without_a_map_fail_loudly(aws: None, tmp_path: Path) -> None:
+    upload("nomap", {"v1/voice.onnx": b"onnx"})
+    with pytest.raises(ValueError, match="no map.json"):
+        fetch_voices("s3://nomap/v1/", tmp_path)
+
+
+def test_s3_keys_cannot_escape_the_voices_folder(aws: None, tmp_path: Path) -> None:
+    upload("evil", {"v1/map.json": b"{}", "v1/../../escape.txt": b"x"})
+    with pytest.raises(ValueError, match="escapes"):
+        fetch_voices("s3://evil/v1/", tmp_path / "models")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.parametrize("uri", ["voices/v1", "s3:///v1", "https://voices.s3.amazonaws.com/v1"])
+def test_a_malformed_s3_uri_is_refused(aws: None, tmp_path: Path, uri: str) -> None:
+    with pytest.raises(ValueError, match="s3://bucket/prefix/"):
+        fetch_voices(uri, tmp_path)
