@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tts_service import __version__
+from tts_service import __version__, middleware
+from tts_service.config import Settings, get_settings
 from tts_service.errors import (
     BadRequest,
     InvalidJSON,
@@ -24,6 +25,7 @@ from tts_service.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from tts_service.observability import Metrics, get_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +145,10 @@ def create_app(
     *routers: APIRouter,
     title: str = "tts-service",
     lifespan: Any = None,
+    settings: Settings | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving `routers`, with the service's error mapping installed."""
+    """A FastAPI app serving `routers`, with the service's error mapping and operational middleware installed."""
     app = FastAPI(
         title=title,
         version=__version__,
@@ -159,4 +163,6 @@ def create_app(
     for router in routers:
         app.include_router(router)
         app.include_router(router, prefix=LEGACY_PREFIX, include_in_schema=False)
+    app.state.metrics = metrics or get_metrics()
+    middleware.install(app, settings or get_settings(), app.state.metrics, routers, prefixes=("", LEGACY_PREFIX))
     return app

@@ -27,7 +27,31 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     """Used for absolute URLs in logs and clients."""
     request_timeout_secs: float = Field(60.0, gt=0)
+    """Time until a response starts; later -> 504 JSON. Keep the LLM timeout below it."""
     rate_limit_per_minute: int = Field(60, ge=1)
+    """Requests per client per minute (API key when presented, else client IP); more -> 429."""
+
+    # --- operations (issue 6) ---
+    environment: Literal["production", "development"] = "production"
+    """`development` allows localhost CORS origins when CORS_ALLOWED_ORIGINS is unset."""
+    api_keys: str | None = Field(None, repr=False)
+    """Comma-separated API keys, or the path of a file with one key per line; unset: no auth."""
+    cors_allowed_origins: str | None = None
+    """Comma-separated allowed browser origins (`*` for any); unset: none (production) or localhost (development)."""
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    """Largest request body accepted; more -> 413 JSON."""
+    rate_limit_enabled: bool = True
+    """Per-client rate limiting; switch off where API Gateway already throttles (Lambda)."""
+    rate_limit_burst: int | None = Field(None, ge=1)
+    """Requests a client may send back to back; unset: the whole per-minute budget."""
+    rate_limit_storage_uri: str | None = Field(None, repr=False)
+    """`limits` storage for shared counters (`redis://host:6379/0`); unset: in this process's memory."""
+    trusted_proxies: str | None = None
+    """Comma-separated IPs/CIDRs whose X-Forwarded-For is believed when finding the client IP."""
+    tts_cache_mb: float = Field(64.0, ge=0)
+    """Bytes of synthesized audio kept for identical requests (LRU), in MiB; 0 disables the cache."""
+    shutdown_grace_secs: float = Field(20.0, ge=0)
+    """On SIGTERM, how long in-flight requests and streams get to finish before they are closed."""
 
     # --- voices ---
     models_dir: Path = Path("models")

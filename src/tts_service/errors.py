@@ -51,6 +51,13 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class OriginNotAllowed(ServiceError):
+    """A CORS preflight from an origin (or with a method or header) that is not allowed (403)."""
+
+    status_code = 403
+    code = "origin_not_allowed"
+
+
 class NotFound(ServiceError):
     """No such resource (404)."""
 
@@ -209,6 +216,12 @@ class ServiceBusy(ServiceUnavailable):
     """Every synthesis worker is busy and the wait queue is full (503)."""
 
     code = "busy"
+
+
+class ShuttingDown(ServiceUnavailable):
+    """The server is draining for shutdown and takes no new requests (503)."""
+
+    code = "shutting_down"
 
 
 class GatewayTimeout(ServiceError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from tts_service.errors import ServiceBusy
+from tts_service.observability import Metrics
 
 T = TypeVar("T")
 
@@ -17,8 +19,9 @@ T = TypeVar("T")
 class WorkerPool:
     """`workers` threads; at most `workers + queue_size` jobs admitted at once, the next refused at once."""
 
-    def __init__(self, workers: int, queue_size: int) -> None:
+    def __init__(self, workers: int, queue_size: int, metrics: Metrics | None = None) -> None:
         self.workers = workers
+        self.metrics = metrics
         self.capacity = workers + queue_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synth")
         self._admitted = 0
@@ -33,6 +36,8 @@ class WorkerPool:
         """Hold a place for one job (a whole synthesis or a whole stream); ServiceBusy when full."""
         with self._lock:
             if self._admitted >= self.capacity:
+                if self.metrics is not None:
+                    self.metrics.observe_rejected("busy")
                 raise ServiceBusy(
                     "all synthesis workers are busy and the queue is full; retry shortly",
                     headers={"Retry-After": "1"},
@@ -45,8 +50,9 @@ class WorkerPool:
                 self._admitted -= 1
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a blocking call on a worker thread."""
-        return await asyncio.wrap_future(self._executor.submit(fn, *args))
+        """Run a blocking call on a worker thread, in a copy of the caller's context (its request id for logs)."""
+        context = contextvars.copy_context()
+        return await asyncio.wrap_future(self._executor.submit(context.run, fn, *args))
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

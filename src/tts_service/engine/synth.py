@@ -14,6 +14,7 @@ from piper.config import SynthesisConfig
 
 from tts_service.config import Settings, get_settings
 from tts_service.engine.audio import Int16Array, float_to_int16, silence
+from tts_service.engine.cache import AudioCache, cached_speech, cached_stream
 from tts_service.engine.chunked import ChunkedVoices, Schedule
 from tts_service.engine.options import SpeechOptions
 from tts_service.engine.pool import WorkerPool
@@ -21,6 +22,7 @@ from tts_service.engine.registry import VoiceEntry, VoiceRegistry
 from tts_service.engine.text import cut_phonemes, split_sentences
 from tts_service.engine.voices import LoadedVoice, SessionSettings, VoiceCache
 from tts_service.errors import SynthesisFailed, ValidationFailed
+from tts_service.observability import Metrics, get_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +87,11 @@ class Speech:
 class Engine:
     """Voice selection, option validation and synthesis on a bounded worker pool."""
 
-    def __init__(self, settings: Settings, registry: VoiceRegistry | None = None) -> None:
+    def __init__(
+        self, settings: Settings, registry: VoiceRegistry | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or get_metrics()
         self.registry = registry or VoiceRegistry.from_file(settings.voice_map_path)
         self.cache = VoiceCache(
             settings.voice_cache_size,
@@ -97,7 +102,10 @@ class Engine:
             ),
             pinned=frozenset({self.registry.default_voice}),
         )
-        self.pool = WorkerPool(settings.synth_workers, settings.synth_queue_size)
+        self.pool = WorkerPool(settings.synth_workers, settings.synth_queue_size, self.metrics)
+        self.audio_cache = AudioCache(int(settings.tts_cache_mb * 2**20), self.metrics)
+        """Finished audio by request (text, voice, options), shared by `synthesize` and `stream`."""
+        self.metrics.watch_engine(lambda: len(self.cache.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity)
         self.chunked = ChunkedVoices(
             settings.stream_cache_dir, settings.ort_intra_op_threads, enabled=settings.stream_chunked_decode
         )
@@ -241,11 +249,13 @@ class Engine:
 
     # --- async API (event loop) ---
 
+    @cached_speech
     async def synthesize(self, req: SpeechRequest) -> Speech:
         """The whole text as one PCM array."""
         with self.pool.admit():
             return await self.pool.run(self.synthesize_blocking, req)
 
+    @cached_stream
     async def stream(self, req: SpeechRequest) -> AsyncGenerator[SpeechChunk, None]:
         """Chunks as they are made. Stopping iteration stops synthesis after the chunk in progress."""
         with self.pool.admit():

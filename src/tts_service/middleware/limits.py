@@ -1,0 +1,102 @@
+"""Request body size limit (413) and request timeout (504), both answered as JSON through the error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tts_service.errors import GatewayTimeout, PayloadTooLarge
+from tts_service.middleware._asgi import header, refuse
+from tts_service.observability import Metrics
+
+logger = logging.getLogger(__name__)
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `max_bytes`: at once from Content-Length, else while reading a chunked body.
+
+    The body is read here, up to the limit, and replayed to the app: our bodies are small JSON documents the
+    app would buffer anyway, and refusing before the app runs means no half-handled request.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.metrics = metrics
+
+    def _too_large(self) -> PayloadTooLarge:
+        self.metrics.observe_rejected("payload_too_large")
+        return PayloadTooLarge(f"request body is over {self.max_bytes} bytes", limit=self.max_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        declared = header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+            await refuse(scope, receive, send, self._too_large(), 0)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                # The client went away mid-body; let the app see the disconnect as it would have.
+                chunks_done = [message]
+                break
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await refuse(scope, receive, send, self._too_large(), 0)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                chunks_done = []
+                break
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        pending.extend(chunks_done)
+
+        async def replay() -> Message:
+            if pending:
+                return pending.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class TimeoutMiddleware:
+    """504 JSON when the response has not started within `seconds`.
+
+    Only the wait for the status line counts: a streamed response that has started may run on (its own idle
+    limits apply), and WebSocket sessions are not timed at all.
+    """
+
+    def __init__(self, app: ASGIApp, *, seconds: float, metrics: Metrics) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            async with asyncio.timeout(self.seconds) as deadline:
+
+                async def send_and_stop_clock(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        deadline.reschedule(None)
+                    await send(message)
+
+                await self.app(scope, receive, send_and_stop_clock)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the app's own TimeoutError, not our deadline
+            self.metrics.observe_rejected("timeout")
+            logger.warning("request timed out", extra={"timeout_secs": self.seconds})
+            exc = GatewayTimeout(f"the request did not complete within {self.seconds:g} s", timeout_secs=self.seconds)
+            await refuse(scope, receive, send, exc, 0)
