@@ -3,14 +3,15 @@
 Memory needs QDRANT_URL here: without it chat answers with `memory: "unavailable"` (no per-instance store).
 """
 
-from mangum import Mangum
-
-from tts_service.api import chat
+from tts_service.api import chat, health
 from tts_service.app import create_app
+from tts_service.aws.bootstrap import prepare_environment
+from tts_service.aws.handler import lambda_handler
 from tts_service.chat import get_chat_service
 from tts_service.engine import get_engine
 
-app = create_app(chat.router)
+prepare_environment()
+app = create_app(chat.router, health.router)
 get_engine().warm_blocking()
 get_chat_service()
-handler = Mangum(app, lifespan="off")
+handler = lambda_handler(app, service="chat")

@@ -79,13 +79,13 @@ AppFactory = Callable[..., tuple[TestClient, ChatService]]
 
 
 @pytest.fixture
-def make_client(
-    engine: Engine, make_settings: SettingsFactory, services: list[ChatService]
-) -> Iterator[AppFactory]:
+def make_client(engine: Engine, make_settings: SettingsFactory, services: list[ChatService]) -> Iterator[AppFactory]:
     """A TestClient on chat + tts routers whose chat service uses the given settings."""
     clients: list[TestClient] = []
 
-    def build(provider: str = "openai", settings: Settings | None = None, **overrides: Any) -> tuple[TestClient, ChatService]:
+    def build(
+        provider: str = "openai", settings: Settings | None = None, **overrides: Any
+    ) -> tuple[TestClient, ChatService]:
         service = ChatService(settings or make_settings(provider, **overrides))
         services.append(service)
         app: FastAPI = create_app(chat.router, chat.ws_router, tts.router)

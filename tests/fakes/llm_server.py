@@ -5,7 +5,8 @@ exercise the same wire formats as a real provider: OpenAI `/v1/chat/completions`
 `data: [DONE]`), `/v1/embeddings` (float or base64), `/v1/models`; Ollama `/api/chat` (JSON or NDJSON,
 streaming by default as Ollama does), `/api/embed`, `/api/tags`.
 
-Faults (`server.fault = ...`), applied to chat calls (and embedding calls with `fault_embeddings=True`):
+Faults (`server.fault = ...`), applied to chat calls (`fault_chat`, default on) and embedding calls
+(`fault_embeddings`, default off):
 - `"http_500"`: an error body with status 500;
 - `"hang"`: read the request and answer nothing until `hang_secs` pass or the server stops;
 - `"malformed"`: status 200 with a body (or stream lines) that is not valid JSON;
@@ -56,6 +57,7 @@ class FakeLlmServer:
     first_token_delay: float = 0.0
     fault: str | None = None
     fault_embeddings: bool = False
+    fault_chat: bool = True
     hang_secs: float = 30.0
     drop_after_tokens: int = 2
     embed_dim: int = 64
@@ -124,6 +126,7 @@ class FakeLlmServer:
             self.requests.clear()
         self.fault = None
         self.fault_embeddings = False
+        self.fault_chat = True
         self.token_delay = 0.0
         self.first_token_delay = 0.0
 
@@ -254,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": "not found"})
             return
         is_embed = self.path in ("/v1/embeddings", "/api/embed")
-        fault = fake.fault if (not is_embed or fake.fault_embeddings) else None
+        fault = fake.fault if (fake.fault_embeddings if is_embed else fake.fault_chat) else None
         route(body, fault)
 
     def _error_500(self, ollama: bool) -> None:

@@ -17,6 +17,7 @@ Every failure here becomes `MemoryUnavailable`; the chat service answers without
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from prometheus_client import Counter
@@ -84,6 +86,23 @@ def _message(point: Any) -> StoredMessage:
         text=str(payload["text"]),
         timestamp=float(payload["timestamp"]),
     )
+
+
+def _check_free(path: Path) -> None:
+    """Refuse at once when another process holds the embedded store's lock (qdrant-client's `.lock` flock).
+
+    qdrant-client would refuse too, but only after leaking its open lock file; this check keeps the error
+    clean. A process that wins a race after this check is still refused by qdrant-client's own lock.
+    """
+    lock = path / ".lock"
+    if not lock.exists():
+        return
+    with lock.open("r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RuntimeError(f"Storage folder {path} is already accessed by another instance") from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class ConversationMemory:
@@ -211,6 +230,7 @@ class ConversationMemory:
                 url=settings.qdrant_url,
                 api_key=settings.qdrant_api_key,
                 timeout=max(1, round(settings.memory_timeout_secs)),
+                check_compatibility=False,  # its background probe logs a traceback when the server is down
             )
             client.get_collections()  # fail now, not on the first turn, if the server is not there
             return client
@@ -221,6 +241,7 @@ class ConversationMemory:
             )
         path = settings.qdrant_local_path
         path.mkdir(parents=True, exist_ok=True)
+        _check_free(path)
         return QdrantClient(path=str(path))
 
     def _exists(self, client: QdrantClient) -> bool:

@@ -2,7 +2,7 @@
 
 Both answer whole (`complete`) or token by token (`stream`), embed text, and report every failure as one of
 `LlmNotConfigured`, `LlmUnavailable`, `LlmTimeout` or `LlmBadResponse`, never as a library exception.
-`LLM_TIMEOUT_SECS` bounds one whole reply, streamed or not.
+`LLM_TIMEOUT_SECS` bounds a whole reply, or when streaming the wait for each next piece.
 """
 
 from __future__ import annotations
@@ -92,22 +92,22 @@ class LlmClient(ABC):
         return reply
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
-        """The reply as text pieces while the provider writes it; the whole reply within LLM_TIMEOUT_SECS."""
+        """The reply as text pieces while the provider writes it.
+
+        LLM_TIMEOUT_SECS bounds the wait for each piece (the first one included) rather than the whole reply, so
+        a long spoken answer may take as long as it needs while a stalled provider is still cut off.
+        """
         self.require_configured()
-        deadline = asyncio.get_running_loop().time() + self.timeout
         pieces = self._stream(messages)
         produced = False
         try:
             while True:
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    raise self._timeout()
                 try:
-                    piece = await asyncio.wait_for(anext(pieces), remaining)
+                    piece = await asyncio.wait_for(anext(pieces), self.timeout)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    raise self._timeout() from None
+                    raise self._timeout("stream") from None
                 if piece:
                     produced = True
                     yield piece
@@ -144,7 +144,7 @@ class LlmClient(ABC):
         return None
 
     def _timeout(self, what: str = "reply") -> LlmTimeout:
-        return LlmTimeout(f"the LLM {what} took longer than LLM_TIMEOUT_SECS={self.timeout:g}", provider=self.provider)
+        return LlmTimeout(f"the LLM {what} stalled past LLM_TIMEOUT_SECS={self.timeout:g}", provider=self.provider)
 
     @abstractmethod
     async def _complete(self, messages: list[Message]) -> str: ...
