@@ -195,10 +195,12 @@ class StreamDriver:
         except TransportGone:
             logger.info("client left mid-stream", extra={"stream_id": stream.id})
         except ServiceError as exc:
-            await self._emit_quietly(ErrorEvent.from_error(exc))
+            await self._emit_quietly(ErrorEvent.from_error(exc, ends_stream=True))
         except Exception as exc:
             logger.error("stream failed", extra={"stream_id": stream.id, "error_type": type(exc).__name__})
-            await self._emit_quietly(ErrorEvent("internal_error", "synthesis failed; the error was logged"))
+            await self._emit_quietly(
+                ErrorEvent("internal_error", "synthesis failed; the error was logged", ends_stream=True)
+            )
         finally:
             if self.stream is stream:
                 self.stream = None

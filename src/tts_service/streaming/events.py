@@ -85,18 +85,26 @@ class EndEvent:
 
 @dataclass(frozen=True)
 class ErrorEvent:
-    """A message was refused or the stream failed; `code` is the service's stable error code."""
+    """A message was refused, or the stream failed (`ends_stream`); `code` is the service's stable error code."""
 
     code: str
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    ends_stream: bool = False
+    """True when the running stream is over (no `end` follows); a refused message leaves the stream running."""
 
     @classmethod
-    def from_error(cls, exc: ServiceError) -> ErrorEvent:
-        return cls(code=exc.code, message=exc.message, details=dict(exc.details))
+    def from_error(cls, exc: ServiceError, ends_stream: bool = False) -> ErrorEvent:
+        return cls(code=exc.code, message=exc.message, details=dict(exc.details), ends_stream=ends_stream)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.details, "type": "error", "code": self.code, "message": self.message}
+        return {
+            **self.details,
+            "type": "error",
+            "code": self.code,
+            "message": self.message,
+            "ends_stream": self.ends_stream,
+        }
 
 
 Event = StartEvent | AudioEvent | SpectrogramEvent | EndEvent | ErrorEvent

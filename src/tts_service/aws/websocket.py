@@ -1,0 +1,503 @@
+"""The streaming protocol over an API Gateway WebSocket API: `$connect`, `$disconnect`, `$default`.
+
+API Gateway shapes this transport. Each client message is its own Lambda invocation, maybe on another instance,
+so the connection's state (stream settings, pending incremental text, queued sentences, the cancel flag) lives in
+DynamoDB, never in memory. Events go back through `apigatewaymanagementapi.post_to_connection`, posted as they
+are made (the route response is never audio: the integration times out after 29 s while the Lambda runs on).
+Frames are at most 32 KB, so audio is always base64 JSON of at most `AWS_MAX_AUDIO_BYTES` of PCM per event.
+
+One invocation at a time speaks for a connection: it holds a lease on the item and works through the queue of
+sentences; other invocations only append to the queue (or raise the cancel flag, which the speaker reads between
+chunks). `GoneException` (the client left) stops synthesis; `LimitExceededException` is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tts_service.config import Settings, get_settings
+from tts_service.engine import Engine, SpeechOptions, get_engine
+from tts_service.engine.audio import silence
+from tts_service.errors import ServiceError, UnexpectedMessage
+from tts_service.streaming.events import (
+    API_GATEWAY_FRAME_LIMIT,
+    AWS_MAX_AUDIO_BYTES,
+    EndEvent,
+    ErrorEvent,
+    Event,
+    EventMaker,
+    StartEvent,
+    to_json,
+)
+from tts_service.streaming.messages import (
+    CancelMessage,
+    EndMessage,
+    FlushMessage,
+    SpeakMessage,
+    StartMessage,
+    TextMessage,
+    parse_message,
+)
+from tts_service.streaming.session import IncrementalText
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECS = 900
+"""A speaker's hold on a connection; longer than any Lambda can run, so a crashed holder frees it eventually."""
+_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+_UPDATE_ATTEMPTS = 8
+
+
+class ConnectionGone(Exception):
+    """The client has left (GoneException, or its state was deleted by `$disconnect`)."""
+
+
+# --- posting ---
+
+
+class Poster:
+    """Posts events to one connection through a boto3 `apigatewaymanagementapi` client."""
+
+    def __init__(self, client: Any, connection_id: str, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.connection_id = connection_id
+        self.sleep = sleep
+        self.posted = 0
+
+    def post(self, event: Event) -> None:
+        data = to_json(event).encode("utf-8")
+        if len(data) > API_GATEWAY_FRAME_LIMIT:
+            # EventMaker bounds every event; reaching this is a bug, and API Gateway would refuse the frame.
+            raise RuntimeError(f"event of {len(data)} bytes exceeds the 32 KB frame limit")
+        for attempt, delay in enumerate((*_RETRY_DELAYS, None)):
+            try:
+                self.client.post_to_connection(ConnectionId=self.connection_id, Data=data)
+                self.posted += 1
+                return
+            except self.client.exceptions.GoneException:
+                raise ConnectionGone(self.connection_id) from None
+            except self.client.exceptions.LimitExceededException:
+                if delay is None:
+                    raise
+                logger.info("post throttled; retrying", extra={"attempt": attempt + 1, "delay_s": delay})
+                self.sleep(delay)
+
+    def post_quietly(self, event: Event) -> None:
+        with contextlib.suppress(ConnectionGone):
+            self.post(event)
+
+
+# --- connection state ---
+
+
+@dataclass
+class StreamState:
+    """The stream part of a connection item."""
+
+    stream_id: str
+    options: SpeechOptions
+    spectrogram: bool
+    mode: str
+    seq: int
+    samples: int
+    sample_rate: int
+    cancelled: bool
+    ending: bool
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> StreamState | None:
+        if not item.get("stream_id"):
+            return None
+        return cls(
+            stream_id=str(item["stream_id"]),
+            options=SpeechOptions.model_validate_json(str(item.get("options") or "{}")),
+            spectrogram=bool(item.get("spectrogram", False)),
+            mode=str(item.get("mode", "speak")),
+            seq=int(item.get("seq", 0)),
+            samples=int(item.get("samples", 0)),
+            sample_rate=int(item.get("sample_rate", 0)),
+            cancelled=bool(item.get("cancelled", False)),
+            ending=bool(item.get("ending", False)),
+        )
+
+
+class ConnectionStore:
+    """Per-connection items in DynamoDB: partition key `connection_id` (S), TTL attribute `expires_at`."""
+
+    def __init__(self, table: Any, ttl_secs: int, clock: Callable[[], float] = time.time) -> None:
+        self.table = table
+        self.ttl_secs = ttl_secs
+        self.clock = clock
+        from botocore.exceptions import ClientError
+
+        self._client_error = ClientError
+
+    def _expires(self) -> int:
+        return int(self.clock()) + self.ttl_secs
+
+    def _conditional(self, **kwargs: Any) -> dict[str, Any] | None:
+        """An update_item that returns None when its condition fails."""
+        try:
+            result: dict[str, Any] = self.table.update_item(**kwargs)
+            return result
+        except self._client_error as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+
+    def connect(self, connection_id: str) -> None:
+        self.table.put_item(Item={"connection_id": connection_id, "expires_at": self._expires()})
+
+    def delete(self, connection_id: str) -> None:
+        self.table.delete_item(Key={"connection_id": connection_id})
+
+    def get(self, connection_id: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.table.get_item(
+            Key={"connection_id": connection_id}, ConsistentRead=True
+        ).get("Item")
+        return item
+
+    def open_stream(
+        self, connection_id: str, stream_id: str, msg: SpeakMessage | StartMessage, sample_rate: int
+    ) -> None:
+        """Start a stream unless one is running (UnexpectedMessage) or the connection is gone."""
+        result = self._conditional(
+            Key={"connection_id": connection_id},
+            UpdateExpression=(
+                "SET stream_id = :sid, #opts = :opts, spectrogram = :spec, #mode = :mode, seq = :zero, "
+                "samples = :zero, sample_rate = :sr, cancelled = :f, ending = :f, pending = :empty, "
+                "#q = :nil, expires_at = :exp"
+            ),
+            ConditionExpression="attribute_exists(connection_id) AND attribute_not_exists(stream_id)",
+            ExpressionAttributeNames={"#opts": "options", "#mode": "mode", "#q": "queue"},
+            ExpressionAttributeValues={
+                ":sid": stream_id,
+                ":opts": msg.options().model_dump_json(exclude_none=True),
+                ":spec": msg.spectrogram,
+                ":mode": msg.type,
+                ":zero": 0,
+                ":sr": sample_rate,
+                ":f": False,
+                ":empty": "",
+                ":nil": [],
+                ":exp": self._expires(),
+            },
+        )
+        if result is None:
+            if self.get(connection_id) is None:
+                raise ConnectionGone(connection_id)
+            raise UnexpectedMessage(f"a stream is running; send cancel or wait for its end before {msg.type}")
+
+    def append(self, connection_id: str, texts: list[str], ending: bool = False) -> None:
+        names = {"#q": "queue"}
+        values: dict[str, Any] = {":t": texts, ":nil": [], ":exp": self._expires()}
+        expr = "SET #q = list_append(if_not_exists(#q, :nil), :t), expires_at = :exp"
+        if ending:
+            expr += ", ending = :true"
+            values[":true"] = True
+        result = self._conditional(
+            Key={"connection_id": connection_id},
+            UpdateExpression=expr,
+            ConditionExpression="attribute_exists(stream_id)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        if result is None:
+            raise UnexpectedMessage("no stream is open: send start first")
+
+    def feed(self, connection_id: str, max_pending: int, fn: Callable[[IncrementalText], list[str]], end: bool) -> None:
+        """Apply `fn` to the pending text and queue the sentences it returns, atomically (optimistic retries)."""
+        for _ in range(_UPDATE_ATTEMPTS):
+            item = self.get(connection_id)
+            if item is None:
+                raise ConnectionGone(connection_id)
+            if not item.get("stream_id") or item.get("mode") != "start" or item.get("ending"):
+                raise UnexpectedMessage("this message needs an open incremental stream: send start first")
+            old = str(item.get("pending", ""))
+            text = IncrementalText(max_pending, old)
+            sentences = fn(text)
+            values: dict[str, Any] = {
+                ":old": old,
+                ":new": text.pending,
+                ":t": sentences,
+                ":nil": [],
+                ":exp": self._expires(),
+                ":sid": item["stream_id"],
+            }
+            expr = "SET pending = :new, #q = list_append(if_not_exists(#q, :nil), :t), expires_at = :exp"
+            if end:
+                expr += ", ending = :true"
+                values[":true"] = True
+            done = self._conditional(
+                Key={"connection_id": connection_id},
+                UpdateExpression=expr,
+                ConditionExpression="pending = :old AND stream_id = :sid",
+                ExpressionAttributeNames={"#q": "queue"},
+                ExpressionAttributeValues=values,
+            )
+            if done is not None:
+                return
+        raise ServiceError("too many concurrent updates to this connection; retry")
+
+    def cancel(self, connection_id: str) -> bool:
+        """Raise the cancel flag and drop queued text; False when no stream is open."""
+        result = self._conditional(
+            Key={"connection_id": connection_id},
+            UpdateExpression="SET cancelled = :true, #q = :nil, pending = :empty",
+            ConditionExpression="attribute_exists(stream_id)",
+            ExpressionAttributeNames={"#q": "queue"},
+            ExpressionAttributeValues={":true": True, ":nil": [], ":empty": ""},
+        )
+        return result is not None
+
+    def acquire(self, connection_id: str, me: str) -> bool:
+        """Become the connection's speaker unless another live invocation is."""
+        now = int(self.clock())
+        return (
+            self._conditional(
+                Key={"connection_id": connection_id},
+                UpdateExpression="SET speaker = :me, lease_until = :until",
+                ConditionExpression=(
+                    "attribute_exists(stream_id) AND (attribute_not_exists(speaker) OR lease_until < :now)"
+                ),
+                ExpressionAttributeValues={":me": me, ":until": now + LEASE_SECS, ":now": now},
+            )
+            is not None
+        )
+
+    def pop(self, connection_id: str, me: str) -> tuple[str | None, dict[str, Any] | None]:
+        """Take the next queued text (None if the queue is empty) and the item as it was before."""
+        old = self._conditional(
+            Key={"connection_id": connection_id},
+            UpdateExpression="REMOVE #q[0]",
+            ConditionExpression="speaker = :me AND size(#q) > :zero AND cancelled = :f",
+            ExpressionAttributeNames={"#q": "queue"},
+            ExpressionAttributeValues={":me": me, ":zero": 0, ":f": False},
+            ReturnValues="ALL_OLD",
+        )
+        if old is not None:
+            item = old.get("Attributes") or {}
+            return str(item["queue"][0]), item
+        return None, self.get(connection_id)
+
+    def release(self, connection_id: str, me: str) -> bool:
+        """Stop being the speaker, only if nothing is queued, cancelled or ending meanwhile."""
+        return (
+            self._conditional(
+                Key={"connection_id": connection_id},
+                UpdateExpression="REMOVE speaker, lease_until",
+                ConditionExpression="speaker = :me AND size(#q) = :zero AND cancelled = :f AND ending = :f",
+                ExpressionAttributeNames={"#q": "queue"},
+                ExpressionAttributeValues={":me": me, ":zero": 0, ":f": False},
+            )
+            is not None
+        )
+
+    def save_progress(self, connection_id: str, me: str, maker: EventMaker) -> None:
+        self._conditional(
+            Key={"connection_id": connection_id},
+            UpdateExpression="SET seq = :seq, samples = :samples, lease_until = :until, expires_at = :exp",
+            ConditionExpression="speaker = :me",
+            ExpressionAttributeValues={
+                ":seq": maker.seq,
+                ":samples": maker.samples,
+                ":until": int(self.clock()) + LEASE_SECS,
+                ":exp": self._expires(),
+                ":me": me,
+            },
+        )
+
+    def close_stream(self, connection_id: str, stream_id: str) -> None:
+        self._conditional(
+            Key={"connection_id": connection_id},
+            UpdateExpression=(
+                "REMOVE stream_id, #opts, spectrogram, #mode, seq, samples, sample_rate, cancelled, ending, "
+                "pending, #q, speaker, lease_until"
+            ),
+            ConditionExpression="stream_id = :sid",
+            ExpressionAttributeNames={"#opts": "options", "#mode": "mode", "#q": "queue"},
+            ExpressionAttributeValues={":sid": stream_id},
+        )
+
+
+# --- the handler ---
+
+
+class WebSocketHandler:
+    """The Lambda handler of the WebSocket API: one instance per process, state in DynamoDB."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: ConnectionStore,
+        client_factory: Callable[[str], Any],
+        settings: Settings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.client_factory = client_factory
+        self.settings = settings or engine.settings
+        self.sleep = sleep
+        self._clients: dict[str, Any] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> WebSocketHandler:
+        """Real DynamoDB table (STREAM_TABLE_NAME) and management API clients."""
+        import boto3
+
+        settings = settings or get_settings()
+        if not settings.stream_table_name:
+            raise RuntimeError("STREAM_TABLE_NAME is not set")
+        table = boto3.resource("dynamodb").Table(settings.stream_table_name)
+        store = ConnectionStore(table, settings.stream_state_ttl_secs)
+
+        def factory(endpoint: str) -> Any:
+            return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint)
+
+        return cls(get_engine(), store, factory, settings)
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        ctx = event.get("requestContext") or {}
+        route = ctx.get("routeKey", "$default")
+        connection_id = str(ctx.get("connectionId", ""))
+        if route == "$connect":
+            self.store.connect(connection_id)
+            return {"statusCode": 200}
+        if route == "$disconnect":
+            # The speaker, if any, finds the item gone at its next check and stops.
+            self.store.delete(connection_id)
+            return {"statusCode": 200}
+        poster = Poster(self._client(ctx), connection_id, self.sleep)
+        body = event.get("body")
+        raw: str | bytes = body if isinstance(body, str) else ""
+        if event.get("isBase64Encoded"):
+            raw = b"binary"  # API Gateway base64-encodes binary frames: refuse them like any transport does
+        try:
+            self.handle(connection_id, raw, poster)
+        except ConnectionGone:
+            logger.info("client left", extra={"connection_id": connection_id})
+        return {"statusCode": 200}
+
+    def _client(self, ctx: dict[str, Any]) -> Any:
+        endpoint = f"https://{ctx.get('domainName')}/{ctx.get('stage')}"
+        if endpoint not in self._clients:
+            self._clients[endpoint] = self.client_factory(endpoint)
+        return self._clients[endpoint]
+
+    def handle(self, connection_id: str, raw: str | bytes, poster: Poster) -> None:
+        """One client message: update the state, then speak whatever is queued (unless another speaker is)."""
+        try:
+            msg = parse_message(raw, self.settings.max_text_chars)
+            max_pending = self.settings.stream_max_pending_chars
+            if isinstance(msg, SpeakMessage | StartMessage):
+                self._open(connection_id, msg, poster)
+            elif isinstance(msg, TextMessage):
+                self.store.feed(connection_id, max_pending, lambda t: t.feed(msg.text), end=False)
+            elif isinstance(msg, FlushMessage):
+                self.store.feed(connection_id, max_pending, _flush, end=False)
+            elif isinstance(msg, EndMessage):
+                self.store.feed(connection_id, max_pending, _flush, end=True)
+            elif isinstance(msg, CancelMessage) and not self.store.cancel(connection_id):
+                return  # nothing to cancel: the stream ended while the cancel was on its way
+        except ServiceError as exc:
+            poster.post_quietly(ErrorEvent.from_error(exc))
+            return
+        self.speak(connection_id, poster)
+
+    def _open(self, connection_id: str, msg: SpeakMessage | StartMessage, poster: Poster) -> None:
+        probe = self.engine.request(msg.text if isinstance(msg, SpeakMessage) else "start", msg.options())
+        stream_id = uuid.uuid4().hex
+        self.store.open_stream(connection_id, stream_id, msg, probe.voice.sample_rate)
+        # Binary frames are not an option here: every event is a JSON text frame with base64 audio.
+        poster.post(StartEvent(stream_id, probe.voice.id, probe.voice.sample_rate, "base64"))
+        if isinstance(msg, SpeakMessage):
+            self.store.append(connection_id, [probe.text], ending=True)
+
+    def speak(self, connection_id: str, poster: Poster) -> None:
+        """Work through the connection's queue while holding its lease; return when it is empty."""
+        me = uuid.uuid4().hex
+        if not self.store.acquire(connection_id, me):
+            return  # another invocation is speaking; it will take what we queued
+        while True:
+            text, item = self.store.pop(connection_id, me)
+            if item is None:
+                raise ConnectionGone(connection_id)
+            state = StreamState.from_item(item)
+            if state is None:
+                return
+            maker = EventMaker(
+                AWS_MAX_AUDIO_BYTES,
+                state.spectrogram,
+                seq=state.seq,
+                samples=state.samples,
+                sample_rate=state.sample_rate,
+            )
+            if state.cancelled:
+                self._finish(connection_id, state, maker, poster, cancelled=True)
+                return
+            if text is None:
+                if state.ending:
+                    self._finish(connection_id, state, maker, poster, cancelled=False)
+                    return
+                if self.store.release(connection_id, me):
+                    return
+                continue  # something arrived between pop and release
+            try:
+                cancelled = self._synthesize(connection_id, text, state, maker, poster)
+            except ServiceError as exc:
+                poster.post(ErrorEvent.from_error(exc, ends_stream=True))
+                self.store.close_stream(connection_id, state.stream_id)
+                return
+            if cancelled:
+                self._finish(connection_id, state, maker, poster, cancelled=True)
+                return
+            self.store.save_progress(connection_id, me, maker)
+
+    def _synthesize(self, connection_id: str, text: str, state: StreamState, maker: EventMaker, poster: Poster) -> bool:
+        """Post the events of one queued text; True if a cancel (or disconnect) stopped it between chunks."""
+        req = self.engine.request(text, state.options)
+        first = True
+        chunks: Iterator[Any] = self.engine.iter_stream_chunks(req)
+        try:
+            for chunk in chunks:
+                if first and maker.seq > 0 and req.sentence_silence > 0:
+                    # Queued sentences are separate requests; keep the gap the engine puts between sentences.
+                    chunk.pcm = np.concatenate([silence(req.sentence_silence, chunk.sample_rate), chunk.pcm])
+                first = False
+                for event in maker.events(chunk):
+                    poster.post(event)
+                current = self.store.get(connection_id)
+                if current is None:
+                    raise ConnectionGone(connection_id)
+                if current.get("cancelled") or current.get("stream_id") != state.stream_id:
+                    return True
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        return False
+
+    def _finish(
+        self, connection_id: str, state: StreamState, maker: EventMaker, poster: Poster, *, cancelled: bool
+    ) -> None:
+        end: EndEvent = maker.end(cancelled=cancelled)
+        self.store.close_stream(connection_id, state.stream_id)
+        poster.post(end)
+        logger.info(
+            "stream ended",
+            extra={"stream_id": state.stream_id, "chunks": end.chunks, "cancelled": cancelled},
+        )
+
+
+def _flush(text: IncrementalText) -> list[str]:
+    rest = text.flush()
+    return [rest] if rest else []
