@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from tests.chat.conftest import AppFactory
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.audio import assert_speech, parse_wav
+from tts_service.observability.metrics import get_metrics
 
 PROVIDERS = ("openai", "ollama")
 FAULT_STATUS = {
@@ -64,6 +65,8 @@ def test_fault_maps_to_error(provider: str, fault: str, make_client: AppFactory,
     response = client.post("/chat", json={"message": "Hello?"})
     # THEN the error has the right status and code, in the service's error shape
     status, code = FAULT_STATUS[fault]
+    outcome = "timeout" if fault == "hang" else "error"
+    assert get_metrics().value("tts_llm_requests_total", provider=provider, outcome=outcome) >= 1
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] == code

@@ -12,6 +12,7 @@ from qdrant_client import QdrantClient
 from tests.chat.conftest import AppFactory, SettingsFactory
 from tests.fakes.llm_server import FakeLlmServer
 from tts_service.chat import ChatService
+from tts_service.observability.metrics import get_metrics
 
 PROVIDERS = ("openai", "ollama")
 
@@ -133,6 +134,7 @@ def test_store_held_by_another_process_means_memory_unavailable(
     holder = QdrantClient(path=str(settings.qdrant_local_path))
     try:
         client, _ = make_client(settings=settings)
+        failures_before = get_metrics().value("tts_chat_memory_failures_total", op="recall")
         fake_llm.script("Still here.")
         # WHEN a message continues a conversation
         response = client.post("/chat", json={"message": "Hello?", "conversation_id": "locked"})
@@ -141,6 +143,7 @@ def test_store_held_by_another_process_means_memory_unavailable(
         assert response.json()["reply"] == "Still here."
         assert response.json()["memory"] == "unavailable"
         assert response.headers["X-Memory"] == "unavailable"
+        assert get_metrics().value("tts_chat_memory_failures_total", op="recall") == failures_before + 1
         # AND the conversation endpoints report the store as unavailable (503), never a false "not found"
         history = client.get("/conversations/locked")
         assert history.status_code == 503

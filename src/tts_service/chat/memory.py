@@ -25,6 +25,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -34,6 +35,7 @@ from qdrant_client import models as qm
 
 from tts_service.config import Settings
 from tts_service.errors import MemoryUnavailable
+from tts_service.observability.metrics import get_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +47,17 @@ REOPEN_AFTER_SECS = 10.0
 """After a failed open, how long to answer 'unavailable' at once before trying again."""
 PURGE_EVERY_SECS = 600.0
 
-MEMORY_FAILURES = Counter(
-    "tts_chat_memory_failures_total", "Conversation memory operations that failed (chat went on without)", ["op"]
-)
+
+@lru_cache
+def _failures() -> Counter:
+    """Failed memory operations, in the service's metrics registry (GET /metrics)."""
+    return Counter(
+        "tts_chat_memory_failures",
+        "Conversation memory operations that failed; chat answered without memory.",
+        ["op"],
+        registry=get_metrics().registry,
+    )
+
 
 T = TypeVar("T")
 
@@ -172,15 +182,15 @@ class ConversationMemory:
         try:
             return await asyncio.wait_for(asyncio.to_thread(self._locked, fn, *args), self.settings.memory_timeout_secs)
         except MemoryUnavailable as exc:
-            MEMORY_FAILURES.labels(op).inc()
+            _failures().labels(op).inc()
             logger.warning("memory unavailable", extra={"op": op, "reason": exc.message, "memory_mode": self.mode})
             raise
         except TimeoutError:
-            MEMORY_FAILURES.labels(op).inc()
+            _failures().labels(op).inc()
             logger.warning("memory timed out", extra={"op": op, "memory_mode": self.mode})
             raise MemoryUnavailable("the conversation store did not answer in time") from None
         except Exception as exc:
-            MEMORY_FAILURES.labels(op).inc()
+            _failures().labels(op).inc()
             logger.warning(
                 "memory failed", extra={"op": op, "error_type": type(exc).__name__, "memory_mode": self.mode}
             )

@@ -21,6 +21,7 @@ import openai
 
 from tts_service.config import Settings
 from tts_service.errors import LlmBadResponse, LlmNotConfigured, LlmTimeout, LlmUnavailable, ServiceError
+from tts_service.observability.metrics import get_metrics
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam
@@ -78,17 +79,21 @@ class LlmClient(ABC):
         """The whole reply to `messages`."""
         self.require_configured()
         started = time.perf_counter()
+        outcome = "error"
         try:
             async with asyncio.timeout(self.timeout):
                 reply = await self._complete(messages)
+            if not reply.strip():
+                raise LlmBadResponse("the LLM returned an empty reply")
+            outcome = "ok"
         except TimeoutError:
+            outcome = "timeout"
             raise self._timeout() from None
-        if not reply.strip():
-            raise LlmBadResponse("the LLM returned an empty reply")
-        logger.info(
-            "llm reply",
-            extra={"provider": self.provider, "model": self.model, "seconds": round(time.perf_counter() - started, 3)},
-        )
+        except LlmTimeout:
+            outcome = "timeout"
+            raise
+        finally:
+            self._observe(outcome, started)
         return reply
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
@@ -98,6 +103,8 @@ class LlmClient(ABC):
         a long spoken answer may take as long as it needs while a stalled provider is still cut off.
         """
         self.require_configured()
+        started = time.perf_counter()
+        outcome = "cancelled"
         pieces = self._stream(messages)
         produced = False
         try:
@@ -107,14 +114,33 @@ class LlmClient(ABC):
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
+                    outcome = "timeout"
                     raise self._timeout("stream") from None
                 if piece:
                     produced = True
                     yield piece
+            if not produced:
+                raise LlmBadResponse("the LLM returned an empty reply")
+            outcome = "ok"
+        except LlmTimeout:
+            outcome = "timeout"
+            raise
+        except ServiceError:
+            outcome = "error"
+            raise
         finally:
             await pieces.aclose()
-        if not produced:
-            raise LlmBadResponse("the LLM returned an empty reply")
+            if outcome != "cancelled":  # a barge-in is the user's choice, not a provider outcome
+                self._observe(outcome, started)
+
+    def _observe(self, outcome: str, started: float) -> None:
+        seconds = time.perf_counter() - started
+        get_metrics().llm_request(self.provider, outcome, seconds)
+        log = logger.info if outcome == "ok" else logger.warning
+        log(
+            "llm call",
+            extra={"provider": self.provider, "model": self.model, "outcome": outcome, "seconds": round(seconds, 3)},
+        )
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, from EMBEDDING_MODEL on this provider."""
