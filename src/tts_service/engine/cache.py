@@ -134,7 +134,8 @@ def cached_speech(
         self.metrics.observe_synthesis(speech.voice_id, speech.synthesis_seconds, speech.duration_ms / 1000)
         from tts_service.engine.synth import SpeechChunk
 
-        self.audio_cache.put(req, [SpeechChunk(0, req.text, speech.pcm, speech.sample_rate)])
+        # A copy: the caller owns the returned array and may change it.
+        self.audio_cache.put(req, [SpeechChunk(0, req.text, speech.pcm.copy(), speech.sample_rate)])
         return speech
 
     return synthesize
@@ -181,7 +182,7 @@ def cached_stream(
                     self.metrics.observe_ttfa(req.voice.id, now - started)
                 audio_seconds += chunk.pcm.size / chunk.sample_rate
                 if collected_bytes <= self.audio_cache.max_bytes:
-                    collected.append(chunk)
+                    collected.append(dataclasses.replace(chunk, pcm=chunk.pcm.copy()))
                     collected_bytes += chunk.pcm.nbytes
                 yield chunk
         finally:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -39,7 +39,8 @@ REJECT_REASONS = frozenset(
 # Label values that come from code, not users, but are still checked so a bug cannot explode cardinality.
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.:/{}\-]{1,80}$")
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The classic text format: every scraper reads it, and our names need nothing newer.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 # `*_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
