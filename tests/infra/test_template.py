@@ -1,0 +1,310 @@
+"""template.yaml: cfn-lint, `sam validate`, and what the SAM transform makes of it, checked offline.
+
+The transform runs in the aws-sam-cli venv (`make sam-venv`; its boto3 pin conflicts with moto's), so these
+tests see the CloudFormation that would be deployed: routes, integrations, IAM, throttling, the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.cfn import Evaluator, load_template
+from tts_service.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+SAM_VENV = Path(os.environ.get("SAM_VENV", REPO / ".venv-sam"))
+OFFLINE_AWS_ENV = {
+    "SAM_CLI_TELEMETRY": "0",
+    "AWS_ACCESS_KEY_ID": "offline",
+    "AWS_SECRET_ACCESS_KEY": "offline",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+FUNCTIONS = {"TtsFunction": "tts", "VoicesFunction": "voices", "ChatFunction": "chat", "StreamFunction": "stream"}
+HTTP_ROUTES = {
+    "POST /tts": "TtsFunction",
+    "GET /healthz": "TtsFunction",
+    "GET /voices": "VoicesFunction",
+    "GET /voices/detail": "VoicesFunction",
+    "GET /health": "VoicesFunction",
+    "POST /chat": "ChatFunction",
+    "POST /voice-chat": "ChatFunction",
+    "GET /llm/provider": "ChatFunction",
+    "GET /conversations/{id}": "ChatFunction",
+    "DELETE /conversations/{id}": "ChatFunction",
+}
+# Variables the functions read that are not Settings fields: Powertools' own.
+EXTERNAL_ENV = {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_SERVICE_NAME"}
+
+
+def sam_python() -> Path:
+    python = SAM_VENV / "bin" / "python"
+    assert python.exists(), f"{python} is missing: `make sam-venv` creates the aws-sam-cli venv"
+    return python
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    """The transformed template (plain CloudFormation), as SAM would hand it to CloudFormation."""
+    out = subprocess.run(
+        [str(sam_python()), str(REPO / "tests/infra/tools/sam_transform.py"), str(TEMPLATE)],
+        env={**os.environ, **OFFLINE_AWS_ENV},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_cfn_lint_passes() -> None:
+    run = subprocess.run(
+        [str(REPO / ".venv/bin/cfn-lint"), str(TEMPLATE)], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_sam_validate_with_lint_passes_offline() -> None:
+    run = subprocess.run(
+        [str(SAM_VENV / "bin/sam"), "validate", "--lint", "--region", "us-east-1", "--template-file", str(TEMPLATE)],
+        env={**os.environ, **OFFLINE_AWS_ENV},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "is a valid SAM Template" in run.stdout + run.stderr
+
+
+def integration_function(uri: Any) -> str:
+    match = re.search(r"\$\{(\w+)\.Arn\}", json.dumps(uri))
+    assert match, uri
+    return match.group(1)
+
+
+def test_every_http_route_reaches_its_function_also_under_api(cfn: dict[str, Any]) -> None:
+    paths = cfn["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    routes = {
+        f"{method.upper()} {path}": integration_function(op["x-amazon-apigateway-integration"]["uri"])
+        for path, ops in paths.items()
+        for method, op in ops.items()
+    }
+    expected = {**HTTP_ROUTES, **{f"{k.split()[0]} /api{k.split()[1]}": v for k, v in HTTP_ROUTES.items()}}
+    assert routes == expected
+    # payload 2.0: the events Mangum and the tests speak
+    assert {
+        op["x-amazon-apigateway-integration"]["payloadFormatVersion"] for ops in paths.values() for op in ops.values()
+    } == {"2.0"}
+
+
+def test_throttling_comes_from_rate_limit_per_minute(cfn: dict[str, Any], template: dict[str, Any]) -> None:
+    settings = cfn["Resources"]["HttpApiApiGatewayDefaultStage"]["Properties"]["DefaultRouteSettings"]
+    ws_settings = cfn["Resources"]["WebSocketStage"]["Properties"]["DefaultRouteSettings"]
+    for route_settings in (settings, ws_settings):
+        assert route_settings["ThrottlingRateLimit"] == {
+            "Fn::FindInMap": ["RateLimits", {"Ref": "RateLimitPerMinute"}, "PerSecond"]
+        }
+        assert route_settings["ThrottlingBurstLimit"] == {"Ref": "RateLimitBurst"}
+    # every allowed per-minute value has its per-second row, and the arithmetic is right
+    allowed = template["Parameters"]["RateLimitPerMinute"]["AllowedValues"]
+    rows = template["Mappings"]["RateLimits"]
+    assert sorted(int(v) for v in allowed) == sorted(int(k) for k in rows)
+    for per_minute, row in rows.items():
+        assert float(row["PerSecond"]) == pytest.approx(int(per_minute) / 60)
+
+
+@pytest.mark.parametrize(
+    ("origins", "expected"),
+    [("", None), ("https://a.example,https://b.example", ["https://a.example", "https://b.example"])],
+)
+def test_cors_comes_from_its_parameter(template: dict[str, Any], origins: str, expected: list[str] | None) -> None:
+    cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    evaluator = Evaluator(template, {"CorsAllowedOrigins": origins})
+    result = evaluator.eval({"x": cors})
+    assert (result.get("x") or {}).get("AllowOrigins") == expected
+    assert re.fullmatch(template["Parameters"]["CorsAllowedOrigins"]["AllowedPattern"], origins)
+
+
+def test_websocket_api_routes_to_the_stream_function(cfn: dict[str, Any]) -> None:
+    res = cfn["Resources"]
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"] for r in res.values() if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert set(routes) == {"$connect", "$disconnect", "$default"}
+    for props in routes.values():
+        assert props["ApiId"] == {"Ref": "WebSocketApi"}
+        assert props["Target"] == {"Fn::Sub": "integrations/${StreamIntegration}"}
+    assert res["WebSocketApi"]["Properties"]["ProtocolType"] == "WEBSOCKET"
+    assert integration_function(res["StreamIntegration"]["Properties"]["IntegrationUri"]) == "StreamFunction"
+    permission = res["StreamInvokePermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "StreamFunction"}
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert set(res["WebSocketDeployment"]["DependsOn"]) == {"ConnectRoute", "DisconnectRoute", "DefaultRoute"}
+
+
+def statements(cfn: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in cfn["Resources"][role]["Properties"].get("Policies", []):
+        if "Fn::If" in policy:
+            policy = policy["Fn::If"][1]
+        found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def test_stream_function_may_post_to_connections_and_use_its_table(cfn: dict[str, Any]) -> None:
+    stmts = statements(cfn, "StreamFunctionRole")
+    manage = [s for s in stmts if s["Action"] == "execute-api:ManageConnections"]
+    assert len(manage) == 1 and "${WebSocketApi}" in json.dumps(manage[0]["Resource"])
+    dynamo = [s for s in stmts if "dynamodb:PutItem" in s["Action"]]
+    assert dynamo and '"StreamTable"' in json.dumps(dynamo[0]["Resource"])
+    env = cfn["Resources"]["StreamFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["STREAM_TABLE_NAME"] == {"Ref": "StreamTable"}
+    # no other function may post to WebSocket clients
+    for role in ("TtsFunctionRole", "VoicesFunctionRole", "ChatFunctionRole"):
+        assert "ManageConnections" not in json.dumps(statements(cfn, role))
+
+
+def test_connection_table_schema_and_ttl(template: dict[str, Any]) -> None:
+    table = template["Resources"]["StreamTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "connection_id", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "connection_id", "AttributeType": "S"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+
+
+@pytest.mark.parametrize(("logical_id", "name"), FUNCTIONS.items())
+def test_each_function_is_an_image_built_from_its_dockerfile(
+    template: dict[str, Any], logical_id: str, name: str
+) -> None:
+    resource = template["Resources"][logical_id]
+    assert resource["Properties"]["PackageType"] == "Image"
+    meta = resource["Metadata"]
+    assert meta["DockerContext"] == "."
+    assert meta["DockerTag"]
+    dockerfile = REPO / meta["DockerContext"] / meta["Dockerfile"]
+    assert dockerfile == REPO / "functions" / name / "Dockerfile"
+    text = dockerfile.read_text()
+    assert f"COPY functions/{name}/app.py ${{LAMBDA_TASK_ROOT}}/" in text
+    assert 'CMD ["app.handler"]' in text
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M), "every function builds FROM the shared Piper base"
+
+
+@pytest.mark.parametrize("logical_id", FUNCTIONS)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "OpenAIApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:openai-AbCdEf",
+            "QdrantApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:qdrant-AbCdEf",
+            "QdrantUrl": "https://qdrant.example:6333",
+            "LlmProvider": "ollama",
+            "OllamaBaseUrl": "http://ollama.internal:11434",
+            "CorsAllowedOrigins": "https://app.example",
+            "VoicesS3Uri": "s3://voices-bucket/v1/",
+            "Tracing": "Active",
+        },
+    ],
+    ids=["defaults", "everything-set"],
+)
+def test_parameters_reach_the_settings_class(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, logical_id: str, overrides: dict[str, str]
+) -> None:
+    # GIVEN the environment CloudFormation would give the function
+    env = Evaluator(template, overrides).function_env(logical_id)
+
+    # THEN every variable is a Settings field (or Powertools' own), and Settings accepts the values
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(env) - fields - EXTERNAL_ENV == set()
+    for name in list(os.environ):
+        if name in fields:
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.rate_limit_enabled is False
+    assert settings.request_timeout_secs <= float(template["Resources"][logical_id]["Properties"]["Timeout"]) or (
+        logical_id == "StreamFunction"
+    )
+    if overrides:
+        assert settings.openai_api_key_secret == overrides["OpenAIApiKeySecretArn"]
+        assert settings.voices_s3_uri == "s3://voices-bucket/v1/"
+        assert settings.llm_provider == "ollama"
+        assert settings.cors_allowed_origins == "https://app.example"
+        assert env["POWERTOOLS_TRACE_DISABLED"] == "false"
+    else:
+        assert settings.openai_api_key_secret is None and settings.voices_s3_uri is None
+
+
+def test_secrets_are_never_plain_parameters_or_environment(template: dict[str, Any]) -> None:
+    for name, param in template["Parameters"].items():
+        if re.search(r"key|secret|token|password", name, re.I):
+            assert name.endswith("SecretArn"), f"{name}: pass a secret's ARN, never the secret"
+            assert param["AllowedPattern"].startswith("^$|^arn:aws")
+    env_names = set(Evaluator(template).function_env("ChatFunction")) | set(
+        Evaluator(template).function_env("StreamFunction")
+    )
+    assert not env_names & {"OPENAI_API_KEY", "QDRANT_API_KEY"}
+    assert "{{resolve:" not in TEMPLATE.read_text()
+
+
+def test_secret_and_s3_policies_follow_their_parameters(cfn: dict[str, Any]) -> None:
+    chat = json.dumps(cfn["Resources"]["ChatFunctionRole"]["Properties"]["Policies"])
+    assert "HasOpenAISecret" in chat and "OpenAIApiKeySecretArn" in chat and "secretsmanager:GetSecretValue" in chat
+    assert "HasQdrantSecret" in chat and "HasVoicesS3" in chat
+    tts = json.dumps(cfn["Resources"]["TtsFunctionRole"]["Properties"]["Policies"])
+    assert "secretsmanager" not in tts  # the tts function never needs the LLM key
+
+
+def test_memory_and_timeouts_fit_the_api_limits(template: dict[str, Any]) -> None:
+    ev = Evaluator(template)
+    props = {name: template["Resources"][name]["Properties"] for name in FUNCTIONS}
+    # The HTTP API gives up at 30 s: HTTP functions stop before it.
+    for name in ("TtsFunction", "VoicesFunction", "ChatFunction"):
+        assert int(ev.eval(props[name]["Timeout"])) <= 29
+    # The stream function posts after API Gateway's 29 s route timeout, so it may run longer.
+    assert 29 < int(ev.eval(props["StreamFunction"]["Timeout"])) <= 900
+    memory = {name: int(ev.eval(props[name]["MemorySize"])) for name in FUNCTIONS}
+    # Synthesizing functions get at least one full vCPU (1,769 MB); the voices function loads no model.
+    assert min(memory["TtsFunction"], memory["ChatFunction"], memory["StreamFunction"]) >= 1769
+    assert memory["VoicesFunction"] < memory["TtsFunction"]
+
+
+def test_outputs_give_both_api_urls(template: dict[str, Any]) -> None:
+    ev = Evaluator(template)
+    outputs = {name: ev.eval(o["Value"]) for name, o in template["Outputs"].items()}
+    assert outputs["HttpApiUrl"] == "https://<HttpApi>.execute-api.us-east-1.amazonaws.com/"
+    assert outputs["WebSocketUrl"] == "wss://<WebSocketApi>.execute-api.us-east-1.amazonaws.com/prod"
+
+
+def test_samconfig_sits_beside_the_template() -> None:
+    import tomllib
+
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_image_repos"] is True
+    template = load_template(TEMPLATE)
+    for env in config.values():
+        overrides = env.get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")
+        for pair in overrides.split():
+            name, value = pair.split("=", 1)
+            param = template["Parameters"][name]
+            if "AllowedValues" in param:
+                assert value in [str(v) for v in param["AllowedValues"]], pair
