@@ -232,19 +232,19 @@ def test_tts_stream_pcm_and_errors(stream_client: TestClient) -> None:
 def test_tts_stream_first_bytes_arrive_before_the_last_sentence_is_made(
     live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The last chunk is held back until the client has its first bytes: a server that buffered the whole
-    # response would never send them, and the wait below would run out instead.
+    # Synthesis stops after the first chunk until the client has its first bytes: a server that buffered the
+    # whole response would never send them, and the wait below would run out instead.
     first_bytes = threading.Event()
     held: list[bool] = []
     text = PARAGRAPH.replace("train", "tram")  # not in the audio cache, so it is synthesized
     original = Engine.iter_stream_chunks
 
     def gated(self: Engine, req: SpeechRequest) -> Generator[SpeechChunk, None, None]:
-        chunks = list(original(self, req))
-        for chunk in chunks[:-1]:
+        for n, chunk in enumerate(original(self, req)):
             yield chunk
-        held.append(first_bytes.wait(timeout=30))
-        yield chunks[-1]
+            if n == 0:
+                # Nothing after the first chunk is synthesized until the client holds its first bytes.
+                held.append(first_bytes.wait(timeout=30))
 
     monkeypatch.setattr(Engine, "iter_stream_chunks", gated)
     with (

@@ -1,0 +1,311 @@
+"""The API Gateway WebSocket handler: real event payloads, a real boto3 management-API client whose
+`post_to_connection` calls are captured, and a moto DynamoDB table for the per-connection state.
+
+Every invocation gets a fresh handler instance, so anything that works across invocations works through
+DynamoDB, as it must when each message may land on another Lambda instance.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.support.audio import assert_speech, parse_wav
+from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
+from tts_service.engine import Engine, SpeechChunk, SpeechRequest
+from tts_service.engine.audio import wav_header
+from tts_service.streaming.events import API_GATEWAY_FRAME_LIMIT
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+TABLE = "tts-stream-connections"
+CONNECTION = "UoXbVdcooAMCJFA="
+ENDPOINT = "https://abc123def4.execute-api.us-east-1.amazonaws.com/prod"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return data
+
+
+def message(body: dict[str, Any] | str) -> dict[str, Any]:
+    event = load_event("ws_message_speak.json")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return event
+
+
+class _Response:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+        self.content = b""
+        self.text = ""
+
+
+class Capture:
+    """Records every post_to_connection of real boto3 clients and answers it (or fails it) without a network."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, bytes]] = []
+        self.attempts = 0
+        self.endpoints: list[str] = []
+        self.fail: Callable[[int, bytes], str | None] = lambda attempt, data: None
+        """Given the attempt number and payload, an error code to answer with (GoneException, ...) or None."""
+        self.on_post: Callable[[int, bytes], None] = lambda n, data: None
+        """Runs after each delivered frame (n = frames delivered so far): a hook to inject other invocations."""
+        self._pending: dict[str, Any] = {}
+
+    def client(self, endpoint: str) -> Any:
+        self.endpoints.append(endpoint)
+        client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint, region_name="us-east-1")
+        client.meta.events.register("before-parameter-build.apigatewaymanagementapi.PostToConnection", self._params)
+        client.meta.events.register("before-call.apigatewaymanagementapi.PostToConnection", self._answer)
+        return client
+
+    def _params(self, params: dict[str, Any], **_: Any) -> None:
+        self._pending = dict(params)
+
+    def _answer(self, **_: Any) -> tuple[_Response, dict[str, Any]]:
+        self.attempts += 1
+        data: bytes = self._pending["Data"]
+        code = self.fail(self.attempts, data)
+        if code is not None:
+            status = {"GoneException": 410, "LimitExceededException": 429}[code]
+            return _Response(status), {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {}}
+        self.frames.append((self._pending["ConnectionId"], data))
+        self.on_post(len(self.frames), data)
+        return _Response(200), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(data) for _, data in self.frames]
+
+
+@pytest.fixture
+def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        created = dynamodb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "connection_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "connection_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield created
+
+
+@pytest.fixture
+def capture() -> Capture:
+    return Capture()
+
+
+@pytest.fixture
+def invoke(engine: Engine, table: Any, capture: Capture) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    sleeps: list[float] = []
+
+    def run(event: dict[str, Any]) -> dict[str, Any]:
+        handler = WebSocketHandler(engine, ConnectionStore(table, 3600), capture.client, sleep=sleeps.append)
+        response: dict[str, Any] = handler(copy.deepcopy(event), None)
+        return response
+
+    run.sleeps = sleeps  # type: ignore[attr-defined]
+    return run
+
+
+def audio_of(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "audio")
+
+
+def test_connect_speak_disconnect(invoke: Any, capture: Capture, table: Any) -> None:
+    assert invoke(load_event("ws_connect.json")) == {"statusCode": 200}
+    item = table.get_item(Key={"connection_id": CONNECTION})["Item"]
+    assert int(item["expires_at"]) > time.time() + 600
+
+    assert invoke(load_event("ws_message_speak.json")) == {"statusCode": 200}
+    assert set(capture.endpoints) == {ENDPOINT}
+    assert {cid for cid, _ in capture.frames} == {CONNECTION}
+    assert all(len(data) <= API_GATEWAY_FRAME_LIMIT for _, data in capture.frames)
+    events = capture.events
+    assert events[0]["type"] == "start" and events[0]["encoding"] == "base64" and events[0]["sample_rate"] == 22050
+    audio = [e for e in events if e["type"] == "audio"]
+    assert [e["seq"] for e in audio] == list(range(len(audio))) and len(audio) >= 2
+    assert [e["text"] for e in audio if e["text"]] == [
+        "The harbor was quiet this morning.",
+        "A few boats drifted near the pier.",
+    ]
+    assert events[-1] == {
+        "type": "end",
+        "chunks": len(audio),
+        "duration_ms": events[-1]["duration_ms"],
+        "cancelled": False,
+    }
+    pcm = audio_of(events)
+    assert_speech(
+        parse_wav(wav_header(22050, len(pcm)) + pcm),
+        "The harbor was quiet this morning. A few boats drifted near the pier.",
+    )
+    assert "stream_id" not in table.get_item(Key={"connection_id": CONNECTION})["Item"]
+
+    assert invoke(load_event("ws_disconnect.json")) == {"statusCode": 200}
+    assert "Item" not in table.get_item(Key={"connection_id": CONNECTION})
+
+
+def test_long_sentence_is_split_into_small_frames(invoke: Any, capture: Capture) -> None:
+    invoke(load_event("ws_connect.json"))
+    text = (
+        "Across the valley the old mill turned slowly in the wind while farmers carried their sacks of grain "
+        "along the muddy road toward the village market where merchants waited with scales and coins."
+    )
+    invoke(message({"type": "speak", "text": text, "spectrogram": True}))
+    sizes = [len(data) for _, data in capture.frames]
+    assert max(sizes) <= API_GATEWAY_FRAME_LIMIT
+    events = capture.events
+    audio = [e for e in events if e["type"] == "audio"]
+    assert len(audio) >= 10  # ~10 s of audio in 16 KB events
+    assert [e["seq"] for e in events if e["type"] == "spectrogram"] == [e["seq"] for e in audio]
+    assert events[-1]["type"] == "end"
+
+
+def test_incremental_text_across_invocations(invoke: Any, capture: Capture, table: Any) -> None:
+    invoke(load_event("ws_connect.json"))
+    invoke(message({"type": "start", "encoding": "binary"}))
+    text = "Dr. Ames sold 2.5 tons, e.g. wheat. Prices rose... Then fell! Done"
+    for word in text.split(" "):
+        invoke(message({"type": "text", "text": word + " "}))
+    pending = table.get_item(Key={"connection_id": CONNECTION})["Item"]["pending"]
+    assert pending.strip() == "Done"
+    invoke(message({"type": "end"}))
+    events = capture.events
+    assert events[0]["type"] == "start" and events[0]["encoding"] == "base64"  # no binary frames on API Gateway
+    spoken = [e["text"] for e in events if e["type"] == "audio" and e["text"]]
+    assert spoken == ["Dr. Ames sold 2.5 tons, e.g. wheat.", "Prices rose...", "Then fell!", "Done"]
+    audio = [e for e in events if e["type"] == "audio"]
+    assert [e["seq"] for e in audio] == list(range(len(audio)))
+    assert events[-1]["type"] == "end" and events[-1]["chunks"] == len(audio)
+    assert [e["type"] for e in events].count("end") == 1
+
+
+def test_cancel_on_another_invocation_stops_the_speaker(invoke: Any, capture: Capture, table: Any) -> None:
+    invoke(load_event("ws_connect.json"))
+    text = (
+        "The lighthouse keeper climbed the narrow stairs every evening to light the great lamp that guided ships "
+        "safely past the rocks. He never missed a night. Storms came and went."
+    )
+
+    def cancel_from_elsewhere(n: int, data: bytes) -> None:
+        if n == 2:  # the first audio frame is out: a cancel arrives on another instance
+            invoke(message({"type": "cancel"}))
+
+    capture.on_post = cancel_from_elsewhere
+    invoke(message({"type": "speak", "text": text}))
+    events = capture.events
+    types = [e["type"] for e in events]
+    assert types[-1] == "end" and types.count("end") == 1
+    assert events[-1]["cancelled"] is True
+    # No more audio after the chunk in progress: the small first chunk of the long first sentence.
+    assert types[1:-1] == ["audio"] * (len(types) - 2) and len(types) - 2 <= 2
+    assert events[-1]["duration_ms"] < 1000
+    item = table.get_item(Key={"connection_id": CONNECTION})["Item"]
+    assert "stream_id" not in item and "speaker" not in item
+    # The connection takes a new stream afterwards.
+    capture.on_post = lambda n, data: None
+    capture.frames.clear()
+    invoke(message({"type": "speak", "text": "Back again."}))
+    assert capture.events[-1]["type"] == "end" and not capture.events[-1]["cancelled"]
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    produced: list[int] = []
+    original = Engine.iter_stream_chunks
+
+    def counting(self: Engine, req: SpeechRequest) -> Generator[SpeechChunk, None, None]:
+        for chunk in original(self, req):
+            produced.append(chunk.seq)
+            yield chunk
+
+    monkeypatch.setattr(Engine, "iter_stream_chunks", counting)
+    return produced
+
+
+def test_gone_client_stops_synthesis(invoke: Any, capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    produced = _counting(monkeypatch)
+    invoke(load_event("ws_connect.json"))
+    capture.fail = lambda attempt, data: "GoneException" if b'"audio"' in data else None
+    assert invoke(message({"type": "speak", "text": "One sentence here. Another one there. And a third one."})) == {
+        "statusCode": 200
+    }
+    assert [e["type"] for e in capture.events] == ["start"]
+    assert capture.attempts == 2  # start, then the first audio frame: Gone, never retried
+    assert produced == [0]  # synthesis stopped at the chunk it could not deliver
+
+
+def test_throttled_posts_are_retried_with_backoff(invoke: Any, capture: Capture) -> None:
+    invoke(load_event("ws_connect.json"))
+    capture.fail = lambda attempt, data: "LimitExceededException" if attempt in (2, 3) else None
+    invoke(message({"type": "speak", "text": "Slow down a little."}))
+    events = capture.events
+    assert events[0]["type"] == "start" and events[-1]["type"] == "end"
+    assert [e["seq"] for e in events if e["type"] == "audio"] == list(range(events[-1]["chunks"]))
+    assert invoke.sleeps == [0.05, 0.1]
+
+
+def test_disconnect_mid_stream_stops_the_speaker(
+    invoke: Any, capture: Capture, table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    produced = _counting(monkeypatch)
+    invoke(load_event("ws_connect.json"))
+    capture.on_post = lambda n, data: invoke(load_event("ws_disconnect.json")) if n == 2 else None
+    invoke(message({"type": "speak", "text": "First part is here. Second part follows. Third part ends it."}))
+    types = [e["type"] for e in capture.events]
+    # The rest of the chunk in progress goes out; nothing after it, and no `end` to a gone client.
+    assert types[0] == "start" and set(types[1:]) == {"audio"}
+    assert produced == [0]
+    assert "Item" not in table.get_item(Key={"connection_id": CONNECTION})
+
+
+def test_malformed_messages_get_error_events(invoke: Any, capture: Capture) -> None:
+    invoke(load_event("ws_connect.json"))
+    invoke(load_event("ws_message_binary.json"))
+    invoke(message("this is not json"))
+    invoke(message({"type": "dance"}))
+    invoke(message({"type": "speak"}))
+    invoke(message({"type": "text", "text": "no stream yet"}))
+    invoke(message({"type": "speak", "text": "x" * 6000}))
+    invoke(message({"type": "speak", "text": "Hi.", "voice": "nobody"}))
+    codes = [e["code"] for e in capture.events]
+    assert codes == [
+        "binary_not_supported",
+        "invalid_json",
+        "unknown_type",
+        "validation_error",
+        "unexpected_message",
+        "text_too_long",
+        "voice_not_found",
+    ]
+    assert all(e["type"] == "error" and e["message"] for e in capture.events)
+    capture.frames.clear()
+    invoke(message({"type": "speak", "text": "Still usable."}))
+    assert [capture.events[0]["type"], capture.events[-1]["type"]] == ["start", "end"]
+
+
+def test_speak_while_a_stream_is_open_is_refused(invoke: Any, capture: Capture) -> None:
+    invoke(load_event("ws_connect.json"))
+    invoke(message({"type": "start"}))
+    invoke(message({"type": "speak", "text": "Interrupting."}))
+    assert [e["type"] for e in capture.events] == ["start", "error"]
+    assert capture.events[1]["code"] == "unexpected_message"
