@@ -42,6 +42,7 @@ class Received:
     method: str
     path: str
     headers: dict[str, str]
+    """Lower-case names."""
     body: Any
 
 
@@ -228,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         fake = self.server_fake
-        fake._record(Received("GET", self.path, dict(self.headers), None))
+        fake._record(Received("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, None))
         if self.path == "/v1/models":
             model = {"id": fake.model_name, "object": "model", "created": 1700000000, "owned_by": "fake"}
             self._send_json(200, {"object": "list", "data": [model]})
@@ -242,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         fake = self.server_fake
         body = self._read_body()
-        fake._record(Received("POST", self.path, dict(self.headers), body))
+        fake._record(Received("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         if not isinstance(body, dict):
             self._send_json(400, {"error": {"message": "body must be a JSON object", "type": "invalid_request_error"}})
             return

@@ -6,7 +6,8 @@ import re
 
 _FENCE_RE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 _LINK_RE = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-_URL_RE = re.compile(r"https?://\S+|www\.\S+")
+# A URL never ends in sentence punctuation: "see https://x.org." keeps its full stop.
+_URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>()\]]*[^\s<>()\].,;:!?'\"]")
 _INLINE_CODE_RE = re.compile(r"`([^`]*)`")
 _EMPHASIS_RE = re.compile(r"(?<!\w)(\*\*|__|\*|~~)(?=\S)(.+?)(?<=\S)\1(?!\w)")
 _LINE_MARK_RE = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+|>[ \t]?|[-*+•][ \t]+|\d+[.)][ \t]+)", re.MULTILINE)
@@ -15,6 +16,7 @@ _TABLE_RE = re.compile(r"^\s*\|?[\s:|-]+\|[\s:|-]*$", re.MULTILINE)
 _SYMBOL_RE = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f\u200d]")
 _LEFTOVER_RE = re.compile(r"(?<!\w)[*_]+|[*_]+(?!\w)|[#|`~<>\[\]{}]")
 _SPACE_RE = re.compile(r"[ \t]+")
+_SPACE_BEFORE_PUNCT_RE = re.compile(r"[ \t]+([.,!?;:])")
 
 
 def speakable(text: str) -> str:
@@ -28,4 +30,5 @@ def speakable(text: str) -> str:
     text = _LINE_MARK_RE.sub("", text)
     text = _SYMBOL_RE.sub("", text)
     text = _LEFTOVER_RE.sub(" ", text)
-    return _SPACE_RE.sub(" ", text).strip()
+    text = _SPACE_RE.sub(" ", text)
+    return _SPACE_BEFORE_PUNCT_RE.sub(r"\1", text).strip()
