@@ -8,18 +8,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 
 import uvicorn
 from fastapi import FastAPI
 
-from tts_service.api import chat, health, tts, voices
+from tts_service.api import chat, health, metrics, tts, voices
 from tts_service.api import stream as stream_api
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
 from tts_service.logging import configure_logging
+from tts_service.middleware.graceful import GracefulServer
 
 logger = logging.getLogger("tts_service.local")
 
@@ -49,6 +51,7 @@ app = create_app(
     stream_api.router,
     chat.router,
     chat.ws_router,
+    metrics.router,
     title="tts-service (local)",
     lifespan=lifespan,
 )
@@ -58,7 +61,16 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.effective_log_level)
     logger.info("serving", extra={"host": settings.host, "port": settings.port})
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    # Our access log (request id, route template) replaces uvicorn's; SIGTERM drains (SHUTDOWN_GRACE_SECS).
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_secs),
+    )
+    GracefulServer(config, app.state.drain).run()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Pure-ASGI middleware (WebSockets and streamed responses pass through untouched) for running in production.
 
-Order, outermost first: request id -> access log and metrics -> CORS -> API key -> rate limit -> body size ->
-timeout -> the app. So every answer, refusals included, carries the request id, is counted and logged, and
-gets CORS headers; a refused key never costs rate budget; a request over its budget never has its body read.
+Order, outermost first: request id -> access log and metrics -> shutdown drain -> CORS -> API key -> rate limit
+-> body size -> timeout -> the app. So every answer, refusals included, carries the request id, is counted and
+logged, and gets CORS headers; a refused key never costs rate budget; a request over its budget never has its
+body read.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from tts_service.middleware.access import AccessMiddleware
 from tts_service.middleware.auth import ApiKeyMiddleware, load_api_keys
 from tts_service.middleware.clients import ClientResolver
 from tts_service.middleware.cors import JsonCORSMiddleware, cors_options
+from tts_service.middleware.drain import Drain, DrainMiddleware
 from tts_service.middleware.limits import BodyLimitMiddleware, TimeoutMiddleware
 from tts_service.middleware.ratelimit import RateLimiter, RateLimitMiddleware
 from tts_service.middleware.request_id import RequestIdMiddleware
 from tts_service.observability import Metrics
 
-__all__ = ["RateLimiter", "install"]
+__all__ = ["Drain", "RateLimiter", "install"]
 
 
 def install(
@@ -43,5 +45,8 @@ def install(
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys, metrics=metrics)
     app.add_middleware(JsonCORSMiddleware, metrics=metrics, **cors_options(settings))
+    # Shutdown refusals are counted and logged like any answer; `app.state.drain` is what the shim's server drains.
+    app.state.drain = Drain()
+    app.add_middleware(DrainMiddleware, drain=app.state.drain, metrics=metrics)
     app.add_middleware(AccessMiddleware, metrics=metrics, routes=RouteTemplates(templates), clients=clients)
     app.add_middleware(RequestIdMiddleware)
