@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     """Any OpenAI-compatible server (`http://host:8000/v1`); unset: api.openai.com. A key is then optional."""
     ollama_base_url: str = "http://localhost:11434"
     llm_timeout_secs: float = Field(30.0, gt=0)
-    """Budget for a whole LLM reply (streamed: for each next token) and each embedding call; below REQUEST_TIMEOUT_SECS."""
+    """Budget for a whole LLM reply (streamed: each next token) and each embedding; below REQUEST_TIMEOUT_SECS."""
     llm_max_retries: int = Field(1, ge=0, le=5)
     """Retries of a failed OpenAI call (connection errors, 429, 5xx) inside the timeout budget."""
     llm_temperature: float | None = Field(None, ge=0.0, le=2.0)
