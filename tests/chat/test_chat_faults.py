@@ -102,7 +102,7 @@ def test_streamed_fault_maps_to_error_event(provider: str, make_client: AppFacto
 
 
 def test_openai_without_key_is_not_configured(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
-    client, _ = make_client("openai", openai_api_key=None, openai_base_url=None)
+    client, _ = make_client("openai", openai_api_key=None)
     response = client.post("/chat", json={"message": "Hello"})
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "llm_not_configured"

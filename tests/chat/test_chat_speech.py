@@ -197,8 +197,27 @@ def test_ws_bad_messages_get_error_events(
 
 
 def test_ws_llm_not_configured(make_client: AppFactory) -> None:
-    client, _ = make_client(openai_api_key=None, openai_base_url=None)
+    client, _ = make_client(openai_api_key=None)
     with client.websocket_connect("/ws/chat") as ws:
         ws.send_json({"type": "chat", "message": "Hi"})
         error = ws.receive_json()
     assert error == {**error, "type": "error", "code": "llm_not_configured"}
+
+
+def test_ws_chat_turn_from_query_parameters(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
+    # GIVEN an upstream-style client that puts the message in the URL and sends no frame
+    client, _ = make_client()
+    fake_llm.script("Hello from the query.")
+    with client.websocket_connect("/ws/chat?message=Hi%20there&conversation_id=q-1&speak=false") as ws:
+        frames = read_turn(ws)
+    assert kinds(frames) == ["start", "token", "token", "token", "token", "done"]
+    assert frames[-1]["reply"] == "Hello from the query." and frames[-1]["conversation_id"] == "q-1"
+    assert fake_llm.chat_requests()[-1]["messages"][-1] == {"role": "user", "content": "Hi there"}
+
+
+def test_ws_message_type_alias(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
+    client, _ = make_client()
+    fake_llm.script("Alias works.")
+    with client.websocket_connect("/ws/chat") as ws:
+        ws.send_json({"type": "message", "message": "Hi", "speak": False})
+        assert read_turn(ws)[-1]["reply"] == "Alias works."

@@ -189,8 +189,12 @@ def parse_ws_message(raw: str | bytes) -> WsChatMessage | Literal["cancel"]:
     kind = data.get("type", "chat")
     if kind == "cancel":
         return "cancel"
-    if kind != "chat":
+    if kind not in ("chat", "message"):
         raise UnknownMessageType(f"unknown message type {str(kind)[:40]!r}; expected chat or cancel")
+    return _chat_message({**data, "type": "chat"})
+
+
+def _chat_message(data: dict[str, Any]) -> WsChatMessage:
     try:
         return WsChatMessage.model_validate(data)
     except ValidationError as exc:
@@ -218,6 +222,13 @@ class _ChatSocket:
 
     async def run(self) -> None:
         try:
+            query = dict(self.ws.query_params)
+            if "message" in query:
+                # `/ws/chat?message=...&conversation_id=...` starts a turn at once, as upstream's chat stream did.
+                try:
+                    self.start(_chat_message(query))
+                except ServiceError as exc:
+                    await self.send(ErrorEvent.from_error(exc))
             while True:
                 frame = await self.ws.receive()
                 if frame["type"] == "websocket.disconnect":
@@ -242,6 +253,9 @@ class _ChatSocket:
             return
         if busy:
             raise UnexpectedMessage("a turn is in progress; send cancel or wait for done")
+        self.start(msg)
+
+    def start(self, msg: WsChatMessage) -> None:
         self.cancel = asyncio.Event()
         req = TurnRequest(
             message=msg.message,
@@ -271,6 +285,9 @@ class _ChatSocket:
 
 @ws_router.websocket("/ws/chat")
 async def ws_chat(websocket: WebSocket, service: ChatServiceDep, engine: EngineDep) -> None:
-    """Send `{"type": "chat", "message"}`; receive start, token*, audio*, end, done. `{"type": "cancel"}` stops."""
+    """Send `{"type": "chat", "message"}` (or connect with `?message=`); receive start, token*, audio*, end, done.
+
+    `{"type": "cancel"}` stops the turn in progress.
+    """
     await websocket.accept()
     await _ChatSocket(websocket, service, engine).run()

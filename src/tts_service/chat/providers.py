@@ -196,15 +196,15 @@ class OpenAIClient(LlmClient):
 
     @property
     def configured(self) -> bool:
-        # Self-hosted compatible servers (vLLM, llama.cpp, LM Studio) usually need no key.
-        return bool(self.settings.openai_api_key or self.settings.openai_base_url)
+        # Keyless compatible servers (vLLM, llama.cpp) take any placeholder key; no key at all is a config error.
+        return bool(self.settings.openai_api_key)
 
     def not_configured_reason(self) -> str:
-        return "LLM_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)"
+        return "LLM_PROVIDER=openai needs OPENAI_API_KEY (any placeholder for a keyless compatible server)"
 
     def _make_client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            api_key=self.settings.openai_api_key or "not-needed",
+            api_key=self.settings.openai_api_key,
             base_url=self.settings.openai_base_url or None,
             timeout=self.timeout,
             max_retries=self.settings.llm_max_retries,
