@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     """Chat model; unset: gpt-3.5-turbo (openai) or llama3 (ollama)."""
     openai_api_key: str | None = Field(None, repr=False)
     openai_base_url: str | None = None
-    """Any OpenAI-compatible server (`http://host:8000/v1`); unset: api.openai.com. A key is then optional."""
+    """Any OpenAI-compatible server (`http://host:8000/v1`); unset: api.openai.com. Keyless ones: any key."""
     ollama_base_url: str = "http://localhost:11434"
     llm_timeout_secs: float = Field(30.0, gt=0)
     """Budget for a whole LLM reply (streamed: each next token) and each embedding; below REQUEST_TIMEOUT_SECS."""
