@@ -226,9 +226,13 @@ def test_embedder_failure_does_not_fail_chat(fault: str, make_client: AppFactory
     assert history_sent(fake_llm)[0] == ("user", "First.")
 
 
-def test_retention_expires_old_turns(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
-    # GIVEN a retention of about 0.3 s
-    client, _ = make_client(memory_retention_days=0.3 / 86400)
+def test_retention_expires_old_turns(
+    make_settings: SettingsFactory, make_client: AppFactory, fake_llm: FakeLlmServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a retention of about 0.3 s, and purges on every write
+    monkeypatch.setattr("tts_service.chat.memory.PURGE_EVERY_SECS", 0.0)
+    settings = make_settings(memory_retention_days=0.3 / 86400)
+    client, service = make_client(settings=settings)
     client.post("/chat", json={"message": "Old news.", "conversation_id": "ret"})
     time.sleep(0.5)
     # WHEN the conversation continues after the turns expired
@@ -237,6 +241,14 @@ def test_retention_expires_old_turns(make_client: AppFactory, fake_llm: FakeLlmS
     assert history_sent(fake_llm) == [("user", "Fresh.")]
     listed = client.get("/conversations/ret").json()["messages"]
     assert [m["content"] for m in listed if m["role"] == "user"] == ["Fresh."]
+    # AND it is gone from the store itself
+    service.memory.close()
+    store = QdrantClient(path=str(settings.qdrant_local_path))
+    try:
+        points, _ = store.scroll("conversations", limit=10)
+        assert sorted(p.payload["text"] for p in points if p.payload) == sorted(["Fresh.", fake_llm.default_reply])
+    finally:
+        store.close()
 
 
 def test_memory_disabled(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:

@@ -128,7 +128,7 @@ class ConversationMemory:
         self._reason = ""
         self._collection_ready = False
         self._vector_size: int | None = None
-        self._last_purge = 0.0
+        self._last_purge: float | None = None
 
     # --- state ---
 
@@ -378,7 +378,7 @@ class ConversationMemory:
 
     def _purge(self, client: QdrantClient) -> None:
         cutoff = self._cutoff()
-        if cutoff is None or time.monotonic() - self._last_purge < PURGE_EVERY_SECS:
+        if cutoff is None or (self._last_purge is not None and time.monotonic() - self._last_purge < PURGE_EVERY_SECS):
             return
         self._last_purge = time.monotonic()
         client.delete(
