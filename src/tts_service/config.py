@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     """Writable folder for the split (frontend/decoder) graphs made once per voice."""
     stream_first_chunk_frames: int = Field(24, ge=4, le=512)
     """Frames (256 samples each) in the first decoded chunk of a sentence: the time-to-first-audio knob."""
-    stream_chunk_frames: int = Field(1024, ge=32)
+    stream_chunk_frames: int = Field(2048, ge=32)
     """Largest later decode chunk, in frames."""
     stream_max_audio_bytes: int = Field(16384, ge=1024, le=1 << 20)
     """Largest PCM payload of one audio event (16 KB -> ~22 KB base64, under API Gateway's 32 KB frames)."""

@@ -5,7 +5,8 @@ flow + HiFi-GAN (the decoder), a convolutional net with a finite receptive field
 graph at that seam; we run the frontend once per sentence (prosody intact) and decode the frames in chunks with
 overlapping margins that are thrown away, which gives the same samples as one full decode (measured: max abs
 difference 7.5e-6 with 24-frame margins on en_US-joe-medium; we use 32). The first chunk is small so audio starts
-early; the rest is decoded in few large chunks so the extra work stays near one margin pair per sentence.
+early; the rest is decoded in one or few large chunks, and only a request's first sentence is split at all (later
+ones are made while earlier ones play), so the extra work is about one margin pair per request.
 
 The split graphs are made once per voice file and cached in `STREAM_CACHE_DIR` (default
 `~/.cache/tts-service/streaming`), never per request. When a voice cannot be split, callers fall back to
@@ -53,7 +54,7 @@ class Schedule:
     """How a sentence's frames are cut: a small first chunk, then chunks of up to `chunk_frames`."""
 
     first_frames: int = 24
-    chunk_frames: int = 1024
+    chunk_frames: int = 2048
     min_split_frames: int = 160
     """Sentences shorter than this are decoded whole: splitting them would cost more than it saves."""
 
@@ -71,6 +72,10 @@ class Schedule:
             out.append((a, min(b, total)))
             a = b
         return out
+
+
+WHOLE = Schedule(min_split_frames=1 << 30)
+"""Decode in one piece."""
 
 
 class ChunkedVoice:
@@ -182,7 +187,7 @@ class ChunkedVoice:
             yield self.decode(z_p, mask, g, a, b), i == len(cuts) - 1
 
     def audio_whole(self, ids: list[int]) -> FloatArray:
-        parts = [audio for audio, _ in self.iter_audio(ids, schedule=Schedule(min_split_frames=1 << 30))]
+        parts = [audio for audio, _ in self.iter_audio(ids, schedule=WHOLE)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 

@@ -15,7 +15,7 @@ from piper.config import SynthesisConfig
 from tts_service.config import Settings, get_settings
 from tts_service.engine.audio import Int16Array, float_to_int16, silence
 from tts_service.engine.cache import AudioCache, cached_speech, cached_stream
-from tts_service.engine.chunked import ChunkedVoices, Schedule
+from tts_service.engine.chunked import WHOLE, ChunkedVoices, Schedule
 from tts_service.engine.options import SpeechOptions
 from tts_service.engine.pool import WorkerPool
 from tts_service.engine.registry import VoiceEntry, VoiceRegistry
@@ -198,7 +198,9 @@ class Engine:
                     length_scale=req.length_scale,
                     noise_w=req.noise_w,
                     speaker_id=req.speaker_id,
-                    schedule=self.schedule,
+                    # Only the first audio waits on the listener; later sentences are made while earlier ones
+                    # play, so they decode whole and cost no more than non-streamed synthesis.
+                    schedule=self.schedule if seq == 0 else WHOLE,
                 )
                 first = True
                 while True:

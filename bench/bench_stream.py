@@ -1,0 +1,201 @@
+"""Time to first audio and total time of the streaming transports against raw whole-sentence synthesis, in one run.
+
+For (a) a 60-word, 4-sentence paragraph and (b) one 40-word sentence, alternated round by round:
+  raw        `Engine.synthesize_blocking` in this process: whole sentences, the audio of a non-streaming server;
+  sentences  `Engine.iter_chunks` in this process: first audio when the first whole sentence is done (what
+             sentence-by-sentence streaming without chunked decoding gives);
+  chunked    `Engine.iter_stream_chunks` in this process: chunked decoding, no transport;
+  ws         WS /ws/tts on a shim started here (loopback): first binary audio frame, then `end`;
+  http       POST /tts/stream on the same shim: first PCM bytes after the WAV header, then the last byte.
+The shim runs with TTS_CACHE_MB=0 so every request is synthesized. Printed: medians, and the ratios against the
+goals of issue 3 (first audio < 30% of the paragraph's raw time and < 50% of the long sentence's; total within
+1.15x of raw).
+
+    python bench/bench_stream.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import websockets
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MODELS_DIR", str(REPO / "models"))
+
+from tts_service.config import Settings  # noqa: E402
+from tts_service.engine import Engine  # noqa: E402
+
+TEXTS = {
+    # 60 words, 4 sentences.
+    "paragraph": (
+        "The small boat left the harbor just before sunrise, carrying three fishermen and their heavy nets. "
+        "A cold wind pushed against the sails as they moved past the rocky point near the old lighthouse. "
+        "By noon the sky had cleared and the water turned a deep shade of blue. "
+        "They returned that evening with a full catch and tired smiles."
+    ),
+    # 40 words, one sentence.
+    "long_sentence": (
+        "When the old librarian opened the wooden doors that morning she found a crowd of curious "
+        "students waiting on the stone steps because someone had announced that the rare maps would be "
+        "shown to the public for one day only"
+    ),
+}
+GOALS = {"paragraph": 0.30, "long_sentence": 0.50}
+TOTAL_GOAL = 1.15
+
+Result = tuple[float, float, float]  # (first audio seconds, total seconds, CPU seconds)
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (all threads) the shim process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_shim() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "TTS_CACHE_MB": "0",
+        "RATE_LIMIT_PER_MINUTE": "1000000",
+        "LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen([sys.executable, str(REPO / "local" / "serve.py")], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                return proc, port
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("shim did not start")
+
+
+def timed_iter(chunks: object) -> Result:
+    t0, c0 = time.perf_counter(), time.process_time()
+    first = None
+    for _ in chunks:  # type: ignore[attr-defined]
+        if first is None:
+            first = time.perf_counter() - t0
+    return first or 0.0, time.perf_counter() - t0, time.process_time() - c0
+
+
+async def ws_run(url: str, text: str, pid: int) -> Result:
+    async with websockets.connect(url, max_size=None) as ws:
+        t0, c0 = time.perf_counter(), server_cpu(pid)
+        await ws.send(json.dumps({"type": "speak", "text": text}))
+        first = None
+        async for frame in ws:
+            if isinstance(frame, bytes):
+                if first is None:
+                    first = time.perf_counter() - t0
+                continue
+            if json.loads(frame)["type"] in ("end", "error"):
+                return first or 0.0, time.perf_counter() - t0, server_cpu(pid) - c0
+    raise RuntimeError("stream did not end")
+
+
+def http_run(client: httpx.Client, text: str, pid: int) -> Result:
+    t0, c0 = time.perf_counter(), server_cpu(pid)
+    first = None
+    received = 0
+    with client.stream("POST", "/tts/stream", json={"text": text}) as response:
+        response.raise_for_status()
+        for data in response.iter_bytes():
+            received += len(data)
+            if first is None and received > 44:
+                first = time.perf_counter() - t0
+    return first or 0.0, time.perf_counter() - t0, server_cpu(pid) - c0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    for name, text in TEXTS.items():
+        print(f"{name}: {len(text.split())} words")
+    engine = Engine(Settings())
+    engine.prepare_streaming()
+    proc, port = start_shim()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+    ws_url = f"ws://127.0.0.1:{port}/ws/tts"
+
+    def raw(text: str) -> Result:
+        t0, c0 = time.perf_counter(), time.process_time()
+        engine.synthesize_blocking(engine.request(text))
+        total = time.perf_counter() - t0
+        return total, total, time.process_time() - c0
+
+    runners: dict[str, Callable[[str], Result]] = {
+        "raw": raw,
+        "sentences": lambda text: timed_iter(engine.iter_chunks(engine.request(text))),
+        "chunked": lambda text: timed_iter(engine.iter_stream_chunks(engine.request(text))),
+        "ws": lambda text: asyncio.run(ws_run(ws_url, text, proc.pid)),
+        "http": lambda text: http_run(client, text, proc.pid),
+    }
+    results: dict[tuple[str, str], list[Result]] = {}
+    try:
+        for runner in runners.values():
+            runner("Warm up, please.")
+        for _ in range(args.rounds):
+            for name, text in TEXTS.items():
+                for kind, runner in runners.items():
+                    results.setdefault((kind, name), []).append(runner(text))
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    print(f"\nmedians of {args.rounds} rounds on {os.cpu_count()} cores; seconds; cpu = CPU seconds of the process")
+    print("that synthesized (this one for raw/sentences/chunked, the shim for ws/http)")
+    header = f"{'text':<14} {'path':<10} {'first':>7} {'total':>7} {'cpu':>7} {'first/raw':>10} {'total/raw':>10}"
+    print(header + f" {'cpu/raw':>8}")
+    verdicts = []
+    for name in TEXTS:
+        raw_total = statistics.median(r[1] for r in results[("raw", name)])
+        raw_cpu = statistics.median(r[2] for r in results[("raw", name)])
+        for kind in runners:
+            first, total, cpu = (statistics.median(r[i] for r in results[(kind, name)]) for i in range(3))
+            print(
+                f"{name:<14} {kind:<10} {first:7.3f} {total:7.3f} {cpu:7.3f} {first / raw_total:10.2f} "
+                f"{total / raw_total:10.2f} {cpu / raw_cpu:8.2f}"
+            )
+            if kind in ("ws", "http"):
+                ok_first = first / raw_total < GOALS[name]
+                ok_total = cpu / raw_cpu <= TOTAL_GOAL
+                verdicts.append(
+                    f"{name:<14} {kind:<5} first audio {first / raw_total:.2f} of raw (goal < {GOALS[name]:.2f}: "
+                    f"{'met' if ok_first else 'MISSED'}); compute {cpu / raw_cpu:.2f}x raw, "
+                    f"wall {total / raw_total:.2f}x "
+                    f"(goal <= {TOTAL_GOAL}: {'met' if ok_total else 'MISSED'})"
+                )
+    print("\n" + "\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    main()
