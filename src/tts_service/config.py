@@ -143,6 +143,16 @@ class Settings(BaseSettings):
     aws_lambda_function_name: str | None = None
     """Set by AWS Lambda; there the embedded store is refused (it would live in one instance's /tmp)."""
 
+    # --- AWS (issue 5) ---
+    openai_api_key_secret: str | None = None
+    """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding OPENAI_API_KEY; read at Lambda init."""
+    qdrant_api_key_secret: str | None = None
+    """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding QDRANT_API_KEY; read at Lambda init."""
+    voices_s3_uri: str | None = None
+    """`s3://bucket/prefix/` holding map.json and voice files, copied to VOICES_DOWNLOAD_DIR at Lambda init."""
+    voices_download_dir: Path = Path("/tmp/models")
+    """Where VOICES_S3_URI is copied; it then becomes MODELS_DIR."""
+
     # --- logging ---
     log_level: str | None = None
     rust_log: str | None = None
