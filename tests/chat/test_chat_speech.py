@@ -208,7 +208,7 @@ def test_ws_chat_turn_from_query_parameters(make_client: AppFactory, fake_llm: F
     # GIVEN an upstream-style client that puts the message in the URL and sends no frame
     client, _ = make_client()
     fake_llm.script("Hello from the query.")
-    with client.websocket_connect("/ws/chat?message=Hi%20there&conversation_id=q-1&speak=false") as ws:
+    with client.websocket_connect("/ws/chat?message=Hi%20there&conversation_id=q-1&speak=false&api_key=x") as ws:
         frames = read_turn(ws)
     assert kinds(frames) == ["start", "token", "token", "token", "token", "done"]
     assert frames[-1]["reply"] == "Hello from the query." and frames[-1]["conversation_id"] == "q-1"

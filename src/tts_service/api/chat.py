@@ -222,7 +222,8 @@ class _ChatSocket:
 
     async def run(self) -> None:
         try:
-            query = dict(self.ws.query_params)
+            # Other query parameters (an API key, a cache buster) are not ours to refuse.
+            query = {k: v for k, v in self.ws.query_params.items() if k in WsChatMessage.model_fields}
             if "message" in query:
                 # `/ws/chat?message=...&conversation_id=...` starts a turn at once, as upstream's chat stream did.
                 try:
@@ -273,8 +274,14 @@ class _ChatSocket:
         except ServiceError as exc:
             with contextlib.suppress(Exception):
                 await self.send(ErrorEvent.from_error(exc))
-        except (WebSocketDisconnect, RuntimeError, OSError):
+        except (WebSocketDisconnect, OSError):
             return  # the client left; the turn's tasks were cancelled on the way out
+        except Exception as exc:
+            # Starlette raises RuntimeError for a send after close; anything else is a bug worth a log line.
+            if not isinstance(exc, RuntimeError):
+                logger.error("chat turn crashed", extra={"error_type": type(exc).__name__})
+            with contextlib.suppress(Exception):
+                await self.send(ErrorEvent("internal_error", "the turn failed; the error was logged"))
 
     async def stop(self) -> None:
         if self.turn is not None and not self.turn.done():
