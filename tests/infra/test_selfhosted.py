@@ -1,0 +1,220 @@
+"""Self-hosting files: hadolint on every Dockerfile, Kubernetes schemas, and the hardening they promise."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.infra.dockerbuild import instructions
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "infra" / "k8s"
+SHIM_DOCKERFILE = REPO / "infra" / "Dockerfile"
+EXPECTED_DOCKERFILES = {
+    "layers/piper/Dockerfile",
+    "functions/tts/Dockerfile",
+    "functions/voices/Dockerfile",
+    "functions/chat/Dockerfile",
+    "functions/stream/Dockerfile",
+    "infra/Dockerfile",
+}
+
+
+def dockerfiles() -> list[Path]:
+    skip = {".git", "node_modules", ".aws-sam"}
+    found = []
+    for path in REPO.rglob("Dockerfile*"):
+        rel = path.relative_to(REPO)
+        if not (set(rel.parts) & skip or rel.parts[0].startswith(".venv")):
+            found.append(path)
+    return sorted(found)
+
+
+def test_every_image_has_its_dockerfile() -> None:
+    assert {p.relative_to(REPO).as_posix() for p in dockerfiles()} >= EXPECTED_DOCKERFILES
+
+
+@pytest.mark.parametrize("dockerfile", dockerfiles(), ids=lambda p: p.relative_to(REPO).as_posix())
+def test_hadolint_passes(dockerfile: Path) -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    run = subprocess.run([str(hadolint), str(dockerfile)], capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def manifests() -> list[tuple[Path, dict[str, Any]]]:
+    docs = []
+    for path in sorted(K8S.rglob("*.yaml")):
+        docs.extend((path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+def manifest(kind: str, name: str) -> dict[str, Any]:
+    (doc,) = [d for _, d in manifests() if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    manifests(),
+    ids=lambda v: v.name if isinstance(v, Path) else v["kind"] + "/" + v["metadata"]["name"],
+)
+def test_kubernetes_manifest_validates_against_the_schema(path: Path, doc: dict[str, Any]) -> None:
+    # strict: a misspelt or misplaced field is an error, not silently dropped by the API server
+    kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_deployment_is_hardened_and_probed() -> None:
+    pod = manifest("Deployment", "tts-service")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["automountServiceAccountToken"] is False
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"]) & set(container["resources"]["limits"])
+    # every writable path is a volume; models are mounted read-only at /models
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/models"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["STREAM_CACHE_DIR"]["value"].startswith("/tmp/")
+    assert env["DATA_DIR"]["value"] in mounts
+    # secrets only through Secret references
+    for name in ("OPENAI_API_KEY", "QDRANT_API_KEY", "API_KEYS"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "tts-service-secrets" and "value" not in env[name]
+    config = manifest("ConfigMap", "tts-service-config")["data"]
+    assert not {k for k in config if re.search("KEY|SECRET|TOKEN|PASSWORD", k) and not k.endswith("_URI")}
+    # the grace period outlasts the app's own shutdown budget
+    assert pod["terminationGracePeriodSeconds"] > float(config["SHUTDOWN_GRACE_SECS"])
+
+
+def test_service_and_hpa_point_at_the_deployment() -> None:
+    deployment = manifest("Deployment", "tts-service")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = manifest("Service", "tts-service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    hpa = manifest("HorizontalPodAutoscaler", "tts-service")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "tts-service"}
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    assert hpa["minReplicas"] >= 2
+
+
+def test_voice_map_configmap_is_models_map_json() -> None:
+    data = manifest("ConfigMap", "tts-service-voice-map")["data"]["map.json"]
+    assert json.loads(data) == json.loads((REPO / "models" / "map.json").read_text())
+
+
+def test_configmap_keys_are_settings() -> None:
+    from tts_service.config import Settings
+
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(manifest("ConfigMap", "tts-service-config")["data"]) <= fields
+
+
+def test_compose_runs_the_shim_hardened_with_optional_qdrant() -> None:
+    compose = yaml.safe_load((REPO / "infra" / "compose.yaml").read_text())
+    tts = compose["services"]["tts"]
+    assert tts["build"] == {"context": "..", "dockerfile": "infra/Dockerfile"}
+    assert tts["read_only"] is True and tts["cap_drop"] == ["ALL"]
+    assert "../models:/models:ro" in tts["volumes"]
+    assert any(t.startswith("/tmp") for t in tts["tmpfs"])
+    assert compose["services"]["qdrant"]["profiles"] == ["qdrant"]
+    assert not any(
+        re.search(r"KEY\s*:\s*['\"]?[A-Za-z0-9]", line)
+        for line in (REPO / "infra/compose.yaml").read_text().splitlines()
+        if "${" not in line
+    )
+
+
+def shim_image() -> dict[str, Any]:
+    steps = instructions(SHIM_DOCKERFILE)
+    final = max(i for i, (kw, _) in enumerate(steps) if kw == "FROM")
+    env: dict[str, str] = {}
+    result: dict[str, Any] = {"env": env}
+    for keyword, args in steps[final:]:
+        if keyword == "ENV":
+            env.update(pair.split("=", 1) for pair in shlex.split(args))
+        elif keyword in ("USER", "CMD", "HEALTHCHECK", "EXPOSE"):
+            result[keyword] = args
+    return result
+
+
+def test_shim_image_runs_as_non_root_with_models_at_slash_models() -> None:
+    image = shim_image()
+    user = image["USER"].split(":")[0]
+    assert user not in ("0", "root")
+    assert image["env"]["MODELS_DIR"] == "/models"
+    assert image["env"]["PORT"] == image["EXPOSE"] == "8085"
+    assert "/health" in image["HEALTHCHECK"] and "PORT" in image["HEALTHCHECK"]
+    assert json.loads(image["CMD"]) == ["python", "local/serve.py"]
+
+
+@pytest.fixture
+def shim_port() -> Iterator[tuple[int, dict[str, str]]]:
+    """The shim started as the image starts it (its CMD, its ENV) on a port of our choosing."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    image = shim_image()
+    env = {
+        **os.environ,
+        **{k: v for k, v in image["env"].items() if not v.startswith("/") and k != "PATH"},
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "MODELS_DIR": str(REPO / "models"),
+    }
+    env.pop("PIPER_ESPEAKNG_DATA_DIRECTORY", None)
+    proc = subprocess.Popen(
+        [sys.executable, *json.loads(image["CMD"])[1:]],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield port, env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_the_image_healthcheck_passes_against_the_shim_on_its_port(shim_port: tuple[int, dict[str, str]]) -> None:
+    port, env = shim_port
+    healthcheck = shim_image()["HEALTHCHECK"]
+    argv = json.loads(healthcheck[healthcheck.index("CMD") + 3 :])
+    argv[0] = sys.executable
+    deadline = time.monotonic() + 60
+    while True:
+        run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10, check=False)
+        if run.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert run.returncode == 0, run.stderr
+    # and the same command fails when nothing listens on PORT: the check is real
+    other = {**env, "PORT": "9"}
+    assert subprocess.run(argv, env=other, capture_output=True, timeout=10, check=False).returncode != 0
