@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+SAM_VENV ?= .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed-stamp
+BASE_IMAGE ?= tts-service/piper-base:1
 
-.PHONY: help install serve lint format test test-slow bench verify-voices clean
+.PHONY: help install serve lint format test test-slow bench verify-voices clean sam-venv sam-build deploy image
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,11 +32,28 @@ format: $(STAMP)  ## Apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint  ## Lint, type-check and run the default test suite
+test: lint $(SAM_STAMP)  ## Lint, type-check and run the default test suite (template checks need .venv-sam)
 	$(PY) -m pytest -m "not slow"
 
 test-slow: $(STAMP)  ## The slow suites (memory bounds, load); CI runs them after `make test`
 	$(PY) -m pytest -m slow
+
+$(SAM_STAMP): infra/requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet -r infra/requirements-sam.txt
+	touch $(SAM_STAMP)
+
+sam-venv: $(SAM_STAMP)  ## aws-sam-cli in its own venv (.venv-sam)
+
+sam-build: $(SAM_STAMP)  ## Build the shared Piper base image, then every function image (needs Docker)
+	docker build -t $(BASE_IMAGE) layers/piper
+	$(SAM_VENV)/bin/sam build
+
+deploy: sam-build  ## sam deploy --guided (asks for the parameters; README "Deploy")
+	$(SAM_VENV)/bin/sam deploy --guided
+
+image:  ## The self-hosting image of the shim (infra/Dockerfile; needs Docker)
+	docker build -f infra/Dockerfile -t tts-service:0.1.0 .
 
 verify-voices: $(STAMP)  ## Check every voice in models/map.json (files, hashes, configs)
 	$(VENV)/bin/tts-voices verify
@@ -42,4 +62,4 @@ bench: $(STAMP)  ## Benchmarks; numbers are ratios against a baseline in the sam
 	$(PY) bench/bench_tts.py
 
 clean:  ## Remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .ruff_cache .pytest_cache
