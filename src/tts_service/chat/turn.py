@@ -198,6 +198,9 @@ async def spoken_turn(
             "conversation_id": turn.conversation_id,
             "memory": memory,
             "audio_events": maker.seq,
+            "first_audio_seconds": round(timing["first_audio"] - timing["started"], 3)
+            if "first_audio" in timing
+            else None,
             "seconds": round(time.perf_counter() - timing["started"], 3),
         },
     )
