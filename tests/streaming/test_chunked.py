@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from piper.config import SynthesisConfig
 
 from tts_service.engine import Engine, SpeechOptions
@@ -63,16 +64,28 @@ def test_streamed_duration_matches_tts(engine: Engine) -> None:
     assert abs(streamed - whole) / whole < 0.02
 
 
-def test_split_failure_falls_back_to_whole_sentences(engine: Engine, tmp_path: Path) -> None:
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("x")
-    broken = ChunkedVoices(not_a_dir / "cache", engine.settings.ort_intra_op_threads)
+def test_split_failure_falls_back_to_whole_sentences(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streaming_vits import graph
+
+    def refuse(*_: object, **__: object) -> None:
+        raise ValueError("no RandomNormalLike node found -- is this a VITS export?")
+
+    monkeypatch.setattr(graph, "split", refuse)
+    broken = ChunkedVoices(tmp_path / "cache", engine.settings.ort_intra_op_threads)
     voice = engine.load(engine.registry.voices[engine.registry.default_voice])
     assert broken.get(voice) is None
-    saved = engine.chunked
-    engine.chunked = broken
-    try:
-        chunks = list(engine.iter_stream_chunks(engine.request(LONG)))
-    finally:
-        engine.chunked = saved
+    assert broken.get(voice) is None  # remembered: no second attempt per request
+    monkeypatch.setattr(engine, "chunked", broken)
+    chunks = list(engine.iter_stream_chunks(engine.request(LONG)))
     assert len(chunks) == 1 and chunks[0].sentence_end and chunks[0].pcm.size > 22050 * 5
+
+
+def test_unwritable_cache_dir_falls_back_to_temp_dir(engine: Engine, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    voices = ChunkedVoices(not_a_dir / "cache", engine.settings.ort_intra_op_threads)
+    voice = engine.load(engine.registry.voices[engine.registry.default_voice])
+    chunked = voices.get(voice)
+    assert chunked is not None and chunked.gain > 1.0

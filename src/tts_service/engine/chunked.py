@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,12 +103,21 @@ class ChunkedVoice:
             str(outdir / self.meta.decoder), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self.hop = int(self.meta.hop)
+        self.gain = self._load_gain(outdir / "gain.json")
+        """Fixed gain for chunked audio: per-sentence peak normalisation would need the whole sentence first."""
+
+    def _load_gain(self, path: Path) -> float:
+        """The voice's gain, measured once (three short syntheses) and kept beside its split graphs."""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            return float(json.loads(path.read_text())["gain"])
         peak = max(
-            float(np.max(np.abs(self.audio_whole(voice.piper.phonemes_to_ids(self._phonemes(text))))))
+            float(np.max(np.abs(self.audio_whole(self.voice.piper.phonemes_to_ids(self._phonemes(text))))))
             for text in _GAIN_TEXTS
         )
-        self.gain = _GAIN_HEADROOM / peak if peak > 1e-4 else 1.0
-        """Fixed gain for chunked audio: per-sentence peak normalisation would need the whole sentence first."""
+        gain = _GAIN_HEADROOM / peak if peak > 1e-4 else 1.0
+        with contextlib.suppress(OSError):
+            path.write_text(json.dumps({"gain": gain, "reference_peak": peak}))
+        return gain
 
     def _phonemes(self, text: str) -> list[str]:
         return [p for sentence in self.voice.piper.phonemize(text) for p in sentence]
@@ -192,13 +204,18 @@ class ChunkedVoice:
 
 
 class ChunkedVoices:
-    """Split voices by id, built on first use; a voice that cannot be split is remembered as such."""
+    """Split voices by id (at most `capacity`, least recently used dropped), built on first use.
 
-    def __init__(self, cache_root: Path, intra_op_threads: int, enabled: bool = True) -> None:
+    A voice that cannot be split is remembered as such (None), so requests fall back to whole sentences
+    without retrying the split each time.
+    """
+
+    def __init__(self, cache_root: Path, intra_op_threads: int, enabled: bool = True, capacity: int = 4) -> None:
         self.cache_root = cache_root
         self.intra_op_threads = intra_op_threads
         self.enabled = enabled
-        self._voices: dict[str, ChunkedVoice | None] = {}
+        self.capacity = capacity
+        self._voices: OrderedDict[str, ChunkedVoice | None] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, voice: LoadedVoice) -> ChunkedVoice | None:
@@ -209,16 +226,31 @@ class ChunkedVoices:
         with self._lock:
             if key in self._voices:
                 cached = self._voices[key]
+                self._voices.move_to_end(key)
                 if cached is None or cached.voice is voice:
                     return cached
             # One lock for the build too: splitting takes seconds and must happen once, not once per worker.
-            try:
-                chunked: ChunkedVoice | None = ChunkedVoice(voice, self.cache_root, self.intra_op_threads)
-            except Exception as exc:  # onnx / onnxruntime / file system: any failure means whole sentences
-                logger.warning(
-                    "streaming split failed; whole-sentence synthesis for this voice",
-                    extra={"voice": key, "error_type": type(exc).__name__},
-                )
-                chunked = None
+            chunked = self._build(voice)
             self._voices[key] = chunked
+            self._voices.move_to_end(key)
+            while len(self._voices) > self.capacity:
+                self._voices.popitem(last=False)
             return chunked
+
+    def _build(self, voice: LoadedVoice) -> ChunkedVoice | None:
+        # A read-only home (Lambda, locked-down containers) still gets chunked decoding through the temp dir.
+        roots = [self.cache_root, Path(tempfile.gettempdir()) / "tts-service-streaming"]
+        for root in roots:
+            try:
+                return ChunkedVoice(voice, root, self.intra_op_threads)
+            except OSError as exc:
+                error: Exception = exc
+                continue
+            except Exception as exc:  # onnx / onnxruntime: the graph itself cannot be split or loaded
+                error = exc
+                break
+        logger.warning(
+            "streaming split failed; whole-sentence synthesis for this voice",
+            extra={"voice": voice.entry.id, "error_type": type(error).__name__},
+        )
+        return None

@@ -107,7 +107,10 @@ class Engine:
         """Finished audio by request (text, voice, options), shared by `synthesize` and `stream`."""
         self.metrics.watch_engine(lambda: len(self.cache.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity)
         self.chunked = ChunkedVoices(
-            settings.stream_cache_dir, settings.ort_intra_op_threads, enabled=settings.stream_chunked_decode
+            settings.stream_cache_dir,
+            settings.ort_intra_op_threads,
+            enabled=settings.stream_chunked_decode,
+            capacity=settings.voice_cache_size,
         )
         """Voices split for chunked decoding (streaming's early first audio)."""
         self.schedule = Schedule(
