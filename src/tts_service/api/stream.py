@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from starlette.websockets import WebSocketState
 
 from tts_service.api.deps import EngineDep
 from tts_service.api.tts import TtsRequest
@@ -116,5 +117,7 @@ async def ws_tts(ws: WebSocket, engine: EngineDep) -> None:
         return data
 
     await driver.run(receive)
-    with contextlib.suppress(RuntimeError):
-        await ws.close()
+    if ws.client_state == WebSocketState.CONNECTED:
+        # The client closed first in the usual case; closing an already closed socket is not an error.
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await ws.close()
