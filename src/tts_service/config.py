@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding OPENAI_API_KEY; read at Lambda init."""
     qdrant_api_key_secret: str | None = None
     """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding QDRANT_API_KEY; read at Lambda init."""
+    api_keys_secret: str | None = None
+    """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding API_KEYS; read at Lambda init."""
     voices_s3_uri: str | None = None
     """`s3://bucket/prefix/` holding map.json and voice files, copied to VOICES_DOWNLOAD_DIR at Lambda init."""
     voices_download_dir: Path = Path("/tmp/models")

@@ -30,7 +30,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     }.items():
         monkeypatch.setenv(name, value)
     # prepare_environment() writes these into os.environ; setting them first makes monkeypatch restore them.
-    for name in ("OPENAI_API_KEY", "QDRANT_API_KEY", "OPENAI_API_KEY_SECRET", "QDRANT_API_KEY_SECRET", "VOICE_MAP"):
+    names = ("OPENAI_API_KEY", "QDRANT_API_KEY", "API_KEYS", "VOICE_MAP")
+    for name in (*names, "OPENAI_API_KEY_SECRET", "QDRANT_API_KEY_SECRET", "API_KEYS_SECRET"):
         monkeypatch.setenv(name, "unset")
         monkeypatch.delenv(name)
     monkeypatch.setenv("MODELS_DIR", os.environ.get("MODELS_DIR", str(REPO / "models")))
@@ -52,6 +53,8 @@ def test_secrets_manager_arn_and_ssm_parameter_become_settings(aws: None, monkey
     boto3.client("ssm").put_parameter(Name=param, Value="qd-key-456", Type="SecureString")
     monkeypatch.setenv("OPENAI_API_KEY_SECRET", arn)
     monkeypatch.setenv("QDRANT_API_KEY_SECRET", f"ssm:{param}")
+    keys = boto3.client("secretsmanager").create_secret(Name=unique("api-keys"), SecretString="k1,k2")["Name"]
+    monkeypatch.setenv("API_KEYS_SECRET", keys)
 
     # WHEN the function initialises
     settings = prepare_environment()
@@ -59,6 +62,7 @@ def test_secrets_manager_arn_and_ssm_parameter_become_settings(aws: None, monkey
     # THEN the settings the app reads hold the values, and the secrets never appear in the settings' repr
     assert settings.openai_api_key == "sk-test-123"
     assert settings.qdrant_api_key == "qd-key-456"
+    assert settings.api_keys == "k1,k2"
     assert get_settings() is settings
     assert "sk-test-123" not in repr(settings)
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +73,20 @@ def cfn() -> dict[str, Any]:
     return result
 
 
-def test_cfn_lint_passes() -> None:
-    run = subprocess.run(
-        [str(REPO / ".venv/bin/cfn-lint"), str(TEMPLATE)], capture_output=True, text=True, timeout=180, check=False
-    )
+TEMPLATES = [TEMPLATE, REPO / "infra" / "lambda-web-adapter" / "template.yaml"]
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_cfn_lint_passes(path: Path) -> None:
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    run = subprocess.run([str(cfn_lint), str(path)], capture_output=True, text=True, timeout=180, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_sam_validate_with_lint_passes_offline() -> None:
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_sam_validate_with_lint_passes_offline(path: Path) -> None:
     run = subprocess.run(
-        [str(SAM_VENV / "bin/sam"), "validate", "--lint", "--region", "us-east-1", "--template-file", str(TEMPLATE)],
+        [str(SAM_VENV / "bin/sam"), "validate", "--lint", "--region", "us-east-1", "--template-file", str(path)],
         env={**os.environ, **OFFLINE_AWS_ENV},
         cwd=REPO,
         capture_output=True,
@@ -270,7 +275,9 @@ def test_secret_and_s3_policies_follow_their_parameters(cfn: dict[str, Any]) -> 
     assert "HasOpenAISecret" in chat and "OpenAIApiKeySecretArn" in chat and "secretsmanager:GetSecretValue" in chat
     assert "HasQdrantSecret" in chat and "HasVoicesS3" in chat
     tts = json.dumps(cfn["Resources"]["TtsFunctionRole"]["Properties"]["Policies"])
-    assert "secretsmanager" not in tts  # the tts function never needs the LLM key
+    assert "OpenAIApiKeySecretArn" not in tts  # the tts function never needs the LLM key
+    for role in ("TtsFunctionRole", "VoicesFunctionRole", "ChatFunctionRole", "StreamFunctionRole"):
+        assert "HasApiKeys" in json.dumps(cfn["Resources"][role]["Properties"]["Policies"])  # every entry checks keys
 
 
 def test_memory_and_timeouts_fit_the_api_limits(template: dict[str, Any]) -> None:

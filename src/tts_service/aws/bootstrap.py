@@ -18,7 +18,11 @@ from tts_service.config import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 # Setting that names where a secret lives -> setting that receives its value.
-SECRET_SETTINGS = {"openai_api_key_secret": "openai_api_key", "qdrant_api_key_secret": "qdrant_api_key"}
+SECRET_SETTINGS = {
+    "openai_api_key_secret": "openai_api_key",
+    "qdrant_api_key_secret": "qdrant_api_key",
+    "api_keys_secret": "api_keys",
+}
 SSM_PREFIX = "ssm:"
 
 
