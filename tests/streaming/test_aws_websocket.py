@@ -309,3 +309,14 @@ def test_speak_while_a_stream_is_open_is_refused(invoke: Any, capture: Capture) 
     invoke(message({"type": "speak", "text": "Interrupting."}))
     assert [e["type"] for e in capture.events] == ["start", "error"]
     assert capture.events[1]["code"] == "unexpected_message"
+
+
+def test_queue_is_bounded(invoke: Any, capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tts_service.aws import websocket
+
+    monkeypatch.setattr(websocket, "MAX_QUEUED", 1)
+    invoke(load_event("ws_connect.json"))
+    invoke(message({"type": "start"}))
+    invoke(message({"type": "text", "text": "One. Two. Three. "}))
+    assert [e["type"] for e in capture.events] == ["start", "error"]
+    assert capture.events[1]["code"] == "busy" and capture.events[1]["ends_stream"] is False

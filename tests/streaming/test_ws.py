@@ -259,3 +259,20 @@ def test_tts_stream_first_bytes_arrive_before_the_last_sentence_is_made(
             received += data
     assert held == [True], "the first bytes only came after the last sentence was synthesized"
     assert len(received) > 44 + 22050 * 2 * 5
+
+
+def test_runaway_text_is_refused_while_the_stream_goes_on(
+    stream_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tts_service.streaming import driver
+
+    monkeypatch.setattr(driver, "MAX_QUEUED", 0)
+    with stream_client.websocket_connect("/ws/tts") as ws:
+        ws.send_text(json.dumps({"type": "start", "encoding": "base64"}))
+        assert ws.receive_json()["type"] == "start"
+        ws.send_text(json.dumps({"type": "text", "text": "Too much. "}))
+        event = ws.receive_json()
+        assert event["type"] == "error" and event["code"] == "busy" and not event["ends_stream"]
+        ws.send_text(json.dumps({"type": "end"}))
+        events, _ = collect(ws)
+    assert events[-1]["type"] == "end" and events[-1]["chunks"] == 0

@@ -26,7 +26,7 @@ import numpy as np
 from tts_service.config import Settings, get_settings
 from tts_service.engine import Engine, SpeechOptions, get_engine
 from tts_service.engine.audio import silence
-from tts_service.errors import ServiceError, UnexpectedMessage
+from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage
 from tts_service.streaming.events import (
     API_GATEWAY_FRAME_LIMIT,
     AWS_MAX_AUDIO_BYTES,
@@ -54,6 +54,8 @@ LEASE_SECS = 900
 """A speaker's hold on a connection; longer than any Lambda can run, so a crashed holder frees it eventually."""
 _RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 _UPDATE_ATTEMPTS = 8
+MAX_QUEUED = 64
+"""Sentences waiting in a connection's queue at most."""
 
 
 class ConnectionGone(Exception):
@@ -224,6 +226,9 @@ class ConnectionStore:
             old = str(item.get("pending", ""))
             text = IncrementalText(max_pending, old)
             sentences = fn(text)
+            if sentences and len(item.get("queue") or []) + len(sentences) > MAX_QUEUED:
+                # The item must stay far below DynamoDB's 400 KB; a client this far ahead should wait.
+                raise ServiceBusy(f"{MAX_QUEUED} sentences are waiting to be spoken; send more text later")
             values: dict[str, Any] = {
                 ":old": old,
                 ":new": text.pending,
@@ -385,6 +390,10 @@ class WebSocketHandler:
             self.handle(connection_id, raw, poster)
         except ConnectionGone:
             logger.info("client left", extra={"connection_id": connection_id})
+        except Exception as exc:  # DynamoDB or the management API failed: tell the client, log the type only
+            logger.error("stream message failed", extra={"error_type": type(exc).__name__})
+            poster.post_quietly(ErrorEvent("internal_error", "the message could not be handled; it was logged"))
+            return {"statusCode": 500}
         return {"statusCode": 200}
 
     def _client(self, ctx: dict[str, Any]) -> Any:

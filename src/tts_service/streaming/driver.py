@@ -14,7 +14,7 @@ import numpy as np
 
 from tts_service.engine import Engine, SpeechOptions
 from tts_service.engine.audio import silence
-from tts_service.errors import ServiceError, UnexpectedMessage
+from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage
 from tts_service.streaming.events import (
     AudioEvent,
     Encoding,
@@ -38,6 +38,9 @@ from tts_service.streaming.messages import (
 from tts_service.streaming.session import IncrementalText
 
 logger = logging.getLogger(__name__)
+
+MAX_QUEUED = 256
+"""Sentences waiting to be synthesized in one stream at most."""
 
 Incoming = str | bytes | None
 """A client frame; None when the client has gone."""
@@ -126,6 +129,9 @@ class StreamDriver:
         if stream is None or stream.text is None or stream.ending:
             raise UnexpectedMessage(f"{msg.type} needs an open incremental stream: send start first")
         if isinstance(msg, TextMessage):
+            if stream.queue.qsize() >= MAX_QUEUED:
+                # Text arrives faster than speech is made; holding it all would grow memory without bound.
+                raise ServiceBusy(f"{MAX_QUEUED} sentences are waiting to be spoken; send more text later")
             for sentence in stream.text.feed(msg.text):
                 stream.queue.put_nowait(sentence)
         elif isinstance(msg, FlushMessage):
