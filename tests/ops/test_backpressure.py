@@ -75,3 +75,27 @@ def test_a_real_synthesis_holds_the_place(tiny_engine: Engine) -> None:
         assert speech.pcm.size > 0
 
     asyncio.run(scenario())
+
+
+def test_an_abandoned_call_keeps_its_worker_place(tiny_engine: Engine) -> None:
+    release = threading.Event()
+
+    async def scenario() -> None:
+        call = asyncio.create_task(tiny_engine.pool.run(release.wait, 10))
+        await asyncio.sleep(0.1)  # running on the worker now
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert tiny_engine.pool.admitted == 1, "the worker is still busy with it"
+        with pytest.raises(ServiceBusy), tiny_engine.pool.admit():
+            pass
+        release.set()
+        for _ in range(100):
+            if tiny_engine.pool.admitted == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert tiny_engine.pool.admitted == 0
+        with tiny_engine.pool.admit():
+            pass
+
+    asyncio.run(scenario())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from tests.ops.conftest import AppFactory
+from tts_service.engine import Engine
 
 slow = APIRouter()
 
@@ -85,13 +87,14 @@ def test_started_stream_is_not_cut_by_the_timeout(make_client: AppFactory) -> No
     assert response.text.count("part") == 4
 
 
-def test_timed_out_synthesis_frees_its_place(make_client: AppFactory, engine: object) -> None:
-    from tts_service.engine import Engine
-
-    assert isinstance(engine, Engine)
+def test_timed_out_synthesis_keeps_its_place_until_its_worker_is_free(make_client: AppFactory, engine: Engine) -> None:
     client, _ = make_client(request_timeout_secs=0.05, llm_timeout_secs=0.01)
     before = engine.pool.admitted
     text = "This sentence takes longer than fifty milliseconds to synthesize, surely, on this machine. " * 3
     response = client.post("/tts", json={"text": text})
     assert response.status_code == 504
+    # The abandoned synthesis still occupies a worker; its place is given back only when it returns.
+    deadline = time.monotonic() + 60
+    while engine.pool.admitted != before and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert engine.pool.admitted == before

@@ -6,9 +6,9 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tts_service.errors import ServiceBusy
 from tts_service.observability import Metrics
@@ -25,17 +25,20 @@ class WorkerPool:
         self.capacity = workers + queue_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synth")
         self._admitted = 0
+        self._orphans = 0
+        """Calls whose caller gave up (timeout, disconnect) but which still run on a worker."""
         self._lock = threading.Lock()
 
     @property
     def admitted(self) -> int:
-        return self._admitted
+        """Places taken: admitted jobs plus abandoned calls still occupying a worker."""
+        return self._admitted + self._orphans
 
     @contextmanager
     def admit(self) -> Iterator[None]:
         """Hold a place for one job (a whole synthesis or a whole stream); ServiceBusy when full."""
         with self._lock:
-            if self._admitted >= self.capacity:
+            if self._admitted + self._orphans >= self.capacity:
                 if self.metrics is not None:
                     self.metrics.observe_rejected("busy")
                 raise ServiceBusy(
@@ -52,7 +55,21 @@ class WorkerPool:
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run a blocking call on a worker thread, in a copy of the caller's context (its request id for logs)."""
         context = contextvars.copy_context()
-        return await asyncio.wrap_future(self._executor.submit(context.run, fn, *args))
+        future = self._executor.submit(context.run, fn, *args)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # A call already running cannot be cancelled: it keeps its worker until it returns, so it keeps
+            # its place too, or a burst of timeouts would let more work in than there are workers for.
+            if not future.done():
+                with self._lock:
+                    self._orphans += 1
+                future.add_done_callback(self._orphan_done)
+            raise
+
+    def _orphan_done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._orphans -= 1
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
