@@ -107,3 +107,21 @@ def test_log_level_settings() -> None:
     assert Settings(rust_log="warn,hyper=info").effective_log_level == "WARNING"
     assert Settings(rust_log="tower=debug,error").effective_log_level == "ERROR"
     assert Settings(log_level="info", rust_log="debug").effective_log_level == "INFO"
+
+
+def test_on_lambda_the_gateway_request_id_is_used(engine: Engine) -> None:
+    from mangum import Mangum
+
+    from tests.support.lambda_events import FakeLambdaContext, load_event
+    from tts_service.api import voices
+    from tts_service.app import create_app
+
+    handler = Mangum(create_app(voices.router, settings=Settings(rate_limit_enabled=False)), lifespan="off")
+    event = load_event("http_v2_get_voices.json")
+    response = handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 200
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    assert headers["x-request-id"] == event["requestContext"]["requestId"]
+    event["headers"]["x-request-id"] = "client-chosen-1"
+    again = handler(event, FakeLambdaContext())
+    assert {k.lower(): v for k, v in again["headers"].items()}["x-request-id"] == "client-chosen-1"

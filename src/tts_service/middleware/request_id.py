@@ -12,8 +12,9 @@ from tts_service.logging import request_id_var
 from tts_service.middleware._asgi import add_headers, header
 
 HEADER = b"x-request-id"
-# Letters, digits and a few separators: enough for UUIDs, ULIDs and trace ids, nothing that can forge log lines.
-_WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+# Letters, digits and a few separators: UUIDs, ULIDs, trace ids and API Gateway ids (base64), nothing that can
+# forge log lines or headers.
+_WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+/\-]{0,127}$")
 
 
 def choose_request_id(scope: Scope) -> str:
