@@ -71,6 +71,8 @@ class _Stream:
     ending: bool = False
     spoken: int = 0
     task: asyncio.Task[None] | None = None
+    closing: bool = False
+    """Set when its last event (`end` or a failing `error`) is being sent: a late cancel adds no second one."""
 
 
 class StreamDriver:
@@ -166,6 +168,9 @@ class StreamDriver:
         logger.info("stream started", extra={"stream_id": stream.id, "voice": probe.voice.id, "mode": msg.type})
 
     async def _cancel(self, stream: _Stream) -> None:
+        if stream.closing:
+            return  # the stream is already ending on its own; the cancel crossed its `end`
+        stream.closing = True
         if stream.task is not None:
             stream.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -196,14 +201,17 @@ class StreamDriver:
                         self._inflight = asyncio.ensure_future(self._emit(event, stream.encoding))
                         await asyncio.shield(self._inflight)
                 stream.spoken += 1
-            await self._emit(stream.maker.end())
+            stream.closing = True
+            await asyncio.shield(self._emit(stream.maker.end()))
             logger.info("stream ended", extra={"stream_id": stream.id, "chunks": stream.maker.seq})
         except TransportGone:
             logger.info("client left mid-stream", extra={"stream_id": stream.id})
         except ServiceError as exc:
+            stream.closing = True
             await self._emit_quietly(ErrorEvent.from_error(exc, ends_stream=True))
         except Exception as exc:
             logger.error("stream failed", extra={"stream_id": stream.id, "error_type": type(exc).__name__})
+            stream.closing = True
             await self._emit_quietly(
                 ErrorEvent("internal_error", "synthesis failed; the error was logged", ends_stream=True)
             )
