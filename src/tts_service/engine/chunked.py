@@ -155,7 +155,9 @@ class ChunkedVoice:
             "scales": scales,
         }
         if "sid" in self.meta.frontend_inputs:
-            feed["sid"] = np.array([speaker_id or 0], dtype=np.int64)
+            # As piper does: no speaker named means the voice's default speaker.
+            sid = self.voice.piper.config.default_speaker_id if speaker_id is None else speaker_id
+            feed["sid"] = np.array([sid], dtype=np.int64)
         out = self.frontend.run(None, feed)
         return out[0], out[1], (out[2] if len(out) > 2 else None)
 
