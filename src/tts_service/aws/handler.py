@@ -3,8 +3,8 @@
 `lambda_handler(app, service=...)` wraps an ASGI app in Mangum (HTTP API v2 / REST v1 events);
 `instrument(fn, service=...)` wraps a plain handler (the WebSocket `stream` function). Both give:
 
-- one JSON log line per invocation ("invocation": route, status, latency) and the core's stdlib logs rendered by the same
-  Powertools formatter, so every line of an invocation carries its `correlation_id`;
+- one JSON log line per invocation ("invocation": route, status, latency) and the core's stdlib logs rendered by
+  the same Powertools formatter, so every line of an invocation carries its `correlation_id`;
 - EMF metrics: `ColdStart`, `Latency`, `ServerError` (0/1, its average is the 5xx rate) per route, plus
   `AudioDuration` and `SynthesisRealTimeFactor` when the response carries synthesized audio;
 - an X-Ray segment when `POWERTOOLS_TRACE_DISABLED=false` (the template sets it from its `Tracing` parameter).
