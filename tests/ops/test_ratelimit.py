@@ -119,3 +119,12 @@ def test_disabled_rate_limit_never_refuses(make_client: AppFactory) -> None:
     client, _ = make_client(rate_limit_enabled=False, rate_limit_per_minute=1)
     assert {client.get("/voices").status_code for _ in range(5)} == {200}
     assert "ratelimit-limit" not in client.get("/voices").headers
+
+
+def test_guessing_keys_is_throttled(make_client: AppFactory) -> None:
+    client, metrics = make_client(rate_limit_enabled=True, rate_limit_per_minute=3, api_keys="the-real-key")
+    guesses = [client.get("/voices", headers={"X-API-Key": f"guess-{i}"}).status_code for i in range(5)]
+    assert guesses == [401, 401, 401, 429, 429]
+    assert metrics.value("http_requests_rejected_total", reason="unauthorized") == 3
+    # The holder of a valid key has a budget of its own, untouched by the guesses from the same address.
+    assert client.get("/voices", headers={"X-API-Key": "the-real-key"}).status_code == 200

@@ -58,37 +58,52 @@ def presented_key(scope: Scope) -> str | None:
     return None
 
 
-class ApiKeyMiddleware:
-    """401 JSON (or a refused WebSocket handshake) without a valid key; health endpoints stay open.
+class ApiKeys:
+    """The configured keys, and which one (by digest, never the key) a request presents."""
 
-    On success the key's fingerprint (a digest, never the key) goes into the request state for rate limiting.
-    """
+    def __init__(self, keys: list[str]) -> None:
+        self._keys = [key.encode() for key in keys]
 
-    def __init__(self, app: ASGIApp, *, keys: list[str], metrics: Metrics) -> None:
-        self.app = app
-        self.keys = [key.encode() for key in keys]
-        self.metrics = metrics
+    def __bool__(self) -> bool:
+        return bool(self._keys)
 
-    def _valid(self, key: str) -> bool:
+    def valid(self, key: str) -> bool:
         candidate = key.encode()
         # Compare against every key, without stopping early, so timing says nothing about which one matched.
         matched = False
-        for known in self.keys:
+        for known in self._keys:
             matched |= hmac.compare_digest(candidate, known)
         return matched
+
+    def identify(self, scope: Scope) -> str | None:
+        """The fingerprint of the valid key the request carries (memoized in its state), or None."""
+        state = scope.setdefault("state", {})
+        if "api_key_id" not in state:
+            key = presented_key(scope)
+            state["api_key_id"] = key_fingerprint(key) if key is not None and self.valid(key) else None
+        found = state["api_key_id"]
+        return found if isinstance(found, str) else None
+
+
+class ApiKeyMiddleware:
+    """401 JSON (or a refused WebSocket handshake) without a valid key; health endpoints stay open."""
+
+    def __init__(self, app: ASGIApp, *, keys: ApiKeys, metrics: Metrics) -> None:
+        self.app = app
+        self.keys = keys
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or is_health(scope) or scope.get("method") == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        key = presented_key(scope)
-        if key is None or not self._valid(key):
+        if self.keys.identify(scope) is None:
+            missing = presented_key(scope) is None
             self.metrics.observe_rejected("unauthorized")
-            logger.info("unauthorized", extra={"reason": "missing key" if key is None else "unknown key"})
-            message = "an API key is required" if key is None else "the API key is not valid"
+            logger.info("unauthorized", extra={"reason": "missing key" if missing else "unknown key"})
+            message = "an API key is required" if missing else "the API key is not valid"
             exc = Unauthorized(f"{message}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
             exc.headers["WWW-Authenticate"] = 'Bearer realm="tts-service"'
             await refuse(scope, receive, send, exc, WS_POLICY_VIOLATION)
             return
-        scope.setdefault("state", {})["api_key_id"] = key_fingerprint(key)
         await self.app(scope, receive, send)

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tts_service.config import Settings
 from tts_service.errors import RateLimited
 from tts_service.middleware._asgi import WS_TRY_AGAIN_LATER, add_headers, is_health, path_of, refuse
+from tts_service.middleware.auth import ApiKeys
 from tts_service.middleware.clients import ClientResolver
 from tts_service.observability import Metrics
 
@@ -106,16 +107,20 @@ class RateLimitMiddleware:
     of the service.
     """
 
-    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, clients: ClientResolver, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limiter: RateLimiter, clients: ClientResolver, keys: ApiKeys, metrics: Metrics
+    ) -> None:
         self.app = app
         self.limiter = limiter
         self.clients = clients
+        self.keys = keys
         self.metrics = metrics
         self._last_warning = 0.0
 
     def client_id(self, scope: Scope) -> str:
-        key_id = (scope.get("state") or {}).get("api_key_id")
-        if isinstance(key_id, str):
+        """A valid API key's digest; otherwise the IP, so invented or guessed keys buy no extra budget."""
+        key_id = self.keys.identify(scope) if self.keys else None
+        if key_id is not None:
             return f"key:{key_id}"
         return f"ip:{self.clients.resolve(scope)}"
 
