@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, WebSocket
+from starlette.testclient import WebSocketDenialResponse
 
 from tests.ops.conftest import AppFactory
 from tts_service.middleware.clients import ClientResolver
@@ -128,3 +130,25 @@ def test_guessing_keys_is_throttled(make_client: AppFactory) -> None:
     assert metrics.value("http_requests_rejected_total", reason="unauthorized") == 3
     # The holder of a valid key has a budget of its own, untouched by the guesses from the same address.
     assert client.get("/voices", headers={"X-API-Key": "the-real-key"}).status_code == 200
+
+
+def test_a_websocket_counts_once_at_connect(make_client: AppFactory) -> None:
+    router = APIRouter()
+
+    @router.websocket("/ws/count")
+    async def chatty(ws: WebSocket) -> None:
+        await ws.accept()
+        for _ in range(5):
+            await ws.send_text(await ws.receive_text())
+        await ws.close()
+
+    client, _ = make_client(rate_limit_enabled=True, rate_limit_per_minute=2, routers=(router,))
+    with client.websocket_connect("/ws/count") as ws:
+        for i in range(5):  # messages inside a session are not requests
+            ws.send_text(str(i))
+            assert ws.receive_text() == str(i)
+    assert client.get("/voices").status_code == 200
+    with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect("/ws/count"):
+        pass
+    assert refused.value.status_code == 429
+    assert int(refused.value.headers["retry-after"]) >= 1
