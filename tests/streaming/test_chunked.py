@@ -10,7 +10,7 @@ from piper.config import SynthesisConfig
 
 from tts_service.engine import Engine, SpeechOptions
 from tts_service.engine.audio import float_to_int16
-from tts_service.engine.chunked import ChunkedVoices, Schedule
+from tts_service.engine.chunked import MARGIN_CANDIDATES, ChunkedVoices, Schedule
 
 LONG = (
     "The committee met on Tuesday afternoon to discuss the proposed changes to the city budget, and after "
@@ -37,7 +37,8 @@ def test_chunked_audio_equals_whole_sentence_audio(engine: Engine) -> None:
     assert len(pieces) >= 2 and pieces[0].size == engine.schedule.first_frames * chunked.hop
     streamed = np.concatenate(pieces)
     assert streamed.shape == whole.shape
-    assert float(np.max(np.abs(streamed - whole))) < 1e-4
+    assert float(np.max(np.abs(streamed - whole))) < 2e-5  # float noise (7.5e-6 measured), not a seam
+    assert chunked.margin in MARGIN_CANDIDATES
 
 
 def test_engine_stream_chunks_equal_whole_sentence_pcm(engine: Engine) -> None:

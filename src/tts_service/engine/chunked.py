@@ -3,10 +3,11 @@
 Piper's VITS graph runs text encoder, durations and prior sampling (the frontend) over the whole sentence, then
 flow + HiFi-GAN (the decoder), a convolutional net with a finite receptive field. `streaming-vits` cuts the ONNX
 graph at that seam; we run the frontend once per sentence (prosody intact) and decode the frames in chunks with
-overlapping margins that are thrown away, which gives the same samples as one full decode (measured: max abs
-difference 7.5e-6 with 24-frame margins on en_US-joe-medium; we use 32). The first chunk is small so audio starts
-early; the rest is decoded in one or few large chunks, and only a request's first sentence is split at all (later
-ones are made while earlier ones play), so the extra work is about one margin pair per request.
+overlapping margins that are thrown away, which gives the same samples as one full decode (the margin is
+measured per voice; en_US-joe-medium: 32 frames, max abs difference 7.5e-6 to Piper's own graph). The first chunk is
+small so audio starts early; the rest is decoded in one or few large chunks, and only a request's first
+sentence is split at all (later ones are made while earlier ones play), so the extra work is about one margin
+pair per request.
 
 The split graphs are made once per voice file and cached in `STREAM_CACHE_DIR` (default
 `~/.cache/tts-service/streaming`), never per request. When a voice cannot be split, callers fall back to
@@ -39,9 +40,13 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 
-# Frames of context each side of a chunk. 24 already matches a full decode to float precision on joe-medium;
-# 32 leaves room for voices with a slightly wider receptive field.
-MARGIN_FRAMES = 32
+# Frames of context each side of a chunk. The difference to a full decode shrinks steadily with the margin and
+# depends on the content (joe-medium, noise 0: 16 frames 1e-5..1e-2, 24 frames 1e-7..2e-5, 32 frames <= 7.5e-7),
+# so the smallest candidate that matches a reference to 1e-6 is measured once per voice, starting at 32.
+MARGIN_CANDIDATES = (32, 48, 64, 96)
+MARGIN_FRAMES = 96
+"""The fallback when no candidate matches."""
+_MATCH_TOLERANCE = 1e-6
 # Reference sentences whose loudest peak sets the fixed gain of chunked audio (see `ChunkedVoice.gain`).
 _GAIN_TEXTS = (
     "This is a short sentence that sets the loudness of streamed speech.",
@@ -103,21 +108,38 @@ class ChunkedVoice:
             str(outdir / self.meta.decoder), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self.hop = int(self.meta.hop)
-        self.gain = self._load_gain(outdir / "gain.json")
-        """Fixed gain for chunked audio: per-sentence peak normalisation would need the whole sentence first."""
+        self.margin = MARGIN_FRAMES
+        self.gain = 1.0
+        self._calibrate(outdir / "calibration.json")
 
-    def _load_gain(self, path: Path) -> float:
-        """The voice's gain, measured once (three short syntheses) and kept beside its split graphs."""
+    def _calibrate(self, path: Path) -> None:
+        """Measure the voice's gain and decode margin once (a few short decodes); keep them beside the graphs."""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            return float(json.loads(path.read_text())["gain"])
-        peak = max(
-            float(np.max(np.abs(self.audio_whole(self.voice.piper.phonemes_to_ids(self._phonemes(text))))))
-            for text in _GAIN_TEXTS
-        )
-        gain = _GAIN_HEADROOM / peak if peak > 1e-4 else 1.0
+            saved = json.loads(path.read_text())
+            self.gain, self.margin = float(saved["gain"]), int(saved["margin"])
+            return
+        peak = 0.0
+        for text in _GAIN_TEXTS:
+            ids = self.voice.piper.phonemes_to_ids(self._phonemes(text))
+            peak = max(peak, float(np.max(np.abs(self.audio_whole(ids)))))
+        self.gain = _GAIN_HEADROOM / peak if peak > 1e-4 else 1.0
+        """Fixed gain for chunked audio: per-sentence peak normalisation would need the whole sentence first."""
+        self.margin = self._measure_margin(self.voice.piper.phonemes_to_ids(self._phonemes(" ".join(_GAIN_TEXTS))))
         with contextlib.suppress(OSError):
-            path.write_text(json.dumps({"gain": gain, "reference_peak": peak}))
-        return gain
+            path.write_text(json.dumps({"gain": self.gain, "reference_peak": peak, "margin": self.margin}))
+
+    def _measure_margin(self, ids: list[int]) -> int:
+        z_p, mask, g = self.run_frontend(ids, self.scales(0.0, None, 0.0), None)
+        total = int(z_p.shape[2])
+        self.margin = total  # a margin this wide makes every chunk a full decode: the reference
+        whole = self.decode(z_p, mask, g, 0, total)
+        cuts = [(0, 24), (24, total // 2), (total // 2, total)]
+        for margin in MARGIN_CANDIDATES:
+            self.margin = margin
+            pieces = np.concatenate([self.decode(z_p, mask, g, a, b) for a, b in cuts])
+            if pieces.shape == whole.shape and float(np.max(np.abs(pieces - whole))) < _MATCH_TOLERANCE:
+                return margin
+        return MARGIN_FRAMES
 
     def _phonemes(self, text: str) -> list[str]:
         return [p for sentence in self.voice.piper.phonemize(text) for p in sentence]
@@ -164,7 +186,7 @@ class ChunkedVoice:
     def decode(self, z_p: FloatArray, mask: FloatArray, g: FloatArray | None, a: int, b: int) -> FloatArray:
         """Samples of output frames [a, b), computed with margins that are discarded."""
         total = z_p.shape[2]
-        lo, hi = max(0, a - MARGIN_FRAMES), min(total, b + MARGIN_FRAMES)
+        lo, hi = max(0, a - self.margin), min(total, b + self.margin)
         seam = self.meta.seam
         feed = {seam.z_p: z_p[:, :, lo:hi], seam.mask: mask[:, :, lo:hi]}
         if seam.g is not None and g is not None:
