@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import logging
+import uuid
 import wave
 from types import ModuleType
 from typing import Any
@@ -153,6 +154,27 @@ def test_core_stdlib_logs_become_json_with_the_correlation_id(capsys: pytest.Cap
     (core,) = [e for e in entries if e.get("message") == "voice slow to load"]
     assert core["correlation_id"] == event["requestContext"]["requestId"]
     assert (core["level"], core["voice"]) == ("WARNING", "x")
+
+
+def test_core_logs_survive_a_service_name_inside_a_logger_name(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN the root handler installed, then a function whose service name is part of core logger names (as
+    # "tts" is of "tts_service.*", "chat" of "tts_service.chat.*"): Powertools tries to filter those out
+    lambda_handler(create_app(APIRouter()), service="voices")
+    service = f"svc{uuid.uuid4().hex[:8]}"
+    core_logger = logging.getLogger(f"tts_service.{service}.worker")
+
+    def fn(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        core_logger.warning("still here")
+        return {"statusCode": 200}
+
+    handler = instrument(fn, service=service)
+    event = load_event("http_get_health.json")
+    handler(event, LambdaContext())
+
+    # THEN the core's line is printed, once, with the correlation id
+    entries = logs(json_lines(capsys.readouterr().out))
+    lines = [e for e in entries if e.get("message") == "still here"]
+    assert len(lines) == 1 and lines[0]["correlation_id"] == event["requestContext"]["requestId"]
 
 
 def test_a_failing_plain_handler_is_logged_and_counted_then_raises(capsys: pytest.CaptureFixture[str]) -> None:

@@ -47,10 +47,25 @@ class StdoutHandler(logging.Handler):
             self.handleError(record)
 
 
+class RootHandler(StdoutHandler):
+    """The root logger's handler; it refuses Powertools' `SuppressFilter`.
+
+    Every Powertools Logger created while this handler is on the root adds `SuppressFilter(service)` to it, which
+    drops any record whose logger name merely *contains* the service name: with services named tts, voices, chat
+    and stream, that silences `tts_service.*`, `...engine.voices`, `...chat.*` and `...streaming.*`. The
+    duplicates it guards against cannot happen here: the service loggers do not propagate.
+    """
+
+    def addFilter(self, filter: Any) -> None:
+        if type(filter).__name__ == "SuppressFilter":
+            return
+        super().addFilter(filter)
+
+
 # One handler on the root logger for the whole process: the core's `logging.getLogger(__name__)` loggers
 # propagate to it. Each invocation points it at the formatter of the function being invoked, the one that holds
 # that invocation's correlation id.
-_ROOT_HANDLER = StdoutHandler()
+_ROOT_HANDLER = RootHandler()
 _SERVICE_HANDLERS: dict[str, StdoutHandler] = {}
 
 
