@@ -45,8 +45,8 @@ class BodyLimitMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                # The client went away mid-body; let the app see the disconnect as it would have.
-                chunks_done = [message]
+                # The client went away mid-body: the app sees the disconnect, never a truncated body.
+                pending: list[Message] = [message]
                 break
             body = message.get("body", b"")
             size += len(body)
@@ -55,10 +55,8 @@ class BodyLimitMiddleware:
                 return
             chunks.append(body)
             if not message.get("more_body", False):
-                chunks_done = []
+                pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
                 break
-        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-        pending.extend(chunks_done)
 
         async def replay() -> Message:
             if pending:
