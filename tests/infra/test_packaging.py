@@ -33,6 +33,8 @@ LOGICAL_IDS = {"tts": "TtsFunction", "voices": "VoicesFunction", "chat": "ChatFu
 
 pytestmark = pytest.mark.slow
 
+TRACE_HEADER = "Root=1-67470a3e-1f2e3d4c5b6a798877665544;Parent=53995c3f42cd8ad8;Sampled=1"
+
 
 @pytest.fixture(scope="module")
 def builder(tmp_path_factory: pytest.TempPathFactory) -> Builder:
@@ -168,7 +170,9 @@ def test_function_image_answers_real_events(builder: Builder, moto_endpoint: str
     assert image.cmd == ["app.handler"]
     assert not (image.host("/var/task") / "tests").exists() and not image.host("/tmp/core").exists()
 
-    extra_env: dict[str, str] = {}
+    # Tracing on (as with the template's Tracing=Active): the Tracer and the image's X-Ray SDK must load and wrap
+    # the handler; with no daemon on this machine the segments go nowhere (UDP to loopback).
+    extra_env: dict[str, str] = {"POWERTOOLS_TRACE_DISABLED": "false", "_X_AMZN_TRACE_ID": TRACE_HEADER}
     table = None
     if name == "stream":
         extra_env["AWS_ENDPOINT_URL"] = moto_endpoint
@@ -182,6 +186,7 @@ def test_function_image_answers_real_events(builder: Builder, moto_endpoint: str
     # THEN the answers are right, the code came from the image, and the logs are JSON with correlation ids
     check([r["response"] for r in result["results"]])
     check_isolated(image, result)
+    assert result["xray_loaded"], "the Tracer did not load the X-Ray SDK from the image"
     check_logs(stdout, events, name)
     if table is not None:
         # $connect stored the connection and $disconnect removed it: the real boto3 in the image did both

@@ -50,7 +50,15 @@ def main() -> None:
         results.append({"response": response, "seconds": time.perf_counter() - t0})
     core = sys.modules["tts_service"].__file__
     Path(result_path).write_text(
-        json.dumps({"init_seconds": init_seconds, "results": results, "core": core, "sys_path": sys.path})
+        json.dumps(
+            {
+                "init_seconds": init_seconds,
+                "results": results,
+                "core": core,
+                "sys_path": sys.path,
+                "xray_loaded": "aws_xray_sdk.core" in sys.modules,
+            }
+        )
     )
 
 
