@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
@@ -218,3 +218,39 @@ def test_the_image_healthcheck_passes_against_the_shim_on_its_port(shim_port: tu
     # and the same command fails when nothing listens on PORT: the check is real
     other = {**env, "PORT": "9"}
     assert subprocess.run(argv, env=other, capture_output=True, timeout=10, check=False).returncode != 0
+
+
+# Build contexts: the function images and the shim use the repository root (template.yaml's DockerContext: .).
+CONTEXTS = {
+    "layers/piper/Dockerfile": "layers/piper",
+    "functions/tts/Dockerfile": ".",
+    "functions/voices/Dockerfile": ".",
+    "functions/chat/Dockerfile": ".",
+    "functions/stream/Dockerfile": ".",
+    "infra/Dockerfile": ".",
+    "infra/lambda-web-adapter/Dockerfile": "infra/lambda-web-adapter",
+}
+
+
+@pytest.mark.parametrize(("dockerfile", "context"), CONTEXTS.items())
+def test_every_copy_source_is_in_the_build_context(dockerfile: str, context: str) -> None:
+    # A COPY of a file that .dockerignore leaves out fails only at `docker build`: check it here.
+    from tests.infra.dockerbuild import DockerIgnore
+
+    root = REPO / context
+    ignore = DockerIgnore(root)
+    for keyword, args in instructions(REPO / dockerfile):
+        if keyword != "COPY" or args.startswith("--from"):
+            continue
+        for source in shlex.split(args)[:-1]:
+            assert (root / source).exists(), f"{dockerfile}: COPY {source} does not exist"
+            assert not ignore.excluded(PurePosixPath(source)), f"{dockerfile}: COPY {source} is in .dockerignore"
+
+
+def test_dockerignore_keeps_the_build_context_small() -> None:
+    from tests.infra.dockerbuild import DockerIgnore
+
+    ignore = DockerIgnore(REPO)
+    for heavy in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "src/tts_service/__pycache__/x.pyc"):
+        assert ignore.excluded(PurePosixPath(heavy)), heavy
+    assert not ignore.excluded(PurePosixPath("src/tts_service/app.py"))
