@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 LAMBDA_BASE = "public.ecr.aws/lambda/python:3.12"
+PYTHON_BASES = ("python:3.12-slim-bookworm",)
+HOST_PYLIB = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/"
 IMAGE_SITE = "/var/lang/lib/python3.12/site-packages"
 IMAGE_ENV = {"LAMBDA_TASK_ROOT": "/var/task", "LAMBDA_RUNTIME_DIR": "/var/runtime"}
 PIP_TIMEOUT = 900
@@ -102,19 +104,25 @@ class Image:
     env: dict[str, str] = field(default_factory=dict)
     cmd: list[str] = field(default_factory=list)
     workdir: str = "/var/task"
+    user: str = "root"
+    healthcheck: str = ""
 
     def host(self, container_path: str) -> Path:
-        """Where a path of the image lives in the replay."""
+        """Where a path of the image lives in the replay (the host's Python version in venv paths)."""
         path = PurePosixPath(container_path)
         if path == PurePosixPath(IMAGE_SITE) or PurePosixPath(IMAGE_SITE) in path.parents:
             return self.base_site / path.relative_to(IMAGE_SITE)
-        return self.root / str(path).lstrip("/")
+        return self.root / re.sub(r"lib/python3\.\d+/", HOST_PYLIB, str(path).lstrip("/"))
 
     def host_env(self) -> dict[str, str]:
         """The image's environment with its absolute paths pointing into the replay."""
         mapped = {}
         for name, value in self.env.items():
-            mapped[name] = str(self.host(value)) if value.startswith("/") else value
+            if name == "PATH":
+                parts = [str(self.host(p)) if p.startswith("/") else p for p in value.split(":") if p]
+                mapped[name] = ":".join([*parts, os.environ.get("PATH", "/usr/bin:/bin")])
+            else:
+                mapped[name] = str(self.host(value)) if value.startswith("/") else value
         return mapped
 
 
@@ -150,13 +158,16 @@ class Builder:
         image: Image | None = None
         args = dict(build_args or {})
         ignore = DockerIgnore(context)
+        stages: dict[str, Image] = {}
         for keyword, raw in instructions(dockerfile):
             if keyword == "ARG":
                 key, _, default = raw.partition("=")
                 args.setdefault(key.strip(), default.strip())
                 continue
             if keyword == "FROM":
-                image = self._from(name, expand(raw, args))
+                ref, _, stage = expand(raw, args).partition(" AS ")
+                image = self._from(f"{name}/{stage.strip() or len(stages)}", ref.strip())
+                stages[stage.strip() or str(len(stages))] = image
                 continue
             assert image is not None, f"{dockerfile}: {keyword} before FROM"
             variables = {**args, **image.env}
@@ -165,6 +176,11 @@ class Builder:
                     key, _, value = pair.partition("=")
                     image.env[key] = expand(value, variables)
                     variables[key] = image.env[key]
+            elif keyword == "COPY" and raw.startswith("--from="):
+                stage, *parts = shlex.split(expand(raw, variables).removeprefix("--from="))
+                assert stage in stages, f"COPY --from={stage}: only earlier stages are replayed"
+                src, dest = parts
+                shutil.copytree(stages[stage].host(src), image.host(dest), symlinks=True, dirs_exist_ok=True)
             elif keyword == "COPY":
                 self._copy(image, context, ignore, shlex.split(expand(raw, variables)))
             elif keyword == "RUN":
@@ -173,6 +189,11 @@ class Builder:
                 image.cmd = json.loads(raw)
             elif keyword == "WORKDIR":
                 image.workdir = expand(raw, variables)
+                image.host(image.workdir).mkdir(parents=True, exist_ok=True)
+            elif keyword == "USER":
+                image.user = raw
+            elif keyword == "HEALTHCHECK":
+                image.healthcheck = raw
             elif keyword not in ("LABEL", "EXPOSE"):
                 raise NotImplementedError(f"{dockerfile}: the replay does not know {keyword}")
         assert image is not None, f"{dockerfile}: no FROM"
@@ -183,6 +204,11 @@ class Builder:
             python, site = make_venv(self.workdir / name / "venv")
             root = self.workdir / name / "rootfs"
             image = Image(root=root, python=python, site=site, base_site=site, env=dict(IMAGE_ENV))
+        elif ref in PYTHON_BASES:
+            # The official Python image: its interpreter, nothing installed; WORKDIR defaults to /.
+            python, site = make_venv(self.workdir / name / "system-python")
+            root = self.workdir / name / "rootfs"
+            image = Image(root=root, python=python, site=site, base_site=site, workdir="/")
         elif ref in self.base_images:
             base = self._built.get(ref)
             if base is None:
@@ -233,11 +259,20 @@ class Builder:
                         path.unlink()
             elif argv[:2] == ["python", "-c"] and len(argv) == 3:
                 self._exec(image, [str(image.python), "-I", "-c", argv[2]])
+            elif argv[:3] == ["python", "-m", "venv"] and len(argv) == 4:
+                make_venv(image.host(argv[3]))
+            elif len(argv) > 1 and argv[0].endswith("/bin/pip") and argv[1] == "install":
+                venv_python = image.host(argv[0]).parent / "python"
+                self._pip_install(image, argv[2:], python=venv_python)
+            elif argv[:1] == ["useradd"]:
+                pass  # users do not exist in the replay; USER is recorded and checked by the tests
+            elif argv[:2] == ["install", "-d"]:
+                image.host(argv[-1]).mkdir(parents=True, exist_ok=True)
             else:
                 raise NotImplementedError(f"the replay does not know RUN {part.strip()!r}")
 
-    def _pip_install(self, image: Image, args: list[str]) -> None:
-        argv = [sys.executable, "-m", "pip", "--python", str(image.python), "install", "--quiet"]
+    def _pip_install(self, image: Image, args: list[str], python: Path | None = None) -> None:
+        argv = [sys.executable, "-m", "pip", "--python", str(python or image.python), "install", "--quiet"]
         i = 0
         while i < len(args):
             arg = args[i]

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -254,3 +255,56 @@ def test_dockerignore_keeps_the_build_context_small() -> None:
     for heavy in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "src/tts_service/__pycache__/x.pyc"):
         assert ignore.excluded(PurePosixPath(heavy)), heavy
     assert not ignore.excluded(PurePosixPath("src/tts_service/app.py"))
+
+
+@pytest.mark.slow
+def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_path: Path) -> None:
+    # GIVEN infra/Dockerfile replayed (both stages: the venv built in `build`, copied into the final stage)
+    import httpx
+
+    from tests.infra.dockerbuild import Builder
+
+    builder = Builder(tmp_path, {}, log=tmp_path / "build.log")
+    image = builder.build("shim", SHIM_DOCKERFILE, REPO)
+    assert image.user.split(":")[0] not in ("0", "root")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**image.host_env(), "PORT": str(port), "HOST": "127.0.0.1", "HOME": str(image.host("/nonexistent"))}
+    command = image.cmd
+    python = shutil.which(command[0], path=env["PATH"])
+    assert python is not None and str(image.root) in python, python
+
+    # WHEN the container's command starts it, outside the repository
+    proc = subprocess.Popen(
+        [python, *command[1:]],
+        cwd=image.host(image.workdir),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # THEN the image's HEALTHCHECK passes once it listens, /healthz turns ready and /tts speaks
+        check = json.loads(image.healthcheck[image.healthcheck.index("CMD") + 3 :])
+        check[0] = shutil.which(check[0], path=env["PATH"]) or check[0]
+        deadline = time.monotonic() + 90
+        while subprocess.run(check, env=env, capture_output=True, timeout=10, check=False).returncode != 0:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the shim never became healthy"
+            time.sleep(0.5)
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            ready = client.get("/healthz")
+            assert ready.status_code == 200 and ready.json()["status"] == "ready"
+            wav = client.post("/tts", json={"text": "Self hosted."}, headers={"accept": "audio/wav"})
+            assert wav.status_code == 200 and wav.content[:4] == b"RIFF" and len(wav.content) > 20_000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
