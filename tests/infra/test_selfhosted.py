@@ -125,11 +125,23 @@ def test_voice_map_configmap_is_models_map_json() -> None:
     assert json.loads(data) == json.loads((REPO / "models" / "map.json").read_text())
 
 
-def test_configmap_keys_are_settings() -> None:
+def test_the_pod_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from tts_service.config import Settings
 
     fields = {name.upper() for name in Settings.model_fields}
-    assert set(manifest("ConfigMap", "tts-service-config")["data"]) <= fields
+    config = manifest("ConfigMap", "tts-service-config")["data"]
+    (container,) = manifest("Deployment", "tts-service")["spec"]["template"]["spec"]["containers"]
+    plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    secret_refs = {e["name"] for e in container["env"] if "valueFrom" in e}
+    assert set(config) | set(plain) | secret_refs <= fields
+    for name in list(os.environ):
+        if name in fields:
+            monkeypatch.delenv(name)
+    for name, value in {**config, **plain, "MODELS_DIR": str(REPO / "models")}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.port == 8085 and settings.synth_workers == 2
+    assert str(settings.trusted_proxies) == config["TRUSTED_PROXIES"]
 
 
 def test_compose_runs_the_shim_hardened_with_optional_qdrant() -> None:
