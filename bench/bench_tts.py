@@ -134,7 +134,10 @@ def main() -> None:
         proc.wait(timeout=30)
 
     print(f"voice load: stock PiperVoice.load {raw_load:.3f}s, engine (sha256 verified) {engine_load:.3f}s")
-    print(f"{'text':<14}{'audio s':>8}{'raw s':>8}{'engine s':>9}{'http s':>8}{'RTF http':>9}{'http/raw':>9}{'http/eng':>9}")
+    print(
+        f"{'text':<14}{'audio s':>8}{'raw s':>8}{'engine s':>9}{'http s':>8}"
+        f"{'RTF http':>9}{'http/raw':>9}{'http/eng':>9}"
+    )
     for name in TEXTS:
         med = {kind: statistics.median(times[(kind, name)]) for kind in runners}
         print(
