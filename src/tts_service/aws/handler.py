@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -72,7 +73,34 @@ _SERVICE_HANDLERS: dict[str, StdoutHandler] = {}
 def lambda_handler(app: ASGI, *, service: str, tracing: bool | None = None) -> LambdaHandler:
     """The Lambda entry for an ASGI app: `Mangum(app)` behind Powertools logging, metrics and tracing."""
     # lifespan="off": Mangum would run the lifespan on every invocation; heavy objects load at module scope.
-    return instrument(Mangum(app, lifespan="off"), service=service, tracing=tracing)
+    asgi = Mangum(app, lifespan="off")
+
+    def run(event: dict[str, Any], context: Any) -> Any:
+        _use_process_loop()
+        return asgi(event, context)
+
+    return instrument(run, service=service, tracing=tracing)
+
+
+_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+
+def _use_process_loop() -> None:
+    """Hold on to the event loop Mangum runs on, creating it if there is none.
+
+    Mangum takes the current loop (making one when there is none) and never closes it. Once something else
+    becomes the current loop (an `asyncio.run` elsewhere in the process), that loop would be collected with an
+    "unclosed event loop" warning; a reference here keeps it for the life of the process, as Lambda keeps it.
+    """
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:  # after asyncio.run() the main thread has no current loop
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    if not any(seen is loop for seen in _LOOPS):
+        _LOOPS.append(loop)
 
 
 def instrument(fn: LambdaHandler, *, service: str, tracing: bool | None = None) -> LambdaHandler:
