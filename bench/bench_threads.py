@@ -49,8 +49,8 @@ def plain(threads: int, spinning: bool, arena: bool) -> ort.SessionOptions:
 
 SETTINGS: dict[str, Callable[[], ort.SessionOptions | None]] = {
     "stock PiperVoice.load": lambda: None,
-    "service (2 thr, no spin, no arena)": lambda: build_session_options(2),
-    "2 thr, spinning, no arena": lambda: plain(2, True, False),
+    "service default (2 thr, spin, no arena)": lambda: build_session_options(2),
+    "ORT_ALLOW_SPINNING=false": lambda: build_session_options(2, allow_spinning=False),
     "2 thr, no spin, arena": lambda: plain(2, False, True),
     "1 thr, no spin, no arena": lambda: plain(1, False, False),
 }

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     """Syntheses that may wait for a worker; one more is refused with 503 at once."""
     ort_intra_op_threads: int = Field(default_factory=_default_workers, ge=1)
     """onnxruntime intra-op threads per session (see README, 'Threads')."""
+    ort_allow_spinning: bool = True
+    """Let idle onnxruntime threads spin: ~20% faster single streams, ~10% less throughput for two at once."""
     max_sentence_phonemes: int = Field(300, ge=50)
     """Sentences longer than this many phonemes are cut before synthesis to bound memory."""
 

@@ -89,7 +89,9 @@ WHOLE = Schedule(min_split_frames=1 << 30)
 class ChunkedVoice:
     """One voice's frontend and decoder sessions, and the chunked synthesis over them."""
 
-    def __init__(self, voice: LoadedVoice, cache_root: Path, intra_op_threads: int) -> None:
+    def __init__(
+        self, voice: LoadedVoice, cache_root: Path, intra_op_threads: int, allow_spinning: bool = True
+    ) -> None:
         from streaming_vits import graph
 
         self.voice = voice
@@ -100,7 +102,7 @@ class ChunkedVoice:
         if not meta_path.is_file():
             self._split(model_path, outdir, voice.sample_rate)
         self.meta = graph.SplitModel.load(meta_path)
-        opts = build_session_options(intra_op_threads)
+        opts = build_session_options(intra_op_threads, allow_spinning)
         self.frontend = ort.InferenceSession(
             str(outdir / self.meta.frontend), sess_options=opts, providers=["CPUExecutionProvider"]
         )
@@ -234,9 +236,17 @@ class ChunkedVoices:
     without retrying the split each time.
     """
 
-    def __init__(self, cache_root: Path, intra_op_threads: int, enabled: bool = True, capacity: int = 4) -> None:
+    def __init__(
+        self,
+        cache_root: Path,
+        intra_op_threads: int,
+        enabled: bool = True,
+        capacity: int = 4,
+        allow_spinning: bool = True,
+    ) -> None:
         self.cache_root = cache_root
         self.intra_op_threads = intra_op_threads
+        self.allow_spinning = allow_spinning
         self.enabled = enabled
         self.capacity = capacity
         self._voices: OrderedDict[str, ChunkedVoice | None] = OrderedDict()
@@ -266,7 +276,7 @@ class ChunkedVoices:
         roots = [self.cache_root, Path(tempfile.gettempdir()) / "tts-service-streaming"]
         for root in roots:
             try:
-                return ChunkedVoice(voice, root, self.intra_op_threads)
+                return ChunkedVoice(voice, root, self.intra_op_threads, self.allow_spinning)
             except OSError as exc:
                 error: Exception = exc
                 continue

@@ -97,6 +97,7 @@ class Engine:
             settings.voice_cache_size,
             SessionSettings(
                 intra_op_threads=settings.ort_intra_op_threads,
+                allow_spinning=settings.ort_allow_spinning,
                 verify_hashes=settings.verify_voice_hashes,
                 espeak_data_dir=settings.espeak_data_dir,
             ),
@@ -111,6 +112,7 @@ class Engine:
             settings.ort_intra_op_threads,
             enabled=settings.stream_chunked_decode,
             capacity=settings.voice_cache_size,
+            allow_spinning=settings.ort_allow_spinning,
         )
         """Voices split for chunked decoding (streaming's early first audio)."""
         self.schedule = Schedule(

@@ -26,22 +26,24 @@ class SessionSettings:
     """How each voice's ONNX session is built."""
 
     intra_op_threads: int
+    allow_spinning: bool = True
     verify_hashes: bool = True
     espeak_data_dir: Path | None = None
 
 
-def build_session_options(intra_op_threads: int) -> ort.SessionOptions:
+def build_session_options(intra_op_threads: int, allow_spinning: bool = True) -> ort.SessionOptions:
     """onnxruntime options for one shared session driven by a few worker threads.
 
-    Measured on 2 cores (see README, 'Threads'): intra-op threads = cores gives the single-stream speed; with
-    spinning off, two concurrent runs on the same session reach the throughput of two 1-thread processes
-    instead of losing ~30% to busy-waiting threads. The CPU memory arena is off because it keeps the peak of
-    the longest sentence ever synthesized for the life of the process.
+    Measured on 2 cores with bench/bench_threads.py (README, 'How synthesis runs'): intra-op threads = cores
+    gives the fastest single stream; spinning on keeps it ~20% faster than spinning off, which in turn gains
+    ~10% throughput when two streams share the session. Spinning is a setting for that trade-off. The CPU
+    memory arena is off because it would keep the peak of the longest sentence ever synthesized for the life
+    of the process; on normal text its cost is within noise.
     """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     opts.enable_cpu_mem_arena = False
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
@@ -84,7 +86,7 @@ def load_voice(entry: VoiceEntry, settings: SessionSettings) -> LoadedVoice:
     try:
         session = ort.InferenceSession(
             model_bytes,
-            sess_options=build_session_options(settings.intra_op_threads),
+            sess_options=build_session_options(settings.intra_op_threads, settings.allow_spinning),
             providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own exception types for any malformed model
