@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +32,9 @@ import websockets
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MODELS_DIR", str(REPO / "models"))
+sys.path.insert(0, str(REPO))
 
+from tests.support.shim import running_shim  # noqa: E402
 from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine  # noqa: E402
 
@@ -65,34 +66,8 @@ def server_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_shim() -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "TTS_CACHE_MB": "0",
-        "RATE_LIMIT_PER_MINUTE": "1000000",
-        "LOG_LEVEL": "warning",
-    }
-    proc = subprocess.Popen([sys.executable, str(REPO / "local" / "serve.py")], env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
-                return proc, port
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("shim did not start")
+# Measure synthesis, not the audio cache or the rate limiter.
+SHIM_ENV = {"TTS_CACHE_MB": "0", "RATE_LIMIT_PER_MINUTE": "1000000", "LOG_LEVEL": "warning"}
 
 
 def timed_iter(chunks: object) -> Result:
@@ -141,8 +116,10 @@ def main() -> None:
         print(f"{name}: {len(text.split())} words")
     engine = Engine(Settings())
     engine.prepare_streaming()
-    proc, port = start_shim()
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+    stack = contextlib.ExitStack()
+    shim = stack.enter_context(running_shim(SHIM_ENV, ready_secs=120))
+    proc, port = shim.proc, int(shim.base.rsplit(":", 1)[1])
+    client = stack.enter_context(httpx.Client(base_url=shim.base, timeout=300))
     ws_url = f"ws://127.0.0.1:{port}/ws/tts"
 
     def raw(text: str) -> Result:
@@ -168,8 +145,7 @@ def main() -> None:
                     results.setdefault((kind, name), []).append(runner(text))
     finally:
         client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+        stack.close()
 
     print(f"\nmedians of {args.rounds} rounds on {os.cpu_count()} cores; seconds; cpu = CPU seconds of the process")
     print("that synthesized (this one for raw/sentences/chunked, the shim for ws/http)")

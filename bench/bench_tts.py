@@ -12,10 +12,9 @@ Printed: medians per text, RTF, voice load time, the overhead ratios, and two-st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,9 @@ from piper import PiperVoice
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MODELS_DIR", str(REPO / "models"))
+sys.path.insert(0, str(REPO))
 
+from tests.support.shim import running_shim  # noqa: E402
 from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine  # noqa: E402
 
@@ -47,34 +48,8 @@ TEXTS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_shim() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "TTS_CACHE_MB": "0",  # measure synthesis, not the audio cache
-        "RATE_LIMIT_PER_MINUTE": "1000000",
-        "LOG_LEVEL": "warning",
-    }
-    proc = subprocess.Popen([sys.executable, str(REPO / "local" / "serve.py")], env=env, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("shim did not start")
+# Measure synthesis, not the audio cache or the rate limiter.
+SHIM_ENV = {"TTS_CACHE_MB": "0", "RATE_LIMIT_PER_MINUTE": "1000000", "LOG_LEVEL": "warning"}
 
 
 def main() -> None:
@@ -97,8 +72,9 @@ def main() -> None:
         speech = engine.synthesize_blocking(engine.request(text))
         return speech.pcm.size / speech.sample_rate
 
-    proc, base = start_shim()
-    client = httpx.Client(base_url=base, timeout=120)
+    stack = contextlib.ExitStack()
+    shim = stack.enter_context(running_shim(SHIM_ENV))
+    client = stack.enter_context(httpx.Client(base_url=shim.base, timeout=120))
 
     def http(text: str) -> float:
         response = client.post("/tts", json={"text": text})
@@ -129,9 +105,7 @@ def main() -> None:
             list(pool.map(http, [paragraph] * 4))
             parallel = 4 * audio["paragraph"] / (time.perf_counter() - t0)
     finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+        stack.close()
 
     print(f"voice load: stock PiperVoice.load {raw_load:.3f}s, engine (sha256 verified) {engine_load:.3f}s")
     print(

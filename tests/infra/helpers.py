@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.lambda_events import FakeLambdaContext as LambdaContext
+from tests.support.lambda_events import load_event as support_load_event
+from tests.support.lambda_events import load_function
+
+__all__ = ["LambdaContext", "load_function"]
 EVENTS = Path(__file__).resolve().parent / "events"
 
 
 def load_event(name: str) -> dict[str, Any]:
     """A recorded API Gateway payload from tests/infra/events."""
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return event
-
-
-@dataclass
-class LambdaContext:
-    """The attributes Powertools and Mangum read from a Lambda context."""
-
-    function_name: str = "tts-service-tts"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:210987654321:function:tts-service-tts"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/tts-service-tts"
-    log_stream_name: str = "2026/11/27/[$LATEST]8f1e2d3c4b5a69788796a5b4c3d2e1f0"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
-def load_function(name: str) -> ModuleType:
-    """Import functions/<name>/app.py under a unique name, as the Lambda runtime imports `app`."""
-    path = REPO / "functions" / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"infra_{name}_app", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return support_load_event(name, EVENTS)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

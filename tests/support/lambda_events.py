@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "events"
 
 
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+def load_event(name: str, folder: Path = EVENTS) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((folder / name).read_text())
     return event
 
 

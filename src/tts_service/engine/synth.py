@@ -163,10 +163,7 @@ class Engine:
         limit = self.settings.max_sentence_phonemes
         seq = 0
         for sentence in split_sentences(req.text):
-            try:
-                sentence_phonemes = voice.piper.phonemize(sentence)
-            except Exception as exc:  # espeak-ng reports failures as plain exceptions
-                raise SynthesisFailed(f"phonemization failed ({type(exc).__name__})") from exc
+            sentence_phonemes = self._phonemize(voice, sentence)
             for phonemes in sentence_phonemes:
                 for piece in cut_phonemes(phonemes, limit):
                     pcm = self._synthesize_phonemes(voice, piece, syn_config)
@@ -191,10 +188,7 @@ class Engine:
             return
         seq = 0
         for sentence in split_sentences(req.text):
-            try:
-                sentence_phonemes = voice.piper.phonemize(sentence)
-            except Exception as exc:  # espeak-ng reports failures as plain exceptions
-                raise SynthesisFailed(f"phonemization failed ({type(exc).__name__})") from exc
+            sentence_phonemes = self._phonemize(voice, sentence)
             pieces = [p for ph in sentence_phonemes for p in cut_phonemes(ph, self.settings.max_sentence_phonemes)]
             for n, piece in enumerate(pieces):
                 parts = chunked.iter_audio(
@@ -225,6 +219,14 @@ class Engine:
                     end = last and n == len(pieces) - 1
                     yield SpeechChunk(seq, sentence, pcm, voice.sample_rate, sentence_end=end)
                     seq += 1
+
+    @staticmethod
+    def _phonemize(voice: LoadedVoice, sentence: str) -> list[list[str]]:
+        try:
+            phonemes: list[list[str]] = voice.piper.phonemize(sentence)
+        except Exception as exc:  # espeak-ng reports failures as plain exceptions
+            raise SynthesisFailed(f"phonemization failed ({type(exc).__name__})") from exc
+        return phonemes
 
     @staticmethod
     def _synthesize_phonemes(voice: LoadedVoice, phonemes: list[str], syn_config: SynthesisConfig) -> Int16Array:
