@@ -9,17 +9,23 @@ Frames are at most 32 KB, so audio is always base64 JSON of at most `AWS_MAX_AUD
 One invocation at a time speaks for a connection: it holds a lease on the item and works through the queue of
 sentences; other invocations only append to the queue (or raise the cancel flag, which the speaker reads between
 chunks). `GoneException` (the client left) stops synthesis; `LimitExceededException` is retried with backoff.
+
+A chat message (`{"type": "message" | "chat", "message", ...}`, the shape `WS /ws/chat` takes) runs a whole spoken
+turn (`tts_service.chat.turn.spoken_turn`) in the invocation that received it, holding the lease; a `cancel` on
+another invocation raises the flag, which the turn reads between events and turns into its cancel event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -35,7 +41,6 @@ from tts_service.streaming.events import (
     Event,
     EventMaker,
     StartEvent,
-    to_json,
 )
 from tts_service.streaming.messages import (
     CancelMessage,
@@ -48,6 +53,10 @@ from tts_service.streaming.messages import (
 )
 from tts_service.streaming.session import IncrementalText
 
+if TYPE_CHECKING:
+    from tts_service.chat.service import ChatService
+    from tts_service.chat.turn import TurnEvent, TurnRequest
+
 logger = logging.getLogger(__name__)
 
 LEASE_SECS = 900
@@ -56,6 +65,10 @@ _RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 _UPDATE_ATTEMPTS = 8
 MAX_QUEUED = 64
 """Sentences waiting in a connection's queue at most."""
+CANCEL_POLL_SECS = 0.25
+"""How often a chat turn reads the cancel flag (between events): one consistent GetItem."""
+CHAT_TYPES = ("chat", "message")
+"""Message types of a chat turn; the rest is the TTS streaming protocol."""
 
 
 class ConnectionGone(Exception):
@@ -63,6 +76,12 @@ class ConnectionGone(Exception):
 
 
 # --- posting ---
+
+
+class Postable(Protocol):
+    """Any event: a streaming protocol event or a chat turn's."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class Poster:
@@ -74,8 +93,8 @@ class Poster:
         self.sleep = sleep
         self.posted = 0
 
-    def post(self, event: Event) -> None:
-        data = to_json(event).encode("utf-8")
+    def post(self, event: Event | Postable) -> None:
+        data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         if len(data) > API_GATEWAY_FRAME_LIMIT:
             # EventMaker bounds every event; reaching this is a bug, and API Gateway would refuse the frame.
             raise RuntimeError(f"event of {len(data)} bytes exceeds the 32 KB frame limit")
@@ -92,7 +111,7 @@ class Poster:
                 logger.info("post throttled; retrying", extra={"attempt": attempt + 1, "delay_s": delay})
                 self.sleep(delay)
 
-    def post_quietly(self, event: Event) -> None:
+    def post_quietly(self, event: Event | Postable) -> None:
         with contextlib.suppress(ConnectionGone):
             self.post(event)
 
@@ -197,6 +216,33 @@ class ConnectionStore:
             if self.get(connection_id) is None:
                 raise ConnectionGone(connection_id)
             raise UnexpectedMessage(f"a stream is running; send cancel or wait for its end before {msg.type}")
+
+    def open_turn(self, connection_id: str, stream_id: str, me: str) -> None:
+        """Start a chat turn as a stream this invocation speaks for, unless one is running or the client left."""
+        now = int(self.clock())
+        result = self._conditional(
+            Key={"connection_id": connection_id},
+            UpdateExpression=(
+                "SET stream_id = :sid, #mode = :mode, cancelled = :f, ending = :f, pending = :empty, #q = :nil, "
+                "speaker = :me, lease_until = :until, expires_at = :exp"
+            ),
+            ConditionExpression="attribute_exists(connection_id) AND attribute_not_exists(stream_id)",
+            ExpressionAttributeNames={"#mode": "mode", "#q": "queue"},
+            ExpressionAttributeValues={
+                ":sid": stream_id,
+                ":mode": "chat",
+                ":f": False,
+                ":empty": "",
+                ":nil": [],
+                ":me": me,
+                ":until": now + LEASE_SECS,
+                ":exp": self._expires(),
+            },
+        )
+        if result is None:
+            if self.get(connection_id) is None:
+                raise ConnectionGone(connection_id)
+            raise UnexpectedMessage("a stream is running; send cancel or wait for its end before a chat message")
 
     def append(self, connection_id: str, texts: list[str], ending: bool = False) -> None:
         names = {"#q": "queue"}
@@ -346,12 +392,14 @@ class WebSocketHandler:
         client_factory: Callable[[str], Any],
         settings: Settings | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        chat_service: ChatService | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.client_factory = client_factory
         self.settings = settings or engine.settings
         self.sleep = sleep
+        self.chat_service = chat_service
         self._clients: dict[str, Any] = {}
 
     @classmethod
@@ -404,6 +452,9 @@ class WebSocketHandler:
 
     def handle(self, connection_id: str, raw: str | bytes, poster: Poster) -> None:
         """One client message: update the state, then speak whatever is queued (unless another speaker is)."""
+        if _is_chat(raw):
+            self.chat(connection_id, raw, poster)
+            return
         try:
             msg = parse_message(raw, self.settings.max_text_chars)
             max_pending = self.settings.stream_max_pending_chars
@@ -421,6 +472,56 @@ class WebSocketHandler:
             poster.post_quietly(ErrorEvent.from_error(exc))
             return
         self.speak(connection_id, poster)
+
+    def chat(self, connection_id: str, raw: str | bytes, poster: Poster) -> None:
+        """A chat message: run the whole spoken turn here, posting its events; the stream closes when it ends."""
+        # Imported here: the LLM and Qdrant clients cost cold-start time a TTS-only connection never needs.
+        from tts_service.api.chat import WsChatMessage, parse_ws_message
+        from tts_service.chat.service import get_chat_service
+        from tts_service.chat.turn import TurnRequest
+
+        stream_id = uuid.uuid4().hex
+        try:
+            msg = parse_ws_message(raw)
+            if not isinstance(msg, WsChatMessage):
+                raise UnexpectedMessage("not a chat message")
+            self.store.open_turn(connection_id, stream_id, stream_id)
+        except ServiceError as exc:
+            poster.post_quietly(ErrorEvent.from_error(exc))
+            return
+        req = TurnRequest(
+            message=msg.message,
+            conversation_id=msg.conversation_id,
+            speak=msg.speak,
+            options=SpeechOptions.model_validate(msg.model_dump(include=set(SpeechOptions.model_fields))),
+            encoding="base64",  # every event is a JSON text frame here
+            max_audio_bytes=AWS_MAX_AUDIO_BYTES,
+        )
+        service = self.chat_service or get_chat_service()
+        try:
+            _run(self._play(connection_id, service, req, poster))
+        finally:
+            self.store.close_stream(connection_id, stream_id)
+
+    async def _play(self, connection_id: str, service: ChatService, req: TurnRequest, poster: Poster) -> None:
+        from tts_service.chat.turn import spoken_turn
+
+        cancel = asyncio.Event()
+        polled = time.monotonic()
+        try:
+            async with contextlib.aclosing(spoken_turn(service, self.engine, req, cancel)) as events:
+                async for event in events:
+                    poster.post(_fit(event))  # ConnectionGone ends the turn; aclosing stops the LLM and synthesis
+                    if cancel.is_set() or time.monotonic() - polled < CANCEL_POLL_SECS:
+                        continue
+                    polled = time.monotonic()
+                    item = self.store.get(connection_id)
+                    if item is None:
+                        raise ConnectionGone(connection_id)
+                    if item.get("cancelled"):
+                        cancel.set()
+        except ServiceError as exc:
+            poster.post(ErrorEvent.from_error(exc))
 
     def _open(self, connection_id: str, msg: SpeakMessage | StartMessage, poster: Poster) -> None:
         probe = self.engine.request(msg.text if isinstance(msg, SpeakMessage) else "start", msg.options())
@@ -505,6 +606,40 @@ class WebSocketHandler:
             "stream ended",
             extra={"stream_id": state.stream_id, "chunks": end.chunks, "cancelled": cancelled},
         )
+
+
+def _is_chat(raw: str | bytes) -> bool:
+    """A chat message (also without `type` when it has a `message`, as `WS /ws/chat` takes it)?"""
+    if not isinstance(raw, str):
+        return False
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and (data.get("type") in CHAT_TYPES or ("type" not in data and "message" in data))
+
+
+def _fit(event: TurnEvent) -> Postable:
+    """`done` carries the whole reply: shorten it to fit a frame (the client has every token already)."""
+    from tts_service.chat.turn import DoneEvent
+
+    if not isinstance(event, DoneEvent):
+        return event  # audio is bounded by AWS_MAX_AUDIO_BYTES, tokens are small
+    reply = event.reply
+    while reply and len(json.dumps({**event.to_dict(), "reply": reply}, ensure_ascii=False)) > API_GATEWAY_FRAME_LIMIT:
+        reply = reply[: len(reply) // 2]
+    return event if reply == event.reply else DoneEvent(reply, event.conversation_id, event.memory, event.cancelled)
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _run(work: Any) -> None:
+    """Run a coroutine on this process's one event loop (the chat service's HTTP clients stay bound to it)."""
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    _LOOP.run_until_complete(work)
 
 
 def _flush(text: IncrementalText) -> list[str]:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,6 +85,8 @@ class TurnRequest:
     speak: bool = True
     options: SpeechOptions | None = None
     encoding: Encoding = "binary"
+    max_audio_bytes: int | None = None
+    """PCM bytes per audio event; None: STREAM_MAX_AUDIO_BYTES (API Gateway needs its own 32 KB-safe bound)."""
 
 
 _Item = tuple[Literal["event"], TurnEvent] | tuple[Literal["finished"], str] | tuple[Literal["failed"], BaseException]
@@ -92,7 +94,7 @@ _Item = tuple[Literal["event"], TurnEvent] | tuple[Literal["finished"], str] | t
 
 async def spoken_turn(
     service: ChatService, engine: Engine, req: TurnRequest, cancel: asyncio.Event
-) -> AsyncIterator[TurnEvent]:
+) -> AsyncGenerator[TurnEvent, None]:
     """Answer `req.message` as events; raises ServiceError (before or during the turn) for the transport to render."""
     options = req.options or SpeechOptions()
     turn = await service.prepare(req.message, req.conversation_id)
@@ -106,7 +108,7 @@ async def spoken_turn(
 
     out: asyncio.Queue[_Item] = asyncio.Queue()
     sentences: asyncio.Queue[str | None] = asyncio.Queue()
-    maker = EventMaker(engine.settings.stream_max_audio_bytes)
+    maker = EventMaker(req.max_audio_bytes or engine.settings.stream_max_audio_bytes)
     parts: list[str] = []
     timing = {"started": time.perf_counter()}
 
