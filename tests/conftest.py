@@ -17,6 +17,7 @@ os.environ.pop("VOICE_MAP", None)
 # sets its own limits where rate limiting is what is tested.
 os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "1000000")
 
+from tests.fakes.llm_server import FakeLlmServer  # noqa: E402
 from tts_service.api import health, tts, voices  # noqa: E402
 from tts_service.app import create_app  # noqa: E402
 from tts_service.engine import Engine, get_engine  # noqa: E402
@@ -35,3 +36,17 @@ def client(engine: Engine) -> Iterator[TestClient]:
     """A client on an app with the issue-2 routers, sharing the warm engine."""
     with TestClient(create_app(health.router, tts.router, voices.router)) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[FakeLlmServer]:
+    with FakeLlmServer(hang_secs=10) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_llm(llm_server: FakeLlmServer) -> Iterator[FakeLlmServer]:
+    """The shared fake server, with a clean script and no fault for this test."""
+    llm_server.reset()
+    yield llm_server
+    llm_server.reset()

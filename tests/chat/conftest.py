@@ -20,20 +20,6 @@ from tts_service.engine import Engine
 FAST_TIMEOUT = 1.0
 
 
-@pytest.fixture(scope="session")
-def llm_server() -> Iterator[FakeLlmServer]:
-    with FakeLlmServer(hang_secs=10) as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm(llm_server: FakeLlmServer) -> Iterator[FakeLlmServer]:
-    """The shared fake server, with a clean script and no fault for this test."""
-    llm_server.reset()
-    yield llm_server
-    llm_server.reset()
-
-
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

@@ -41,19 +41,6 @@ LONG_REPLY = " ".join(
 Invoke = Callable[..., dict[str, Any]]
 
 
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[FakeLlmServer]:
-    with FakeLlmServer(hang_secs=10) as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm(llm_server: FakeLlmServer) -> Iterator[FakeLlmServer]:
-    llm_server.reset()
-    yield llm_server
-    llm_server.reset()
-
-
 @pytest.fixture
 def make_service(fake_llm: FakeLlmServer, tmp_path: Path) -> Iterator[Callable[..., ChatService]]:
     """A chat service on the fake OpenAI server (embedded memory under tmp_path); overrides change settings."""
