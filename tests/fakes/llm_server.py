@@ -202,6 +202,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _send_whole(self, payload: Any, fault: str | None, malformed: bytes) -> None:
+        """A non-streamed answer: `payload`, or (by fault) `malformed` JSON, or half of it and a dropped socket."""
+        raw = json.dumps(payload).encode()
+        if fault == "malformed":
+            self._send_json(200, None, raw=malformed)
+        elif fault == "drop":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw[: len(raw) // 2])
+            self._drop()
+        else:
+            self._send_json(200, payload, raw=raw)
+
     def _start_chunked(self, content_type: str) -> None:
         self.send_response(200)
         self.send_header("Content-Type", content_type)
@@ -314,18 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ],
                 "usage": {"prompt_tokens": 10, "completion_tokens": len(tokens(reply)), "total_tokens": 10},
             }
-            raw = json.dumps(payload).encode()
-            if fault == "malformed":
-                self._send_json(200, None, raw=b'{"id": "chatcmpl-fake", "choices": [{"message": {"content": "Hel')
-            elif fault == "drop":
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw[: len(raw) // 2])
-                self._drop()
-            else:
-                self._send_json(200, payload, raw=raw)
+            self._send_whole(payload, fault, b'{"id": "chatcmpl-fake", "choices": [{"message": {"content": "Hel')
             return
 
         def event(delta: dict[str, Any], finish: str | None) -> bytes:
@@ -393,18 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if body.get("stream", True) is False:
             payload = {**final, "message": {"role": "assistant", "content": reply}}
-            raw = json.dumps(payload).encode()
-            if fault == "malformed":
-                self._send_json(200, None, raw=b'{"model": "x", "message": {"content": "Hel')
-            elif fault == "drop":
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw[: len(raw) // 2])
-                self._drop()
-            else:
-                self._send_json(200, payload, raw=raw)
+            self._send_whole(payload, fault, b'{"model": "x", "message": {"content": "Hel')
             return
 
         def line(obj: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.support.aws import fake_aws_env
 from tts_service.aws.bootstrap import fetch_voices, prepare_environment, read_secret
 from tts_service.config import get_settings
 
@@ -21,14 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fake credentials and a region (as on Lambda), with every AWS call served by moto."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+    fake_aws_env(monkeypatch, "eu-west-1")
     # prepare_environment() writes these into os.environ; setting them first makes monkeypatch restore them.
     names = ("OPENAI_API_KEY", "QDRANT_API_KEY", "API_KEYS", "VOICE_MAP")
     for name in (*names, "OPENAI_API_KEY_SECRET", "QDRANT_API_KEY_SECRET", "API_KEYS_SECRET"):

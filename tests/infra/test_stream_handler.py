@@ -17,6 +17,7 @@ from moto import mock_aws
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from tests.infra.helpers import LambdaContext, emf, json_lines, load_event, load_function, logs, metric, metric_names
+from tests.support.aws import fake_aws_env
 from tts_service.config import get_settings
 from tts_service.engine import Engine
 
@@ -25,15 +26,7 @@ TABLE = "tts-service-StreamTable-test"
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_REGION": "eu-west-1",
-        "STREAM_TABLE_NAME": TABLE,
-    }.items():
-        monkeypatch.setenv(name, value)
+    fake_aws_env(monkeypatch, "eu-west-1", STREAM_TABLE_NAME=TABLE)
     get_settings.cache_clear()
     with mock_aws():
         boto3.client("dynamodb").create_table(

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from moto import mock_aws
 from starlette.testclient import WebSocketTestSession
 
+from tests.support.aws import fake_aws_env
 from tts_service.api import stream, tts
 from tts_service.app import create_app
 from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
@@ -184,13 +185,7 @@ class Capture:
 
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+    fake_aws_env(monkeypatch, "us-east-1")
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         created = dynamodb.create_table(

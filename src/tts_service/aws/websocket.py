@@ -244,18 +244,22 @@ class ConnectionStore:
                 raise ConnectionGone(connection_id)
             raise UnexpectedMessage("a stream is running; send cancel or wait for its end before a chat message")
 
-    def append(self, connection_id: str, texts: list[str], ending: bool = False) -> None:
-        names = {"#q": "queue"}
+    def _enqueue(self, texts: list[str], ending: bool) -> tuple[str, dict[str, Any]]:
+        """SET clauses and values that append `texts` to the queue (and mark the stream as ending)."""
+        expr = "#q = list_append(if_not_exists(#q, :nil), :t), expires_at = :exp"
         values: dict[str, Any] = {":t": texts, ":nil": [], ":exp": self._expires()}
-        expr = "SET #q = list_append(if_not_exists(#q, :nil), :t), expires_at = :exp"
         if ending:
             expr += ", ending = :true"
             values[":true"] = True
+        return expr, values
+
+    def append(self, connection_id: str, texts: list[str], ending: bool = False) -> None:
+        expr, values = self._enqueue(texts, ending)
         result = self._conditional(
             Key={"connection_id": connection_id},
-            UpdateExpression=expr,
+            UpdateExpression=f"SET {expr}",
             ConditionExpression="attribute_exists(stream_id)",
-            ExpressionAttributeNames=names,
+            ExpressionAttributeNames={"#q": "queue"},
             ExpressionAttributeValues=values,
         )
         if result is None:
@@ -275,21 +279,11 @@ class ConnectionStore:
             if sentences and len(item.get("queue") or []) + len(sentences) > MAX_QUEUED:
                 # The item must stay far below DynamoDB's 400 KB; a client this far ahead should wait.
                 raise ServiceBusy(f"{MAX_QUEUED} sentences are waiting to be spoken; send more text later")
-            values: dict[str, Any] = {
-                ":old": old,
-                ":new": text.pending,
-                ":t": sentences,
-                ":nil": [],
-                ":exp": self._expires(),
-                ":sid": item["stream_id"],
-            }
-            expr = "SET pending = :new, #q = list_append(if_not_exists(#q, :nil), :t), expires_at = :exp"
-            if end:
-                expr += ", ending = :true"
-                values[":true"] = True
+            expr, values = self._enqueue(sentences, end)
+            values.update({":old": old, ":new": text.pending, ":sid": item["stream_id"]})
             done = self._conditional(
                 Key={"connection_id": connection_id},
-                UpdateExpression=expr,
+                UpdateExpression=f"SET pending = :new, {expr}",
                 ConditionExpression="pending = :old AND stream_id = :sid",
                 ExpressionAttributeNames={"#q": "queue"},
                 ExpressionAttributeValues=values,
