@@ -1,6 +1,6 @@
 """Lambda entry for the API Gateway WebSocket API (`$connect`, `$disconnect`, `$default`) of the streaming protocol.
 
-The voice loads and is split for chunked decoding here, at init; state lives in the STREAM_TABLE_NAME table.
+The voice loads (split graphs, baked into the image) here, at init; state lives in the STREAM_TABLE_NAME table.
 """
 
 from tts_service.aws.bootstrap import prepare_environment
@@ -10,5 +10,4 @@ from tts_service.engine import get_engine
 
 prepare_environment()
 get_engine().warm_blocking()
-get_engine().prepare_streaming()
 handler = instrument(WebSocketHandler.from_settings(), service="stream")

@@ -69,25 +69,26 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(5000, ge=1)
     """Longest text accepted, in characters after trimming."""
     synth_workers: int = Field(default_factory=_default_workers, ge=1)
-    """Syntheses that run at the same time (threads driving the shared ONNX sessions)."""
+    """Synthesis worker threads, each with its own sessions; a request's pieces are spread over them."""
     synth_queue_size: int = Field(32, ge=0)
     """Syntheses that may wait for a worker; one more is refused with 503 at once."""
-    ort_intra_op_threads: int = Field(default_factory=_default_workers, ge=1)
-    """onnxruntime intra-op threads per session (see README, 'Threads')."""
+    ort_intra_op_threads: int = Field(1, ge=1)
+    """onnxruntime threads of each worker's sessions; keep SYNTH_WORKERS x this at the cores (engine/pool.py)."""
     ort_allow_spinning: bool = True
-    """Let idle onnxruntime threads spin: ~20% faster single streams, ~10% less throughput for two at once."""
+    """Let idle onnxruntime threads spin (matters only with ORT_INTRA_OP_THREADS > 1)."""
     max_sentence_phonemes: int = Field(300, ge=50)
     """Sentences longer than this many phonemes are cut before synthesis to bound memory."""
 
     # --- streaming (issue 3) ---
     stream_chunked_decode: bool = True
-    """Decode streamed sentences in frame chunks (small first chunk) for early first audio."""
+    """Split voices into frontend + decoder graphs and decode in bounded windows (fast, bounded memory, early
+    first audio); false: whole-graph synthesis with the CPU arena off (slower)."""
     stream_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "tts-service" / "streaming")
-    """Writable folder for the split (frontend/decoder) graphs made once per voice."""
+    """Folder of the split graphs made once per voice; must be ours and not writable by others."""
     stream_first_chunk_frames: int = Field(24, ge=4, le=512)
     """Frames (256 samples each) in the first decoded chunk of a sentence: the time-to-first-audio knob."""
-    stream_chunk_frames: int = Field(2048, ge=32)
-    """Largest later decode chunk, in frames."""
+    decode_window_frames: int = Field(512, ge=64, le=8192)
+    """Most frames (256 samples each) per decoder run: bounds each session's memory arena (~190 MB at 512)."""
     stream_max_audio_bytes: int = Field(16384, ge=1024, le=1 << 20)
     """Largest PCM payload of one audio event (16 KB -> ~22 KB base64, under API Gateway's 32 KB frames)."""
     stream_max_pending_chars: int = Field(5000, ge=1)

@@ -319,13 +319,12 @@ def test_samconfig_sits_beside_the_template() -> None:
                 assert value in [str(v) for v in param["AllowedValues"]], pair
 
 
-def test_stream_function_keeps_the_split_graphs_baked_into_its_image(template: dict[str, Any]) -> None:
-    # The stream image splits the voice at build time into STREAM_CACHE_DIR under /var/task; the template must
-    # not point it elsewhere, or every cold start would split again. The other functions get a writable /tmp.
-    dockerfile = (REPO / "functions/stream/Dockerfile").read_text()
-    assert "STREAM_CACHE_DIR=${LAMBDA_TASK_ROOT}/streaming-cache" in dockerfile
-    assert "prepare_streaming()" in dockerfile
+def test_synthesizing_functions_keep_the_split_graphs_baked_into_their_images(template: dict[str, Any]) -> None:
+    # Each image splits the voices at build time into STREAM_CACHE_DIR under /var/task; the template must not
+    # point it elsewhere, or every cold start would split again.
     ev = Evaluator(template)
-    assert "STREAM_CACHE_DIR" not in ev.function_env("StreamFunction")
-    for name in ("TtsFunction", "ChatFunction"):
-        assert ev.function_env(name)["STREAM_CACHE_DIR"].startswith("/tmp/")
+    for function, name in (("tts", "TtsFunction"), ("chat", "ChatFunction"), ("stream", "StreamFunction")):
+        dockerfile = (REPO / f"functions/{function}/Dockerfile").read_text()
+        assert "STREAM_CACHE_DIR=${LAMBDA_TASK_ROOT}/streaming-cache" in dockerfile
+        assert "get_engine().bake()" in dockerfile
+        assert "STREAM_CACHE_DIR" not in ev.function_env(name)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 
 from tests.ops.conftest import AppFactory, parse_exposition
 from tts_service.config import Settings
 from tts_service.engine import Engine
+from tts_service.engine.pipeline import Synthesis
 from tts_service.errors import ServiceBusy
 from tts_service.observability import Metrics
 
@@ -20,7 +22,7 @@ def tiny_engine(engine: Engine) -> Engine:
     small = Engine(
         Settings(synth_workers=1, synth_queue_size=0), registry=engine.registry, metrics=Metrics(process=False)
     )
-    small.cache = engine.cache  # the loaded voice, so a synthesis here costs no load
+    small.voices = engine.voices  # the loaded voice, so a synthesis here costs no load
     return small
 
 
@@ -53,17 +55,17 @@ def test_cache_hits_are_served_when_full(make_client: AppFactory, tiny_engine: E
         assert client.post("/tts", json={"text": "But a new one does."}).status_code == 503
 
 
-def test_a_real_synthesis_holds_the_place(tiny_engine: Engine) -> None:
+def test_a_real_synthesis_holds_the_place(tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     started = threading.Event()
     release = threading.Event()
-    original = tiny_engine.synthesize_blocking
+    original = Synthesis._piece
 
-    def slow_synthesis(req):  # type: ignore[no-untyped-def]
+    def slow_piece(self: Synthesis, *args: Any) -> Any:
         started.set()
         release.wait(10)
-        return original(req)
+        return original(self, *args)
 
-    tiny_engine.synthesize_blocking = slow_synthesis  # type: ignore[method-assign]
+    monkeypatch.setattr(Synthesis, "_piece", slow_piece)
 
     async def scenario() -> None:
         first = asyncio.create_task(tiny_engine.synthesize(tiny_engine.request("The first one runs.")))

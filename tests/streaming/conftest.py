@@ -34,7 +34,6 @@ PARAGRAPH = (
 
 @pytest.fixture(scope="session")
 def stream_app(engine: Engine) -> FastAPI:
-    engine.prepare_streaming()
     return create_app(tts.router, stream.router)
 
 

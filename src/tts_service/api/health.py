@@ -34,5 +34,5 @@ async def healthz(engine: EngineDep) -> dict[str, object]:
     return {
         "status": "ready",
         "default_voice": engine.registry.default_voice,
-        "voices_loaded": engine.cache.loaded_ids(),
+        "voices_loaded": engine.voices.loaded_ids(),
     }

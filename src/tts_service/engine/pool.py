@@ -1,9 +1,18 @@
-"""The bounded set of threads that run synthesis, so the event loop never blocks and load never queues forever."""
+"""The synthesis workers: one thread per session pair, admission with a bounded queue, and request conductors.
+
+The design, measured on 2 cores (bench/run.py, docs/performance.md): each worker owns single-threaded
+onnxruntime sessions, and a request's pieces (sentences, or parts of over-long ones) are spread over the
+workers with a small look-ahead, in order. One request alone then uses every core with no intra-op
+synchronisation (two 1-thread streams make more audio per second than one 2-thread stream), and under load
+every core runs one piece at a time, which is the machine's throughput ceiling. A shared multi-threaded
+session was the alternative: best for one short sentence, worst under concurrency.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,28 +24,44 @@ from tts_service.observability import Metrics
 
 T = TypeVar("T")
 
+_worker = threading.local()
+
+
+def current_worker() -> int:
+    """The index of the synthesis worker running this code (0 outside the pool: callers on their own thread)."""
+    return int(getattr(_worker, "index", 0))
+
 
 class WorkerPool:
-    """`workers` threads; at most `workers + queue_size` jobs admitted at once, the next refused at once."""
+    """`workers` threads; at most `workers + queue_size` requests admitted at once, the next refused at once."""
 
     def __init__(self, workers: int, queue_size: int, metrics: Metrics | None = None) -> None:
         self.workers = workers
         self.metrics = metrics
         self.capacity = workers + queue_size
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synth")
+        counter = itertools.count()
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="synth", initializer=self._name_worker, initargs=(counter,)
+        )
+        # Conductors phonemize and hand pieces to the workers; they wait far more than they compute.
+        self._conductors = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="conduct")
         self._admitted = 0
         self._orphans = 0
-        """Calls whose caller gave up (timeout, disconnect) but which still run on a worker."""
+        """Jobs whose caller gave up (timeout, disconnect) but which still run on a worker."""
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _name_worker(counter: Iterator[int]) -> None:
+        _worker.index = next(counter)
 
     @property
     def admitted(self) -> int:
-        """Places taken: admitted jobs plus abandoned calls still occupying a worker."""
+        """Places taken: admitted requests plus abandoned jobs still occupying a worker."""
         return self._admitted + self._orphans
 
     @contextmanager
     def admit(self) -> Iterator[None]:
-        """Hold a place for one job (a whole synthesis or a whole stream); ServiceBusy when full."""
+        """Hold a place for one request (a whole synthesis or a whole stream); ServiceBusy when full."""
         with self._lock:
             if self._admitted + self._orphans >= self.capacity:
                 if self.metrics is not None:
@@ -52,20 +77,35 @@ class WorkerPool:
             with self._lock:
                 self._admitted -= 1
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a blocking call on a worker thread, in a copy of the caller's context (its request id for logs)."""
+    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        """Queue a blocking call for a worker, in a copy of the caller's context (its request id for logs)."""
         context = contextvars.copy_context()
-        future = self._executor.submit(context.run, fn, *args)
+        return self._executor.submit(context.run, fn, *args)
+
+    def conduct(self, fn: Callable[[], None]) -> Future[None]:
+        """Run a request's conductor on its own thread, in a copy of the caller's context."""
+        context = contextvars.copy_context()
+        return self._conductors.submit(context.run, fn)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a blocking call on a worker thread and await it."""
+        future = self.submit(fn, *args)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
-            # A call already running cannot be cancelled: it keeps its worker until it returns, so it keeps
-            # its place too, or a burst of timeouts would let more work in than there are workers for.
-            if not future.done():
-                with self._lock:
-                    self._orphans += 1
-                future.add_done_callback(self._orphan_done)
+            self.abandon(future)
             raise
+
+    def abandon(self, future: Future[Any]) -> None:
+        """A job whose caller left: if it is still queued it is dropped, if running it keeps its place until done.
+
+        Without this, a burst of timeouts would let more work in than there are workers for.
+        """
+        if future.cancel() or future.done():
+            return
+        with self._lock:
+            self._orphans += 1
+        future.add_done_callback(self._orphan_done)
 
     def _orphan_done(self, _: Future[Any]) -> None:
         with self._lock:
@@ -73,3 +113,4 @@ class WorkerPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._conductors.shutdown(wait=False, cancel_futures=True)

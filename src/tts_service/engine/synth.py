@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from piper.config import SynthesisConfig
 
 from tts_service.config import Settings, get_settings
-from tts_service.engine.audio import Int16Array, float_to_int16, silence
+from tts_service.engine.audio import Int16Array
 from tts_service.engine.cache import AudioCache, cached_speech, cached_stream
-from tts_service.engine.chunked import WHOLE, ChunkedVoices, Schedule
 from tts_service.engine.options import SpeechOptions
+from tts_service.engine.pipeline import Plan, Synthesis
 from tts_service.engine.pool import WorkerPool
 from tts_service.engine.registry import VoiceEntry, VoiceRegistry
-from tts_service.engine.text import cut_phonemes, split_sentences
 from tts_service.engine.voices import LoadedVoice, SessionSettings, VoiceCache
-from tts_service.errors import SynthesisFailed, ValidationFailed
+from tts_service.errors import ValidationFailed
 from tts_service.observability import Metrics, get_metrics
 
 logger = logging.getLogger(__name__)
@@ -41,16 +39,6 @@ class SpeechRequest:
     noise_w: float | None
     volume: float
     sentence_silence: float
-
-    def synthesis_config(self, voice: LoadedVoice) -> SynthesisConfig:
-        return SynthesisConfig(
-            speaker_id=self.speaker_id,
-            length_scale=self.length_scale,
-            noise_scale=self.noise_scale,
-            noise_w_scale=self.noise_w,
-            normalize_audio=True,
-            volume=self.volume,
-        )
 
 
 @dataclass
@@ -93,31 +81,28 @@ class Engine:
         self.settings = settings
         self.metrics = metrics or get_metrics()
         self.registry = registry or VoiceRegistry.from_file(settings.voice_map_path)
-        self.cache = VoiceCache(
+        self.voices = VoiceCache(
             settings.voice_cache_size,
             SessionSettings(
                 intra_op_threads=settings.ort_intra_op_threads,
+                workers=settings.synth_workers,
                 allow_spinning=settings.ort_allow_spinning,
                 verify_hashes=settings.verify_voice_hashes,
                 espeak_data_dir=settings.espeak_data_dir,
+                graphs_dir=settings.stream_cache_dir if settings.stream_chunked_decode else None,
             ),
             pinned=frozenset({self.registry.default_voice}),
         )
+        """Loaded voices (LRU), each split into graphs with a session pair per worker."""
         self.pool = WorkerPool(settings.synth_workers, settings.synth_queue_size, self.metrics)
         self.audio_cache = AudioCache(int(settings.tts_cache_mb * 2**20), self.metrics)
         """Finished audio by request (text, voice, options), shared by `synthesize` and `stream`."""
-        self.metrics.watch_engine(lambda: len(self.cache.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity)
-        self.chunked = ChunkedVoices(
-            settings.stream_cache_dir,
-            settings.ort_intra_op_threads,
-            enabled=settings.stream_chunked_decode,
-            capacity=settings.voice_cache_size,
-            allow_spinning=settings.ort_allow_spinning,
-        )
-        """Voices split for chunked decoding (streaming's early first audio)."""
-        self.schedule = Schedule(
-            first_frames=settings.stream_first_chunk_frames, chunk_frames=settings.stream_chunk_frames
-        )
+        self.metrics.watch_engine(lambda: len(self.voices.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity)
+        lookahead = settings.synth_workers
+        self.plan = Plan(settings.max_sentence_phonemes, settings.decode_window_frames, lookahead)
+        """Whole syntheses: pieces spread over the workers, each decoded in bounded windows."""
+        self.stream_plan = dataclasses.replace(self.plan, first_frames=settings.stream_first_chunk_frames)
+        """Streams: the same, with a small first window delivered alone."""
         self.warmed = False
         """True once the default voice has loaded and synthesized."""
 
@@ -151,105 +136,40 @@ class Engine:
             sentence_silence=options.sentence_silence,
         )
 
-    # --- blocking core (worker threads) ---
+    # --- blocking API (Lambda handlers, tools; never from a worker thread) ---
 
     def load(self, voice: VoiceEntry) -> LoadedVoice:
-        return self.cache.get(voice)
+        return self.voices.get(voice)
 
-    def iter_chunks(self, req: SpeechRequest) -> Generator[SpeechChunk, None, None]:
-        """Synthesize sentence by sentence; blocking, so drive it from a worker thread."""
-        voice = self.load(req.voice)
-        syn_config = req.synthesis_config(voice)
-        limit = self.settings.max_sentence_phonemes
-        seq = 0
-        for sentence in split_sentences(req.text):
-            sentence_phonemes = self._phonemize(voice, sentence)
-            for phonemes in sentence_phonemes:
-                for piece in cut_phonemes(phonemes, limit):
-                    pcm = self._synthesize_phonemes(voice, piece, syn_config)
-                    if pcm.size == 0:
-                        continue
-                    if seq > 0 and req.sentence_silence > 0:
-                        pcm = np.concatenate([silence(req.sentence_silence, voice.sample_rate), pcm])
-                    yield SpeechChunk(seq=seq, text=sentence, pcm=pcm, sample_rate=voice.sample_rate)
-                    seq += 1
+    def synthesis(self, req: SpeechRequest, *, streamed: bool = False) -> Synthesis:
+        """The request's chunks, to iterate (blocking) or `async for`, once. Loads the voice if needed."""
+        return Synthesis(req, self.load(req.voice), self.pool, self.stream_plan if streamed else self.plan)
 
-    def iter_stream_chunks(self, req: SpeechRequest) -> Generator[SpeechChunk, None, None]:
-        """Like `iter_chunks`, but long sentences come in pieces, the first one small, for early first audio.
+    def iter_chunks(self, req: SpeechRequest) -> Iterator[SpeechChunk]:
+        """Whole pieces (peak-normalised each), numbered in order."""
+        for seq, chunk in enumerate(self.synthesis(req)):
+            chunk.seq = seq
+            yield chunk
 
-        The pieces concatenate to the whole-sentence decode. They carry the voice's fixed gain rather than
-        per-sentence peak normalisation, which would need the whole sentence first. Voices that cannot be
-        split fall back to `iter_chunks`.
+    def iter_stream_chunks(self, req: SpeechRequest) -> Iterator[SpeechChunk]:
+        """Chunks for streaming: the first one small, all at the voice's fixed gain, numbered in order.
+
+        They concatenate to the whole-piece decode at that gain; per-piece peak normalisation would need the
+        whole piece first.
         """
-        voice = self.load(req.voice)
-        chunked = self.chunked.get(voice)
-        if chunked is None:
-            yield from self.iter_chunks(req)
-            return
-        seq = 0
-        for sentence in split_sentences(req.text):
-            sentence_phonemes = self._phonemize(voice, sentence)
-            pieces = [p for ph in sentence_phonemes for p in cut_phonemes(ph, self.settings.max_sentence_phonemes)]
-            for n, piece in enumerate(pieces):
-                parts = chunked.iter_audio(
-                    voice.piper.phonemes_to_ids(piece),
-                    noise_scale=req.noise_scale,
-                    length_scale=req.length_scale,
-                    noise_w=req.noise_w,
-                    speaker_id=req.speaker_id,
-                    # Only the first audio waits on the listener; later sentences are made while earlier ones
-                    # play, so they decode whole and cost no more than non-streamed synthesis.
-                    schedule=self.schedule if seq == 0 else WHOLE,
-                )
-                first = True
-                while True:
-                    try:
-                        item = next(parts, None)
-                    except Exception as exc:  # onnxruntime raises its own exception types
-                        raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
-                    if item is None:
-                        break
-                    audio, last = item
-                    pcm = float_to_int16(audio * (chunked.gain * req.volume))
-                    if pcm.size == 0:
-                        continue
-                    if first and seq > 0 and req.sentence_silence > 0:
-                        pcm = np.concatenate([silence(req.sentence_silence, voice.sample_rate), pcm])
-                    first = False
-                    end = last and n == len(pieces) - 1
-                    yield SpeechChunk(seq, sentence, pcm, voice.sample_rate, sentence_end=end)
-                    seq += 1
-
-    @staticmethod
-    def _phonemize(voice: LoadedVoice, sentence: str) -> list[list[str]]:
-        try:
-            phonemes: list[list[str]] = voice.piper.phonemize(sentence)
-        except Exception as exc:  # espeak-ng reports failures as plain exceptions
-            raise SynthesisFailed(f"phonemization failed ({type(exc).__name__})") from exc
-        return phonemes
-
-    @staticmethod
-    def _synthesize_phonemes(voice: LoadedVoice, phonemes: list[str], syn_config: SynthesisConfig) -> Int16Array:
-        ids = voice.piper.phonemes_to_ids(phonemes)
-        try:
-            audio = voice.piper.phoneme_ids_to_audio(ids, syn_config)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
-        assert isinstance(audio, np.ndarray)
-        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-        audio = audio / peak if peak > 1e-8 else np.zeros_like(audio)
-        if syn_config.volume != 1.0:
-            audio = audio * syn_config.volume
-        return float_to_int16(audio.astype(np.float32))
+        for seq, chunk in enumerate(self.synthesis(req, streamed=True)):
+            chunk.seq = seq
+            yield chunk
 
     def synthesize_blocking(self, req: SpeechRequest) -> Speech:
         started = time.perf_counter()
-        chunks = list(self.iter_chunks(req))
+        return self._speech(req, list(self.iter_chunks(req)), started)
+
+    def _speech(self, req: SpeechRequest, chunks: list[SpeechChunk], started: float) -> Speech:
         if not chunks:
             raise ValidationFailed("text contains nothing to speak")
-        pcm = np.concatenate([c.pcm for c in chunks])
         return Speech(
-            pcm=pcm,
+            pcm=np.concatenate([c.pcm for c in chunks]),
             sample_rate=chunks[0].sample_rate,
             voice_id=req.voice.id,
             chunks=len(chunks),
@@ -262,46 +182,55 @@ class Engine:
     async def synthesize(self, req: SpeechRequest) -> Speech:
         """The whole text as one PCM array."""
         with self.pool.admit():
-            return await self.pool.run(self.synthesize_blocking, req)
+            started = time.perf_counter()
+            voice = await self.loaded_voice(req.voice)
+            chunks = [chunk async for chunk in Synthesis(req, voice, self.pool, self.plan)]
+            return self._speech(req, chunks, started)
 
     @cached_stream
     async def stream(self, req: SpeechRequest) -> AsyncGenerator[SpeechChunk, None]:
-        """Chunks as they are made. Stopping iteration stops synthesis after the chunk in progress."""
+        """Chunks as they are made. Stopping iteration stops synthesis after the pieces in progress."""
         with self.pool.admit():
-            chunks = self.iter_stream_chunks(req)
+            voice = await self.loaded_voice(req.voice)
+            synthesis = Synthesis(req, voice, self.pool, self.stream_plan)
             try:
-                while True:
-                    chunk = await self.pool.run(next, chunks, None)
-                    if chunk is None:
-                        return
+                seq = 0
+                async for chunk in synthesis:
+                    chunk.seq = seq
+                    seq += 1
                     yield chunk
             finally:
-                # A cancelled await leaves the generator running on its worker for the current chunk; it is
-                # then closed when collected, so "already executing" here is expected and harmless.
-                with contextlib.suppress(ValueError):
-                    chunks.close()
+                synthesis.close()
 
     async def loaded_voice(self, voice: VoiceEntry) -> LoadedVoice:
-        return await self.pool.run(self.load, voice)
+        loaded = self.voices.peek(voice.id)
+        return loaded if loaded is not None else await self.pool.run(self.load, voice)
 
     async def warm(self) -> None:
         """Load the default voice and synthesize once, so the first real request is not a cold one."""
-        req = self.request(_WARMUP_TEXT)
-        await self.synthesize(req)
-        await self.pool.run(self.prepare_streaming)
+        await self.synthesize(self.request(_WARMUP_TEXT))
         self.warmed = True
 
-    def prepare_streaming(self) -> None:
-        """Split the default voice for chunked decoding now (once; cached on disk), not on the first stream."""
-        self.chunked.get(self.load(self.registry.voices[self.registry.default_voice]))
-
     def warm_blocking(self) -> None:
-        """`warm` for callers without an event loop (Lambda init)."""
+        """`warm` for callers without an event loop (Lambda init, image builds)."""
         self.synthesize_blocking(self.request(_WARMUP_TEXT))
         self.warmed = True
 
+    def bake(self) -> None:
+        """Split every registered voice into the graph cache at image build time, readable by any user.
+
+        Images are built as root and run as another user (Lambda's, or a non-root container), which must read
+        the graphs but never needs to write them; a cold start then loads graphs instead of splitting for seconds.
+        """
+        for entry in self.registry.voices.values():
+            self.load(entry)
+        self.warm_blocking()
+        root = self.settings.stream_cache_dir
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
     def ready(self) -> bool:
-        return self.warmed and self.cache.peek(self.registry.default_voice) is not None
+        return self.warmed and self.voices.peek(self.registry.default_voice) is not None
 
 
 @lru_cache

@@ -15,6 +15,7 @@ from piper import PiperVoice
 from piper.config import PiperConfig
 from piper.phonemize_espeak import ESPEAK_DATA_DIR
 
+from tts_service.engine.graphs import GAIN_TEXTS, VoiceGraphs, fallback_root, split_files
 from tts_service.engine.registry import VoiceEntry, sha256_bytes
 from tts_service.errors import VoiceUnavailable
 
@@ -23,28 +24,31 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """How each voice's ONNX session is built."""
+    """How each voice's ONNX sessions are built."""
 
-    intra_op_threads: int
+    intra_op_threads: int = 1
+    """Threads of each worker's session (workers x threads should not exceed the cores)."""
+    workers: int = 1
+    """Synthesis worker threads, each with its own session pair."""
     allow_spinning: bool = True
     verify_hashes: bool = True
     espeak_data_dir: Path | None = None
+    graphs_dir: Path | None = None
+    """Cache of split graphs; None: whole-graph synthesis only (no windowed decoding, arena off)."""
 
 
-def build_session_options(intra_op_threads: int, allow_spinning: bool = True) -> ort.SessionOptions:
-    """onnxruntime options for one shared session driven by a few worker threads.
+def build_session_options(intra_op_threads: int, allow_spinning: bool = True, arena: bool = True) -> ort.SessionOptions:
+    """onnxruntime options for one worker's session.
 
-    Measured on 2 cores with bench/bench_threads.py (README, 'How synthesis runs'): intra-op threads = cores
-    gives the fastest single stream; spinning on keeps it ~20% faster than spinning off, which in turn gains
-    ~10% throughput when two streams share the session. Spinning is a setting for that trade-off. The CPU
-    memory arena is off because it would keep the peak of the longest sentence ever synthesized for the life
-    of the process; on normal text its cost is within noise.
+    The CPU arena is on for split graphs: it makes a run ~30% faster (bench/run.py), and the frames of every
+    decoder run are bounded by the decode window, so what the arena keeps is bounded too. It is off for the
+    whole-graph fallback, whose runs grow with the text and whose peak the arena would keep forever.
     """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
-    opts.enable_cpu_mem_arena = False
+    opts.enable_cpu_mem_arena = arena
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     return opts
@@ -52,10 +56,12 @@ def build_session_options(intra_op_threads: int, allow_spinning: bool = True) ->
 
 @dataclass
 class LoadedVoice:
-    """A voice ready to synthesize."""
+    """A voice ready to synthesize: split graphs per worker, or (fallback) one whole-graph session."""
 
     entry: VoiceEntry
     piper: PiperVoice
+    """Phonemizer and config; its session is the whole-graph fallback, None when `graphs` is set."""
+    graphs: VoiceGraphs | None
     load_seconds: float
 
     @property
@@ -63,9 +69,7 @@ class LoadedVoice:
         return int(self.piper.config.sample_rate)
 
 
-def load_voice(entry: VoiceEntry, settings: SessionSettings) -> LoadedVoice:
-    """Read, verify and load one voice; VoiceUnavailable if its files are missing or corrupt."""
-    started = time.perf_counter()
+def _read_checked(entry: VoiceEntry, settings: SessionSettings) -> bytes:
     try:
         model_bytes = entry.model.path.read_bytes()
     except FileNotFoundError:
@@ -82,21 +86,68 @@ def load_voice(entry: VoiceEntry, settings: SessionSettings) -> LoadedVoice:
             raise VoiceUnavailable(f"voice {entry.id!r}: config file is missing", voice=entry.id) from None
         if sha256_bytes(config_bytes) != entry.config.sha256:
             raise VoiceUnavailable(f"voice {entry.id!r}: config file does not match its sha256", voice=entry.id)
+    return model_bytes
+
+
+def _load_graphs(
+    entry: VoiceEntry, model_bytes: bytes, piper: PiperVoice, settings: SessionSettings
+) -> VoiceGraphs | None:
+    """Split graphs with one session pair per worker, or None (the voice cannot be split: whole graph)."""
+    if settings.graphs_dir is None:
+        return None
+    config = piper.config
+    calibration = [piper.phonemes_to_ids([p for s in piper.phonemize(t) for p in s]) for t in GAIN_TEXTS]
+    error: Exception | None = None
+    # A read-only or foreign cache folder still gets split graphs, in a private temporary folder.
+    for root in (settings.graphs_dir, None):
+        try:
+            files = split_files(model_bytes, entry.id, int(config.sample_rate), root or fallback_root())
+            return VoiceGraphs(
+                files,
+                build_session_options(settings.intra_op_threads, settings.allow_spinning, arena=True),
+                settings.workers,
+                phoneme_ids=calibration,
+                defaults=(config.noise_scale, config.length_scale, config.noise_w_scale),
+                default_speaker=getattr(config, "default_speaker_id", None),
+            )
+        except OSError as exc:
+            error = exc
+            continue
+        except Exception as exc:  # onnx / onnxruntime: the graph itself cannot be split or loaded
+            error = exc
+            break
+    logger.warning(
+        "voice cannot be split; whole-graph synthesis",
+        extra={"voice": entry.id, "error_type": type(error).__name__},
+    )
+    return None
+
+
+def load_voice(entry: VoiceEntry, settings: SessionSettings) -> LoadedVoice:
+    """Read, verify and load one voice; VoiceUnavailable if its files are missing or corrupt."""
+    started = time.perf_counter()
+    model_bytes = _read_checked(entry, settings)
     config = PiperConfig.from_dict(entry.config_dict)
-    try:
-        session = ort.InferenceSession(
-            model_bytes,
-            sess_options=build_session_options(settings.intra_op_threads, settings.allow_spinning),
-            providers=["CPUExecutionProvider"],
-        )
-    except Exception as exc:  # onnxruntime raises its own exception types for any malformed model
-        raise VoiceUnavailable(
-            f"voice {entry.id!r}: model cannot be loaded ({type(exc).__name__})", voice=entry.id
-        ) from None
-    piper = PiperVoice(session=session, config=config, espeak_data_dir=settings.espeak_data_dir or ESPEAK_DATA_DIR)
+    espeak = settings.espeak_data_dir or ESPEAK_DATA_DIR
+    piper = PiperVoice(session=None, config=config, espeak_data_dir=espeak)
+    graphs = _load_graphs(entry, model_bytes, piper, settings)
+    if graphs is None:
+        try:
+            # One whole-graph session shared by the workers, with every core: its runs are not windowed.
+            piper.session = ort.InferenceSession(
+                model_bytes,
+                sess_options=build_session_options(
+                    settings.intra_op_threads * settings.workers, settings.allow_spinning, arena=False
+                ),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for any malformed model
+            raise VoiceUnavailable(
+                f"voice {entry.id!r}: model cannot be loaded ({type(exc).__name__})", voice=entry.id
+            ) from None
     elapsed = time.perf_counter() - started
-    logger.info("voice loaded", extra={"voice": entry.id, "load_seconds": round(elapsed, 3)})
-    return LoadedVoice(entry=entry, piper=piper, load_seconds=elapsed)
+    logger.info("voice loaded", extra={"voice": entry.id, "load_seconds": round(elapsed, 3), "split": bool(graphs)})
+    return LoadedVoice(entry=entry, piper=piper, graphs=graphs, load_seconds=elapsed)
 
 
 class VoiceCache:

@@ -1,0 +1,298 @@
+"""A voice split into a frontend graph and a window-decodable decoder: the path every synthesis takes.
+
+Piper's VITS graph runs text encoder, durations and prior sampling (the frontend) over a whole piece of text,
+then flow + HiFi-GAN (the decoder), a convolutional net with a finite receptive field. `streaming-vits` cuts the
+ONNX graph at that seam. We run the frontend once per piece (prosody intact) and the decoder over windows of at
+most `window` frames with overlapping margins that are thrown away, which gives the same samples as one full
+decode (the margin is measured per voice; en_US-joe-medium: 32 frames, max abs difference below 1e-6).
+
+Why every request goes this way, not only streams (bench/run.py, docs/performance.md): onnxruntime's CPU arena
+makes a run ~30% faster but keeps the largest run's peak resident for the life of the session. Decoder memory
+grows with the frames of a run, and frames grow as speed drops, so a bound on phonemes alone bounds nothing;
+a bound on frames per decoder run does. With windows of 512 frames (~6 s of audio) each session's arena stays
+near 190 MB whatever the text and speed, and sentences shorter than a window (almost all) pay no margin at all.
+
+Each synthesis worker thread has its own pair of single-threaded sessions (`VoiceGraphs.sessions[worker]`):
+a request's pieces run on several workers at once, and under load every core runs one piece with no
+intra-op synchronisation. See `engine/pool.py` for the measured trade-off.
+
+The split graphs are made once per voice file and kept in `STREAM_CACHE_DIR` in a folder only this user can
+write; each graph is loaded from bytes whose sha256 matches the manifest written when it was split, like the
+voices themselves. Where that folder cannot be used, a fresh private temporary folder is (never a fixed path
+under /tmp that another user could prepare). When a voice cannot be split, whole-graph synthesis is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from tts_service.engine.registry import sha256_bytes
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+# Frames of context each side of a window. The difference to a full decode shrinks steadily with the margin and
+# depends on the content (joe-medium, noise 0: 16 frames 1e-5..1e-2, 24 frames 1e-7..2e-5, 32 frames <= 7.5e-7),
+# so the smallest candidate that matches a reference to 1e-6 is measured once per voice, starting at 32.
+MARGIN_CANDIDATES = (32, 48, 64, 96)
+MARGIN_FRAMES = 96
+"""The fallback when no candidate matches."""
+_MATCH_TOLERANCE = 1e-6
+# Reference sentences whose loudest peak sets the fixed gain of streamed audio (see `VoiceGraphs.gain`).
+GAIN_TEXTS = (
+    "This is a short sentence that sets the loudness of streamed speech.",
+    "Wait, what did you say?",
+    "Hello there! The weather today is wonderful, isn't it?",
+)
+# Peaks vary by ~25% between sentences; leave that much headroom so loud sentences rarely clip.
+_GAIN_HEADROOM = 0.85
+_MANIFEST = "graphs.json"
+_MANIFEST_VERSION = 1
+
+
+class GraphCacheError(OSError):
+    """The split-graph folder cannot be trusted or used."""
+
+
+def cuts(total: int, window: int, first: int | None = None) -> list[tuple[int, int]]:
+    """[a, b) frame ranges covering `total` frames: an optional small first range, then even ranges <= `window`."""
+    out: list[tuple[int, int]] = []
+    a = 0
+    if first is not None and total > first:
+        out.append((0, first))
+        a = first
+    remaining = total - a
+    if remaining <= 0:
+        return out or [(0, total)]
+    # Split the rest evenly so no tail window is tiny (a tiny window pays full margins for little audio).
+    pieces = -(-remaining // window)
+    size = -(-remaining // pieces)
+    while a < total:
+        out.append((a, min(a + size, total)))
+        a += size
+    return out
+
+
+def private_dir(path: Path) -> Path:
+    """`path`, created if needed, refused unless it is a real folder of ours that nobody else can write."""
+    with contextlib.suppress(OSError):  # a read-only folder baked into an image exists already
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise GraphCacheError(f"{path} is not a folder")
+    # Root's folders are trusted too: an image bakes the graphs at build time, read-only at run time.
+    if hasattr(os, "getuid") and info.st_uid not in (os.getuid(), 0):
+        raise GraphCacheError(f"{path} belongs to another user")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise GraphCacheError(f"{path} is writable by others")
+    return path
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """A voice's verified split graphs, as bytes, and what the decoder needs to know about them."""
+
+    frontend: bytes
+    decoder: bytes
+    z_p: str
+    mask: str
+    g: str | None
+    hop: int
+    frontend_inputs: tuple[str, ...]
+
+
+def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -> None:
+    """Split the (already verified) model bytes into `outdir` with a manifest of the graphs' hashes."""
+    from streaming_vits import graph
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    started = time.perf_counter()
+    try:
+        # Split what was hashed, not the path: the file could change between the check and the split.
+        model = tmp / f"{name}.onnx"
+        model.write_bytes(model_bytes)
+        # streaming-vits prints progress; it belongs in our logs, not on stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            meta = graph.split(model, tmp, sample_rate=sample_rate, verbose=False)
+        model.unlink()
+        manifest = {
+            "version": _MANIFEST_VERSION,
+            "model_sha256": sha256_bytes(model_bytes),
+            "frontend": {"file": meta.frontend, "sha256": sha256_bytes((tmp / meta.frontend).read_bytes())},
+            "decoder": {"file": meta.decoder, "sha256": sha256_bytes((tmp / meta.decoder).read_bytes())},
+            "seam": {"z_p": meta.seam.z_p, "mask": meta.seam.mask, "g": meta.seam.g},
+            "hop": int(meta.hop),
+            "frontend_inputs": list(meta.frontend_inputs),
+        }
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2))
+        try:
+            tmp.rename(outdir)
+        except OSError:
+            if not (outdir / _MANIFEST).is_file():  # another process won the race: its graphs are as good
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("voice split into graphs", extra={"split_seconds": round(time.perf_counter() - started, 2)})
+
+
+def _read_verified(outdir: Path, model_sha256: str) -> SplitFiles:
+    """The graphs of `outdir` if its manifest names this model and every graph matches its hash."""
+    manifest = json.loads((outdir / _MANIFEST).read_text())
+    if manifest.get("version") != _MANIFEST_VERSION or manifest.get("model_sha256") != model_sha256:
+        raise GraphCacheError("split graphs were made from another model")
+    blobs = {}
+    for part in ("frontend", "decoder"):
+        file = outdir / Path(manifest[part]["file"]).name
+        data = file.read_bytes()
+        if sha256_bytes(data) != manifest[part]["sha256"]:
+            raise GraphCacheError(f"split {part} graph does not match its sha256")
+        blobs[part] = data
+    seam = manifest["seam"]
+    return SplitFiles(
+        frontend=blobs["frontend"],
+        decoder=blobs["decoder"],
+        z_p=seam["z_p"],
+        mask=seam["mask"],
+        g=seam.get("g"),
+        hop=int(manifest["hop"]),
+        frontend_inputs=tuple(manifest["frontend_inputs"]),
+    )
+
+
+def split_files(model_bytes: bytes, voice_id: str, sample_rate: int, cache_root: Path) -> SplitFiles:
+    """The voice's split graphs from the cache (made now if missing or not matching), verified by sha256."""
+    model_sha = sha256_bytes(model_bytes)
+    outdir = private_dir(cache_root) / f"{voice_id}-{model_sha[:16]}"
+    if (outdir / _MANIFEST).is_file():
+        try:
+            return _read_verified(outdir, model_sha)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # A damaged or tampered cache entry is rebuilt, never used.
+            logger.warning("split graphs rejected; splitting again", extra={"error_type": type(exc).__name__})
+            shutil.rmtree(outdir, ignore_errors=True)
+    _split_into(model_bytes, outdir, voice_id, sample_rate)
+    return _read_verified(outdir, model_sha)
+
+
+_fallback_root: Path | None = None
+_fallback_lock = threading.Lock()
+
+
+def fallback_root() -> Path:
+    """One private temporary folder per process, for when the configured cache cannot be used."""
+    global _fallback_root
+    with _fallback_lock:
+        if _fallback_root is None:
+            _fallback_root = Path(tempfile.mkdtemp(prefix="tts-service-graphs-"))
+        return _fallback_root
+
+
+class VoiceGraphs:
+    """One voice's split graphs with a (frontend, decoder) session pair per synthesis worker."""
+
+    def __init__(
+        self,
+        files: SplitFiles,
+        options: ort.SessionOptions,
+        workers: int,
+        *,
+        phoneme_ids: Sequence[list[int]],
+        defaults: tuple[float, float, float],
+        default_speaker: int | None,
+    ) -> None:
+        self.files = files
+        self.hop = files.hop
+        self.defaults = defaults
+        """The voice's (noise_scale, length_scale, noise_w)."""
+        self.default_speaker = default_speaker
+        self.sessions = [
+            (
+                ort.InferenceSession(files.frontend, sess_options=options, providers=["CPUExecutionProvider"]),
+                ort.InferenceSession(files.decoder, sess_options=options, providers=["CPUExecutionProvider"]),
+            )
+            for _ in range(workers)
+        ]
+        self.margin = MARGIN_FRAMES
+        self.gain = 1.0
+        """Fixed gain for streamed audio: per-piece peak normalisation would need the whole piece first."""
+        self._calibrate(phoneme_ids)
+
+    def _calibrate(self, phoneme_ids: Sequence[list[int]]) -> None:
+        """Measure the voice's gain and decode margin with a few short decodes (worker 0's sessions)."""
+        peak = 0.0
+        for ids in phoneme_ids:
+            z_p, mask, g = self.frontend(0, ids, self.scales(0.0, None, 0.0), None)
+            peak = max(peak, float(np.max(np.abs(self._decode(0, z_p, mask, g, 0, z_p.shape[2], margin=0)))))
+        self.gain = _GAIN_HEADROOM / peak if peak > 1e-4 else 1.0
+        joined = [i for ids in phoneme_ids for i in ids]
+        z_p, mask, g = self.frontend(0, joined, self.scales(0.0, None, 0.0), None)
+        total = int(z_p.shape[2])
+        whole = self._decode(0, z_p, mask, g, 0, total, margin=0)
+        parts = [(0, 24), (24, total // 2), (total // 2, total)]
+        for margin in MARGIN_CANDIDATES:
+            pieces = np.concatenate([self._decode(0, z_p, mask, g, a, b, margin=margin) for a, b in parts])
+            if pieces.shape == whole.shape and float(np.max(np.abs(pieces - whole))) < _MATCH_TOLERANCE:
+                self.margin = margin
+                return
+        self.margin = MARGIN_FRAMES
+
+    def scales(self, noise_scale: float | None, length_scale: float | None, noise_w: float | None) -> FloatArray:
+        noise, length, width = self.defaults
+        return np.array(
+            [
+                noise if noise_scale is None else noise_scale,
+                length if length_scale is None else length_scale,
+                width if noise_w is None else noise_w,
+            ],
+            dtype=np.float32,
+        )
+
+    def frontend(
+        self, worker: int, ids: list[int], scales: FloatArray, speaker_id: int | None
+    ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+        feed: dict[str, npt.NDArray[np.generic]] = {
+            "input": np.array([ids], dtype=np.int64),
+            "input_lengths": np.array([len(ids)], dtype=np.int64),
+            "scales": scales,
+        }
+        if "sid" in self.files.frontend_inputs:
+            # As piper does: no speaker named means the voice's default speaker.
+            sid = self.default_speaker if speaker_id is None else speaker_id
+            feed["sid"] = np.array([sid or 0], dtype=np.int64)
+        out = self.sessions[worker][0].run(None, feed)
+        return out[0], out[1], (out[2] if len(out) > 2 else None)
+
+    def decode(
+        self, worker: int, z_p: FloatArray, mask: FloatArray, g: FloatArray | None, a: int, b: int
+    ) -> FloatArray:
+        """Samples of output frames [a, b), computed with this voice's margins, which are discarded."""
+        return self._decode(worker, z_p, mask, g, a, b, margin=self.margin)
+
+    def _decode(
+        self, worker: int, z_p: FloatArray, mask: FloatArray, g: FloatArray | None, a: int, b: int, *, margin: int
+    ) -> FloatArray:
+        total = z_p.shape[2]
+        lo, hi = max(0, a - margin), min(total, b + margin)
+        feed = {self.files.z_p: z_p[:, :, lo:hi], self.files.mask: mask[:, :, lo:hi]}
+        if self.files.g is not None and g is not None:
+            feed[self.files.g] = g
+        audio = np.asarray(self.sessions[worker][1].run(None, feed)[0], dtype=np.float32).reshape(-1)
+        start = (a - lo) * self.hop
+        return audio[start : start + (b - a) * self.hop]

@@ -1,0 +1,279 @@
+"""One request's synthesis: pieces made on the worker pool with a bounded look-ahead, delivered in order.
+
+A conductor thread cuts the text into sentences, phonemizes them (espeak runs under piper's global lock, so
+this overlaps with inference on the workers) and cuts over-long sentences into pieces. Each piece becomes a job
+on the workers; at most `lookahead` jobs of a request are queued or running at once, so one request alone keeps
+every worker busy while several requests share the workers in turn. Results come back in order through
+futures. Closing the synthesis (client gone, timeout, cancel) stops it between pieces: queued jobs are dropped
+and the conductor submits nothing more.
+
+A streamed request's first piece is decoded in two steps: a small first window, delivered as soon as it is
+made, then the rest of the piece in windows spread over the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from piper.config import SynthesisConfig
+
+from tts_service.engine.audio import FloatArray, Int16Array, float_to_int16, silence
+from tts_service.engine.graphs import cuts
+from tts_service.engine.pool import WorkerPool, current_worker
+from tts_service.engine.text import cut_phonemes, split_sentences
+from tts_service.errors import SynthesisFailed
+
+if TYPE_CHECKING:
+    from tts_service.engine.synth import SpeechChunk, SpeechRequest
+    from tts_service.engine.voices import LoadedVoice
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a request is cut and decoded."""
+
+    max_phonemes: int
+    """Longest piece handed to the frontend (bounds its memory and its latency)."""
+    window: int
+    """Most frames per decoder run (bounds decoder memory whatever the speed)."""
+    lookahead: int
+    """Jobs of one request queued or running at once."""
+    first_frames: int | None = None
+    """Streams: frames of the first window, delivered alone for early first audio; None: no early window."""
+
+
+@dataclass
+class _Head:
+    """What the early first window leaves for the rest of its piece."""
+
+    z_p: FloatArray
+    mask: FloatArray
+    g: FloatArray | None
+    rest: list[tuple[int, int]]
+
+
+_END = None
+
+
+class Synthesis:
+    """The chunks of one request. Iterate it (blocking) or `async for` over it, once; close it to stop early."""
+
+    def __init__(self, req: SpeechRequest, voice: LoadedVoice, pool: WorkerPool, plan: Plan) -> None:
+        self.req = req
+        self.voice = voice
+        self.pool = pool
+        self.plan = plan
+        self._room = threading.Semaphore(plan.lookahead)
+        self._closed = threading.Event()
+        self._pending: list[Future[list[SpeechChunk]]] = []
+        self._pending_lock = threading.Lock()
+        self._deliver: Callable[[Future[list[SpeechChunk]] | None], None] | None = None
+        self._gain = req.volume * (voice.graphs.gain if voice.graphs is not None else 1.0)
+        self._head_state: _Head | None = None
+        """Set by the early first window's job when its piece has more windows."""
+
+    # --- consumers ---
+
+    def __iter__(self) -> Iterator[SpeechChunk]:
+        slots: queue.SimpleQueue[Future[list[SpeechChunk]] | None] = queue.SimpleQueue()
+        self._start(slots.put)
+        try:
+            while (slot := slots.get()) is not _END:
+                chunks = slot.result()
+                self._room.release()
+                yield from chunks
+        finally:
+            self.close()
+
+    async def __aiter__(self) -> AsyncIterator[SpeechChunk]:
+        loop = asyncio.get_running_loop()
+        slots: asyncio.Queue[Future[list[SpeechChunk]] | None] = asyncio.Queue()
+
+        def deliver(slot: Future[list[SpeechChunk]] | None) -> None:
+            loop.call_soon_threadsafe(slots.put_nowait, slot)
+
+        self._start(deliver)
+        try:
+            while (slot := await slots.get()) is not _END:
+                chunks = await asyncio.wrap_future(slot)
+                self._room.release()
+                for chunk in chunks:
+                    yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop: nothing more is submitted, queued jobs are dropped, running ones finish their piece."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._room.release(self.plan.lookahead + 1)  # wake a conductor waiting for room
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        for future in pending:
+            self.pool.abandon(future)
+
+    # --- conductor (its own thread) ---
+
+    def _start(self, deliver: Callable[[Future[list[SpeechChunk]] | None], None]) -> None:
+        self._deliver = deliver
+        self.pool.conduct(self._conduct)
+
+    def _conduct(self) -> None:
+        assert self._deliver is not None
+        try:
+            index = 0
+            for sentence in split_sentences(self.req.text):
+                pieces = list(self._pieces(sentence))
+                for n, ids in enumerate(pieces):
+                    end = n == len(pieces) - 1
+                    if not self._reserve():
+                        return
+                    if index == 0 and self.plan.first_frames is not None and self.voice.graphs is not None:
+                        if not self._head_and_rest(sentence, ids, end):
+                            return
+                    else:
+                        self._submit(self._piece, sentence, ids, index, end)
+                    index += 1
+        except Exception as exc:
+            failed: Future[list[SpeechChunk]] = Future()
+            failed.set_exception(exc)
+            with contextlib.suppress(RuntimeError):  # the consumer's event loop may be gone
+                self._deliver(failed)
+        finally:
+            with contextlib.suppress(RuntimeError):
+                self._deliver(_END)
+
+    def _reserve(self) -> bool:
+        self._room.acquire()
+        return not self._closed.is_set()
+
+    def _submit(self, fn: Callable[..., list[SpeechChunk]], *args: object) -> Future[list[SpeechChunk]]:
+        assert self._deliver is not None
+        future = self.pool.submit(fn, *args)
+        with self._pending_lock:
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(future)
+        self._deliver(future)
+        return future
+
+    def _head_and_rest(self, sentence: str, ids: list[int], end: bool) -> bool:
+        self._submit(self._head, sentence, ids, end).result()
+        state = self._head_state
+        if state is None:
+            return True  # the piece fitted in its first window
+        for i, (a, b) in enumerate(state.rest):
+            if not self._reserve():
+                return False
+            self._submit(self._window, sentence, state, a, b, end and i == len(state.rest) - 1)
+        return True
+
+    def _pieces(self, sentence: str) -> Iterator[list[int]]:
+        piper = self.voice.piper
+        try:
+            phonemes: list[list[str]] = piper.phonemize(sentence)
+        except Exception as exc:  # espeak-ng reports failures as plain exceptions
+            raise SynthesisFailed(f"phonemization failed ({type(exc).__name__})") from exc
+        for sentence_phonemes in phonemes:
+            for piece in cut_phonemes(sentence_phonemes, self.plan.max_phonemes):
+                yield piper.phonemes_to_ids(piece)
+
+    # --- jobs (worker threads) ---
+
+    def _chunk(self, sentence: str, pcm: Int16Array, *, first_of_piece: bool, index: int, end: bool) -> SpeechChunk:
+        from tts_service.engine.synth import SpeechChunk
+
+        if first_of_piece and index > 0 and self.req.sentence_silence > 0:
+            pcm = np.concatenate([silence(self.req.sentence_silence, self.voice.sample_rate), pcm])
+        return SpeechChunk(-1, sentence, pcm, self.voice.sample_rate, sentence_end=end)
+
+    def _piece(self, sentence: str, ids: list[int], index: int, end: bool) -> list[SpeechChunk]:
+        """A whole piece: peak-normalised like Piper's own output, or (streams) at the voice's fixed gain."""
+        graphs = self.voice.graphs
+        try:
+            if graphs is None:
+                audio = np.asarray(self.voice.piper.phoneme_ids_to_audio(ids, self._config()), dtype=np.float32)
+            else:
+                worker = current_worker()
+                z_p, mask, g = graphs.frontend(worker, ids, self._scales(), self.req.speaker_id)
+                windows = cuts(int(z_p.shape[2]), self.plan.window)
+                parts = [graphs.decode(worker, z_p, mask, g, a, b) for a, b in windows]
+                if self.plan.first_frames is not None:
+                    # Streams keep one gain for the whole request, so chunks of one piece join without a step.
+                    return [
+                        self._chunk(
+                            sentence,
+                            float_to_int16(part * self._gain),
+                            first_of_piece=i == 0,
+                            index=index,
+                            end=end and i == len(parts) - 1,
+                        )
+                        for i, part in enumerate(parts)
+                    ]
+                audio = np.concatenate(parts)
+        except SynthesisFailed:
+            raise
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
+        if audio.size == 0:
+            return []
+        peak = float(np.max(np.abs(audio)))
+        audio = audio / peak if peak > 1e-8 else np.zeros_like(audio)
+        return [
+            self._chunk(sentence, float_to_int16(audio * self.req.volume), first_of_piece=True, index=index, end=end)
+        ]
+
+    def _head(self, sentence: str, ids: list[int], end: bool) -> list[SpeechChunk]:
+        graphs = self.voice.graphs
+        assert graphs is not None and self.plan.first_frames is not None
+        worker = current_worker()
+        try:
+            z_p, mask, g = graphs.frontend(worker, ids, self._scales(), self.req.speaker_id)
+            windows = cuts(int(z_p.shape[2]), self.plan.window, first=self.plan.first_frames)
+            a, b = windows[0]
+            audio = graphs.decode(worker, z_p, mask, g, a, b)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
+        chunks = [
+            self._chunk(
+                sentence,
+                float_to_int16(audio * self._gain),
+                first_of_piece=True,
+                index=0,
+                end=end and len(windows) == 1,
+            )
+        ]
+        if len(windows) > 1:
+            self._head_state = _Head(z_p, mask, g, windows[1:])
+        return chunks
+
+    def _window(self, sentence: str, head: _Head, a: int, b: int, end: bool) -> list[SpeechChunk]:
+        graphs = self.voice.graphs
+        assert graphs is not None
+        try:
+            audio = graphs.decode(current_worker(), head.z_p, head.mask, head.g, a, b)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
+        return [self._chunk(sentence, float_to_int16(audio * self._gain), first_of_piece=False, index=0, end=end)]
+
+    def _scales(self) -> FloatArray:
+        assert self.voice.graphs is not None
+        return self.voice.graphs.scales(self.req.noise_scale, self.req.length_scale, self.req.noise_w)
+
+    def _config(self) -> SynthesisConfig:
+        return SynthesisConfig(
+            speaker_id=self.req.speaker_id,
+            length_scale=self.req.length_scale,
+            noise_scale=self.req.noise_scale,
+            noise_w_scale=self.req.noise_w,
+            normalize_audio=False,
+            volume=1.0,
+        )

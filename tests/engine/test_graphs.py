@@ -1,0 +1,176 @@
+"""Split graphs: windowed decoding equals Piper's own graph, and the graph cache is verified and private."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from piper import PiperVoice
+from piper.config import SynthesisConfig
+
+from tts_service.engine import Engine, SpeechOptions
+from tts_service.engine.audio import float_to_int16
+from tts_service.engine.graphs import MARGIN_CANDIDATES, GraphCacheError, cuts, private_dir, split_files
+from tts_service.engine.voices import LoadedVoice, SessionSettings, load_voice
+
+LONG = (
+    "The committee met on Tuesday afternoon to discuss the proposed changes to the city budget, and after "
+    "several hours of heated debate the members finally agreed to postpone the vote until next month."
+)
+
+
+@pytest.fixture(scope="module")
+def stock(engine: Engine) -> PiperVoice:
+    """Piper's own whole graph, loaded the stock way: the reference every decode must match."""
+    entry = engine.registry.voices[engine.registry.default_voice]
+    return PiperVoice.load(entry.model.path, config_path=entry.config.path)
+
+
+@pytest.fixture(scope="module")
+def voice(engine: Engine) -> LoadedVoice:
+    return engine.load(engine.registry.voices[engine.registry.default_voice])
+
+
+def test_cuts_start_small_then_cover_everything_in_bounded_windows() -> None:
+    assert cuts(100, 512) == [(0, 100)]
+    assert cuts(100, 512, first=24) == [(0, 24), (24, 100)]
+    assert cuts(20, 512, first=24) == [(0, 20)]
+    ranges = cuts(1300, 512, first=24)
+    assert ranges[0] == (0, 24)
+    assert all(a == prev_b for (_, prev_b), (a, _) in zip(ranges, ranges[1:], strict=False))
+    assert ranges[-1][1] == 1300 and max(b - a for a, b in ranges) <= 512
+    sizes = [b - a for a, b in cuts(1100, 512)]
+    assert len(sizes) == 3 and max(sizes) - min(sizes) <= 1  # even windows, no tiny tail
+
+
+def test_windowed_decode_equals_piper_whole_graph(voice: LoadedVoice, stock: PiperVoice) -> None:
+    graphs = voice.graphs
+    assert graphs is not None and voice.piper.session is None  # no second copy of the whole model
+    ids = voice.piper.phonemes_to_ids(voice.piper.phonemize(LONG)[0])
+    whole = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    z_p, mask, g = graphs.frontend(0, ids, graphs.scales(0.0, None, 0.0), None)
+    ranges = cuts(int(z_p.shape[2]), 128, first=24)
+    assert len(ranges) >= 4
+    decoded = np.concatenate([graphs.decode(0, z_p, mask, g, a, b) for a, b in ranges])
+    assert decoded.shape == whole.shape
+    assert float(np.max(np.abs(decoded - whole))) < 2e-5  # float noise (7.5e-7 measured), not a seam
+    assert graphs.margin in MARGIN_CANDIDATES
+
+
+def test_every_worker_has_its_own_sessions(engine: Engine, voice: LoadedVoice) -> None:
+    assert voice.graphs is not None
+    sessions = voice.graphs.sessions
+    assert len(sessions) == engine.settings.synth_workers
+    assert len({id(decoder) for _, decoder in sessions}) == len(sessions)
+
+
+def test_tts_audio_is_piper_audio_per_piece(engine: Engine, stock: PiperVoice) -> None:
+    """/tts pieces are peak-normalised as Piper normalises its own output."""
+    req = engine.request(LONG, SpeechOptions(noise_scale=0.0, noise_w=0.0))
+    speech = engine.synthesize_blocking(req)
+    ids = stock.phonemes_to_ids(stock.phonemize(LONG)[0])
+    expected = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    expected = float_to_int16(expected / np.max(np.abs(expected))).astype(np.int32)
+    assert speech.pcm.shape == expected.shape
+    assert int(np.max(np.abs(speech.pcm.astype(np.int32) - expected))) <= 2
+
+
+def test_stream_chunks_equal_whole_decode_at_fixed_gain(engine: Engine, stock: PiperVoice) -> None:
+    req = engine.request(LONG, SpeechOptions(noise_scale=0.0, noise_w=0.0))
+    chunks = list(engine.iter_stream_chunks(req))
+    assert len(chunks) >= 2
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert [c.sentence_end for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert chunks[0].pcm.size == engine.settings.stream_first_chunk_frames * 256  # the small first window
+    voice = engine.load(req.voice)
+    assert voice.graphs is not None
+    ids = stock.phonemes_to_ids(stock.phonemize(LONG)[0])
+    whole = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    expected = float_to_int16(whole * voice.graphs.gain).astype(np.int32)
+    streamed = np.concatenate([c.pcm for c in chunks]).astype(np.int32)
+    assert streamed.shape == expected.shape
+    assert int(np.max(np.abs(streamed - expected))) <= 2  # int16 rounding of float-identical audio
+
+
+def test_streamed_duration_matches_tts(engine: Engine) -> None:
+    req = engine.request(LONG + " Then everyone went home.", SpeechOptions(noise_w=0.0))
+    streamed = sum(c.pcm.size for c in engine.iter_stream_chunks(req))
+    whole = engine.synthesize_blocking(req).pcm.size
+    assert abs(streamed - whole) / whole < 0.02
+
+
+def test_slow_speech_is_decoded_in_bounded_windows(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames per decoder run never exceed the window, however slow the speech (the arena's bound)."""
+    voice = engine.load(engine.registry.voices[engine.registry.default_voice])
+    assert voice.graphs is not None
+    runs: list[int] = []
+    original = type(voice.graphs)._decode
+
+    def spy(self, worker, z_p, mask, g, a, b, *, margin):  # type: ignore[no-untyped-def]
+        runs.append(min(z_p.shape[2], b + margin) - max(0, a - margin))
+        return original(self, worker, z_p, mask, g, a, b, margin=margin)
+
+    monkeypatch.setattr(type(voice.graphs), "_decode", spy)
+    speech = engine.synthesize_blocking(engine.request(LONG, SpeechOptions(speed=0.25)))
+    assert speech.pcm.size / 22050 > 30
+    assert len(runs) > 2
+    assert max(runs) <= engine.settings.decode_window_frames + 2 * voice.graphs.margin
+
+
+def _settings(engine: Engine, root: Path | None) -> SessionSettings:
+    return SessionSettings(intra_op_threads=1, workers=1, graphs_dir=root)
+
+
+def test_split_failure_falls_back_to_whole_graph(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streaming_vits import graph
+
+    def refuse(*_: object, **__: object) -> None:
+        raise ValueError("no RandomNormalLike node found -- is this a VITS export?")
+
+    monkeypatch.setattr(graph, "split", refuse)
+    entry = engine.registry.voices[engine.registry.default_voice]
+    fallback = load_voice(entry, _settings(engine, tmp_path / "cache"))
+    assert fallback.graphs is None and fallback.piper.session is not None
+    small = Engine(engine.settings, registry=engine.registry)
+    small.voices._voices[entry.id] = fallback  # type: ignore[attr-defined]
+    chunks = list(small.iter_stream_chunks(small.request(LONG)))
+    assert len(chunks) == 1 and chunks[0].sentence_end and chunks[0].pcm.size > 22050 * 5
+    small.pool.shutdown()
+
+
+def test_tampered_graph_is_rebuilt_not_loaded(engine: Engine, tmp_path: Path) -> None:
+    entry = engine.registry.voices[engine.registry.default_voice]
+    model = entry.model.path.read_bytes()
+    first = split_files(model, entry.id, 22050, tmp_path / "cache")
+    folder = next((tmp_path / "cache").iterdir())
+    decoder = next(folder.glob("*decoder*.onnx"))
+    decoder.write_bytes(decoder.read_bytes()[:1000])  # truncated, or swapped by someone
+    again = split_files(model, entry.id, 22050, tmp_path / "cache")
+    assert again.decoder == first.decoder  # split anew from the verified model, not read from the bad file
+
+
+def test_graph_cache_must_be_private(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(GraphCacheError):
+        private_dir(shared)
+    mine = private_dir(tmp_path / "mine")
+    assert stat.S_IMODE(mine.stat().st_mode) & 0o077 == 0
+
+
+def test_unusable_cache_dir_falls_back_to_a_fresh_private_temp_dir(engine: Engine, tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    entry = engine.registry.voices[engine.registry.default_voice]
+    loaded = load_voice(entry, _settings(engine, not_a_dir / "cache"))
+    assert loaded.graphs is not None and loaded.graphs.gain > 1.0
+    from tts_service.engine.graphs import fallback_root
+
+    root = fallback_root()
+    assert root.name.startswith("tts-service-graphs-") and root.name != "tts-service-graphs-"
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
