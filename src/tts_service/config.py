@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     """Frames (256 samples each) in the first decoded chunk of a sentence: the time-to-first-audio knob."""
     decode_window_frames: int = Field(512, ge=64, le=8192)
     """Most frames (256 samples each) per decoder run: bounds each session's memory arena (~190 MB at 512)."""
+    arena_trim_idle_secs: float = Field(2.0, ge=0)
+    """After this long with no synthesis, the sessions' arenas are given back (the next request regrows them,
+    ~25% slower for that one request); 0 keeps them for the life of the process (fastest, most memory)."""
     stream_max_audio_bytes: int = Field(16384, ge=1024, le=1 << 20)
     """Largest PCM payload of one audio event (16 KB -> ~22 KB base64, under API Gateway's 32 KB frames)."""
     stream_max_pending_chars: int = Field(5000, ge=1)

@@ -235,16 +235,21 @@ class VoiceGraphs:
         self._calibrate(phoneme_ids)
 
     def _calibrate(self, phoneme_ids: Sequence[list[int]]) -> None:
-        """Measure the voice's gain and decode margin with a few short decodes (worker 0's sessions)."""
+        """Measure the voice's gain and decode margin with a few short decodes (worker 0's sessions).
+
+        Every reference decode is shorter than a decode window, so calibration grows no arena beyond what
+        synthesis itself would.
+        """
         peak = 0.0
+        references = []
         for ids in phoneme_ids:
             z_p, mask, g = self.frontend(0, ids, self.scales(0.0, None, 0.0), None)
-            peak = max(peak, float(np.max(np.abs(self._decode(0, z_p, mask, g, 0, z_p.shape[2], margin=0)))))
+            whole = self._decode(0, z_p, mask, g, 0, z_p.shape[2], margin=0)
+            references.append((z_p, mask, g, whole))
+            peak = max(peak, float(np.max(np.abs(whole))))
         self.gain = _GAIN_HEADROOM / peak if peak > 1e-4 else 1.0
-        joined = [i for ids in phoneme_ids for i in ids]
-        z_p, mask, g = self.frontend(0, joined, self.scales(0.0, None, 0.0), None)
+        z_p, mask, g, whole = max(references, key=lambda ref: int(ref[0].shape[2]))
         total = int(z_p.shape[2])
-        whole = self._decode(0, z_p, mask, g, 0, total, margin=0)
         parts = [(0, 24), (24, total // 2), (total // 2, total)]
         for margin in MARGIN_CANDIDATES:
             pieces = np.concatenate([self._decode(0, z_p, mask, g, a, b, margin=margin) for a, b in parts])
@@ -252,6 +257,21 @@ class VoiceGraphs:
                 self.margin = margin
                 return
         self.margin = MARGIN_FRAMES
+
+    def trim(self) -> None:
+        """Give back what the sessions' arenas hold beyond their first region (a tiny run with shrinkage on).
+
+        Called when synthesis goes idle: the arena's speed matters within a request, and what it keeps between
+        requests is the largest window's peak per session, which an idle server has no use for.
+        """
+        options = ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        z_p, mask, g = self.frontend(0, [0, 1, 0], self.scales(0.0, None, 0.0), None, run_options=options)
+        for worker in range(len(self.sessions)):
+            self.sessions[worker][0].run(
+                None, self._frontend_feed([0, 1, 0], self.scales(0.0, None, 0.0), None), options
+            )
+            self._decode(worker, z_p, mask, g, 0, z_p.shape[2], margin=0, run_options=options)
 
     def scales(self, noise_scale: float | None, length_scale: float | None, noise_w: float | None) -> FloatArray:
         noise, length, width = self.defaults
@@ -265,8 +285,19 @@ class VoiceGraphs:
         )
 
     def frontend(
-        self, worker: int, ids: list[int], scales: FloatArray, speaker_id: int | None
+        self,
+        worker: int,
+        ids: list[int],
+        scales: FloatArray,
+        speaker_id: int | None,
+        run_options: ort.RunOptions | None = None,
     ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+        out = self.sessions[worker][0].run(None, self._frontend_feed(ids, scales, speaker_id), run_options)
+        return out[0], out[1], (out[2] if len(out) > 2 else None)
+
+    def _frontend_feed(
+        self, ids: list[int], scales: FloatArray, speaker_id: int | None
+    ) -> dict[str, npt.NDArray[np.generic]]:
         feed: dict[str, npt.NDArray[np.generic]] = {
             "input": np.array([ids], dtype=np.int64),
             "input_lengths": np.array([len(ids)], dtype=np.int64),
@@ -276,8 +307,7 @@ class VoiceGraphs:
             # As piper does: no speaker named means the voice's default speaker.
             sid = self.default_speaker if speaker_id is None else speaker_id
             feed["sid"] = np.array([sid or 0], dtype=np.int64)
-        out = self.sessions[worker][0].run(None, feed)
-        return out[0], out[1], (out[2] if len(out) > 2 else None)
+        return feed
 
     def decode(
         self, worker: int, z_p: FloatArray, mask: FloatArray, g: FloatArray | None, a: int, b: int
@@ -286,13 +316,22 @@ class VoiceGraphs:
         return self._decode(worker, z_p, mask, g, a, b, margin=self.margin)
 
     def _decode(
-        self, worker: int, z_p: FloatArray, mask: FloatArray, g: FloatArray | None, a: int, b: int, *, margin: int
+        self,
+        worker: int,
+        z_p: FloatArray,
+        mask: FloatArray,
+        g: FloatArray | None,
+        a: int,
+        b: int,
+        *,
+        margin: int,
+        run_options: ort.RunOptions | None = None,
     ) -> FloatArray:
         total = z_p.shape[2]
         lo, hi = max(0, a - margin), min(total, b + margin)
         feed = {self.files.z_p: z_p[:, :, lo:hi], self.files.mask: mask[:, :, lo:hi]}
         if self.files.g is not None and g is not None:
             feed[self.files.g] = g
-        audio = np.asarray(self.sessions[worker][1].run(None, feed)[0], dtype=np.float32).reshape(-1)
+        audio = np.asarray(self.sessions[worker][1].run(None, feed, run_options)[0], dtype=np.float32).reshape(-1)
         start = (a - lo) * self.hop
         return audio[start : start + (b - a) * self.hop]

@@ -11,6 +11,7 @@ session was the alternative: best for one short sentence, worst under concurrenc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import threading
@@ -49,6 +50,9 @@ class WorkerPool:
         self._orphans = 0
         """Jobs whose caller gave up (timeout, disconnect) but which still run on a worker."""
         self._lock = threading.Lock()
+        self._generation = 0
+        self.idle_delay = 1.0
+        """Seconds of no admitted request before `on_idle` runs."""
 
     @staticmethod
     def _name_worker(counter: Iterator[int]) -> None:
@@ -60,8 +64,12 @@ class WorkerPool:
         return self._admitted + self._orphans
 
     @contextmanager
-    def admit(self) -> Iterator[None]:
-        """Hold a place for one request (a whole synthesis or a whole stream); ServiceBusy when full."""
+    def admit(self, on_idle: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold a place for one request (a whole synthesis or a whole stream); ServiceBusy when full.
+
+        `on_idle` is queued for a worker when the last admitted request leaves, `idle_delay` seconds later
+        unless another request came in meanwhile.
+        """
         with self._lock:
             if self._admitted + self._orphans >= self.capacity:
                 if self.metrics is not None:
@@ -76,6 +84,20 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._admitted -= 1
+                idle = self._admitted == 0
+                self._generation += 1
+                generation = self._generation
+            if idle and on_idle is not None:
+                timer = threading.Timer(self.idle_delay, self._when_idle, (generation, on_idle))
+                timer.daemon = True
+                timer.start()
+
+    def _when_idle(self, generation: int, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if self._admitted or generation != self._generation:
+                return  # work came in meanwhile: the next idle moment will do it
+        with contextlib.suppress(RuntimeError):  # shut down meanwhile
+            self.submit(fn)
 
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         """Queue a blocking call for a worker, in a copy of the caller's context (its request id for logs)."""

@@ -95,6 +95,8 @@ class Engine:
         )
         """Loaded voices (LRU), each split into graphs with a session pair per worker."""
         self.pool = WorkerPool(settings.synth_workers, settings.synth_queue_size, self.metrics)
+        self.pool.idle_delay = settings.arena_trim_idle_secs
+        self._on_idle = self._trim if settings.arena_trim_idle_secs > 0 else None
         self.audio_cache = AudioCache(int(settings.tts_cache_mb * 2**20), self.metrics)
         """Finished audio by request (text, voice, options), shared by `synthesize` and `stream`."""
         self.metrics.watch_engine(lambda: len(self.voices.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity)
@@ -181,16 +183,23 @@ class Engine:
     @cached_speech
     async def synthesize(self, req: SpeechRequest) -> Speech:
         """The whole text as one PCM array."""
-        with self.pool.admit():
+        with self.pool.admit(on_idle=self._on_idle):
             started = time.perf_counter()
             voice = await self.loaded_voice(req.voice)
             chunks = [chunk async for chunk in Synthesis(req, voice, self.pool, self.plan)]
             return self._speech(req, chunks, started)
 
+    def _trim(self) -> None:
+        """Synthesis went idle: release the arenas' peaks (each voice's sessions), on a worker."""
+        for voice_id in self.voices.loaded_ids():
+            voice = self.voices.peek(voice_id)
+            if voice is not None and voice.graphs is not None:
+                voice.graphs.trim()
+
     @cached_stream
     async def stream(self, req: SpeechRequest) -> AsyncGenerator[SpeechChunk, None]:
         """Chunks as they are made. Stopping iteration stops synthesis after the pieces in progress."""
-        with self.pool.admit():
+        with self.pool.admit(on_idle=self._on_idle):
             voice = await self.loaded_voice(req.voice)
             synthesis = Synthesis(req, voice, self.pool, self.stream_plan)
             try:
