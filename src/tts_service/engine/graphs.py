@@ -116,6 +116,8 @@ class SplitFiles:
     g: str | None
     hop: int
     frontend_inputs: tuple[str, ...]
+    folder: Path | None = None
+    """Where they were read from: calibration is kept beside them."""
 
 
 def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -> None:
@@ -173,6 +175,7 @@ def _read_verified(outdir: Path, model_sha256: str) -> SplitFiles:
         g=seam.get("g"),
         hop=int(manifest["hop"]),
         frontend_inputs=tuple(manifest["frontend_inputs"]),
+        folder=outdir,
     )
 
 
@@ -232,7 +235,31 @@ class VoiceGraphs:
         self.margin = MARGIN_FRAMES
         self.gain = 1.0
         """Fixed gain for streamed audio: per-piece peak normalisation would need the whole piece first."""
-        self._calibrate(phoneme_ids)
+        if not self._load_calibration():
+            self._calibrate(phoneme_ids)
+            self._save_calibration()
+
+    def _calibration_path(self) -> Path | None:
+        return None if self.files.folder is None else self.files.folder / "calibration.json"
+
+    def _load_calibration(self) -> bool:
+        """The gain and margin measured before (seconds of decodes saved at every start), if they are sane."""
+        path = self._calibration_path()
+        if path is None:
+            return False
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            saved = json.loads(path.read_text())
+            gain, margin = float(saved["gain"]), int(saved["margin"])
+            if 0.0 < gain < 1e3 and margin in (*MARGIN_CANDIDATES, MARGIN_FRAMES):
+                self.gain, self.margin = gain, margin
+                return True
+        return False
+
+    def _save_calibration(self) -> None:
+        path = self._calibration_path()
+        if path is not None:
+            with contextlib.suppress(OSError):  # a read-only folder: calibrate again next time
+                path.write_text(json.dumps({"gain": self.gain, "margin": self.margin}))
 
     def _calibrate(self, phoneme_ids: Sequence[list[int]]) -> None:
         """Measure the voice's gain and decode margin with a few short decodes (worker 0's sessions).
