@@ -2,7 +2,7 @@
 
 `RawWorker` (used by bench/run.py) starts `python bench/raw_worker.py`, which loads the voice the stock way and then
 answers one JSON line per JSON command line:
-  {"op": "synth", "text"}                      -> {"secs", "audio_s"}   seconds of `synthesize` alone, in-process
+  {"op": "synth", "text"}                      -> {"secs", "audio_s", "cpu"}   `synthesize` alone, in-process
   {"op": "ceiling", "mode", "texts": [[...]]}  -> {"secs", "audio_s"}   len(texts) threads at once, each synthesizing
                                                                         its list; aggregate wall seconds and audio
 Ceiling modes (what raw in-process sessions reach at 2-4 concurrent streams):
@@ -97,9 +97,9 @@ def serve(out: IO[str]) -> None:
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "synth":
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             audio = audio_seconds(stock, cmd["text"])
-            answer = {"secs": time.perf_counter() - t0, "audio_s": audio}
+            answer = {"secs": time.perf_counter() - t0, "audio_s": audio, "cpu": time.process_time() - c0}
         elif cmd["op"] == "ceiling":
             voices = voices_for(cmd["mode"], len(cmd["texts"]))
             concurrent(voices, [["Warm up, please."]] * len(voices))
@@ -139,10 +139,10 @@ class RawWorker:
         self.proc.stdin.flush()
         return self._read()
 
-    def synth(self, text: str) -> tuple[float, float]:
-        """(seconds of synthesis, seconds of audio)."""
+    def synth(self, text: str) -> tuple[float, float, float]:
+        """(seconds of synthesis, seconds of audio, CPU seconds of the process meanwhile)."""
         answer = self.ask(op="synth", text=text)
-        return float(answer["secs"]), float(answer["audio_s"])
+        return float(answer["secs"]), float(answer["audio_s"]), float(answer["cpu"])
 
     def ceiling(self, mode: str, texts: list[list[str]]) -> tuple[float, float]:
         """(wall seconds, audio seconds) of len(texts) concurrent streams."""
