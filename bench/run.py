@@ -61,11 +61,12 @@ Post = Callable[[httpx.Client, str], tuple[float, float]]
 class Plan:
     """How much of each phase to run; `--quick` is the same shape, smaller."""
 
-    latency_rounds: int = 7
-    load_reps: int = 3
+    # Sized from --quick runs on the shared 2-core machine: ~10-12 min quiet, more when others load it.
+    latency_rounds: int = 5
+    load_reps: int = 2
     load_min_requests: int = 6  # per batch: max(this, per_client x clients)
     load_per_client: int = 2
-    ttfa_rounds: int = 8
+    ttfa_rounds: int = 6
     encode_rounds: int = 3
     cold_rounds: int = 3
 
