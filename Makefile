@@ -5,9 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SAM_VENV ?= .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_ARGS ?=
 BASE_IMAGE ?= tts-service/piper-base:1
 
-.PHONY: help install serve lint format test test-slow bench verify-voices clean sam-venv sam-build deploy image
+.PHONY: help install serve lint format test test-slow bench bench-quick verify-voices clean sam-venv sam-build deploy image
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,6 +21,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)  ## Create .venv and install the service with its dev tools
+
+# The bench extra (matplotlib) on top of the dev install; redone whenever the dev install is.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 serve: $(STAMP)  ## Serve every endpoint with the default voice on $$PORT (8085)
 	$(PY) local/serve.py
@@ -58,8 +65,11 @@ image:  ## The self-hosting image of the shim (infra/Dockerfile; needs Docker)
 verify-voices: $(STAMP)  ## Check every voice in models/map.json (files, hashes, configs)
 	$(VENV)/bin/tts-voices verify
 
-bench: $(STAMP)  ## Benchmarks; numbers are ratios against a baseline in the same run
-	$(PY) bench/bench_tts.py
+bench: $(BENCH_STAMP)  ## Ours vs stock Piper's server vs raw Piper -> docs/performance.md (~10-15 min; BENCH_ARGS=...)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP)  ## The same report from a few rounds (a few minutes), for development
+	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
 clean:  ## Remove the virtualenv and caches
-	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .ruff_cache .pytest_cache .cache/bench

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("MODELS_DIR", str(REPO / "models"))
 
 from tests.fakes.llm_server import FakeLlmServer  # noqa: E402
+from tests.support.shim import free_port  # noqa: E402
 from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine  # noqa: E402
 
@@ -41,12 +41,6 @@ REPLY = (
     "A light breeze comes in from the ocean in the evening, so a thin jacket is a good idea. "
     "Rain is not expected before the weekend."
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_shim(fake: FakeLlmServer, data_dir: str) -> tuple[subprocess.Popen[bytes], str]:

