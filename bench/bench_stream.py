@@ -79,7 +79,7 @@ def main() -> None:
     for name, text in TEXTS.items():
         print(f"{name}: {len(text.split())} words")
     engine = Engine(Settings())
-    engine.prepare_streaming()
+    engine.warm_blocking()
     stack = contextlib.ExitStack()
     shim = stack.enter_context(running_shim(SHIM_ENV, ready_secs=120))
     proc, port = shim.proc, int(shim.base.rsplit(":", 1)[1])

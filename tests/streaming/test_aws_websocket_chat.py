@@ -162,7 +162,7 @@ def test_cancel_on_another_invocation_stops_the_turn(
     assert types[-2:] == ["end", "done"] and types.count("end") == 1 and "error" not in types
     end, done = events[-2:]
     assert end["cancelled"] is True and done["cancelled"] is True and done["stored"] is False
-    assert LONG_REPLY.startswith(done["reply"]) and len(done["reply"]) < len(LONG_REPLY)
+    assert LONG_REPLY.startswith(done["reply"]) and len(done["reply"]) < len(LONG_REPLY), (cancelled, types)
     audio = [e for e in events if e["type"] == "audio"]
     assert [e["seq"] for e in audio] == list(range(len(audio))) and end["chunks"] == len(audio)
     check_closed(table)
