@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     """`development` allows localhost CORS origins when CORS_ALLOWED_ORIGINS is unset."""
     api_keys: str | None = Field(None, repr=False)
     """Comma-separated API keys, or the path of a file with one key per line; unset: no auth."""
+    ws_ticket_ttl_secs: int = Field(60, ge=5, le=3600)
+    """How long a ticket from POST /ws-ticket may wait for the WebSocket handshake that spends it."""
     cors_allowed_origins: str | None = None
     """Comma-separated allowed browser origins (`*` for any); unset: none (production) or localhost (development)."""
     max_body_bytes: int = Field(1 << 20, ge=1024)

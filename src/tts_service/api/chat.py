@@ -29,6 +29,7 @@ from tts_service.errors import (
     BinaryMessage,
     ConversationNotFound,
     MessageNotJSON,
+    ProtocolError,
     ServiceError,
     UnexpectedMessage,
     UnknownMessageType,
@@ -222,14 +223,14 @@ class _ChatSocket:
 
     async def run(self) -> None:
         try:
-            # Other query parameters (an API key, a cache buster) are not ours to refuse.
-            query = {k: v for k, v in self.ws.query_params.items() if k in WsChatMessage.model_fields}
-            if "message" in query:
-                # `/ws/chat?message=...&conversation_id=...` starts a turn at once, as upstream's chat stream did.
-                try:
-                    self.start(_chat_message(query))
-                except ServiceError as exc:
-                    await self.send(ErrorEvent.from_error(exc))
+            if "message" in self.ws.query_params:
+                # Upstream's `?message=` put the user's text in the URL, where proxies and logs keep it; the
+                # message travels in a frame now. The text is not used, and the connection stays open.
+                await self.send(
+                    ErrorEvent.from_error(
+                        ProtocolError('the message belongs in a frame: send {"type": "chat", "message": ...}')
+                    )
+                )
             while True:
                 frame = await self.ws.receive()
                 if frame["type"] == "websocket.disconnect":
@@ -292,7 +293,7 @@ class _ChatSocket:
 
 @ws_router.websocket("/ws/chat")
 async def ws_chat(websocket: WebSocket, service: ChatServiceDep, engine: EngineDep) -> None:
-    """Send `{"type": "chat", "message"}` (or connect with `?message=`); receive start, token*, audio*, end, done.
+    """Send `{"type": "chat", "message"}`; receive start, token*, audio*, end, done.
 
     `{"type": "cancel"}` stops the turn in progress.
     """
