@@ -113,7 +113,9 @@ class UnhandledErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            logger.error("unhandled error", extra={"error_type": type(exc).__name__, "path": scope.get("path")})
+            # The route template, never the raw path: a path may hold a conversation id.
+            route = getattr(scope.get("route"), "path", None)
+            logger.error("unhandled error", extra={"error_type": type(exc).__name__, "route": route or "unmatched"})
             if started:
                 return  # the status line is gone; the client sees a truncated body
             body = ServiceError("internal error; the request was logged")

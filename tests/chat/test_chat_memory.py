@@ -114,8 +114,9 @@ def test_delete_erases(make_client: AppFactory, fake_llm: FakeLlmServer) -> None
     client.post("/chat", json={"message": "What is my number?", "conversation_id": "purge-me"})
     assert history_sent(fake_llm) == [("user", "What is my number?")]
     assert client.get("/conversations/keep-me").status_code == 200
-    # AND deleting again is harmless
-    assert client.delete("/conversations/nothing-here").json()["deleted"] == 0
+    # AND deleting what is not there is a 404, as for GET
+    gone = client.delete("/conversations/nothing-here")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "conversation_not_found"
 
 
 def test_conversation_id_is_validated_on_paths(make_client: AppFactory) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from tts_service.config import Settings, get_settings
+from tts_service.credentials import SHARED_OWNER
 from tts_service.engine import Engine, SpeechOptions, get_engine
 from tts_service.engine.audio import silence
 from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage
@@ -485,6 +486,9 @@ class WebSocketHandler:
             return
         req = TurnRequest(
             message=msg.message,
+            # $connect does not identify callers yet: every connection is the one shared owner of a keyless
+            # deployment.
+            owner=SHARED_OWNER,
             conversation_id=msg.conversation_id,
             speak=msg.speak,
             options=SpeechOptions.model_validate(msg.model_dump(include=set(SpeechOptions.model_fields))),
