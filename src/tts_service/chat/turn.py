@@ -164,9 +164,14 @@ async def spoken_turn(
     try:
         finished = 0
         while finished < len(tasks):
+            # A cancel wins over events already queued: when synthesis or the LLM runs ahead of the transport
+            # the queue is never empty, and the turn would otherwise play to its end.
+            if cancel.is_set():
+                cancelled = True
+                break
             getter = asyncio.create_task(out.get())
             done, _ = await asyncio.wait({getter, cancelled_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
+            if cancelled_wait in done:
                 getter.cancel()
                 cancelled = True
                 break
