@@ -42,6 +42,7 @@ HTTP_ROUTES = {
     "GET /llm/provider": "ChatFunction",
     "GET /conversations/{id}": "ChatFunction",
     "DELETE /conversations/{id}": "ChatFunction",
+    "POST /ws-ticket": "VoicesFunction",
 }
 # Variables the functions read that are not Settings fields: Powertools' own.
 EXTERNAL_ENV = {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_SERVICE_NAME"}
@@ -329,3 +330,13 @@ def test_stream_function_keeps_the_split_graphs_baked_into_its_image(template: d
     assert "STREAM_CACHE_DIR" not in ev.function_env("StreamFunction")
     for name in ("TtsFunction", "ChatFunction"):
         assert ev.function_env(name)["STREAM_CACHE_DIR"].startswith("/tmp/")
+
+
+def test_the_stream_function_is_bounded(template: dict[str, Any]) -> None:
+    ev = Evaluator(template)
+    props = template["Resources"]["StreamFunction"]["Properties"]
+    assert 1 <= int(ev.eval(props["ReservedConcurrentExecutions"])) <= 100
+    env = ev.function_env("StreamFunction")
+    limit = int(env["MAX_TEXT_CHARS"])
+    assert limit < Settings.model_fields["max_text_chars"].default
+    assert int(env["STREAM_MAX_PENDING_CHARS"]) == limit and int(env["MAX_MESSAGE_CHARS"]) == limit
