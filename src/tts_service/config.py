@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     """A Qdrant server (`http://qdrant:6333`); unset: the embedded store at QDRANT_PATH."""
     qdrant_api_key: str | None = Field(None, repr=False)
+    qdrant_allow_http: bool = False
+    """On AWS Lambda QDRANT_URL must be https (turn text and the Qdrant key cross the network); true allows http."""
     data_dir: Path = Path("data")
     """Where the service keeps state on disk (the embedded Qdrant store)."""
     qdrant_path: Path | None = None

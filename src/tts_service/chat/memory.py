@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 from qdrant_client import QdrantClient
@@ -102,6 +103,10 @@ def _message(point: Any) -> StoredMessage:
     )
 
 
+def _is_https(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "https"
+
+
 def _check_free(path: Path) -> None:
     """Refuse at once when another process holds the embedded store's lock (qdrant-client's `.lock` flock).
 
@@ -141,9 +146,8 @@ class ConversationMemory:
         return self.settings.memory_enabled
 
     def describe(self) -> dict[str, Any]:
-        """Where memory lives (for GET /llm/provider and logs); no secrets."""
-        where = self.settings.qdrant_url if self.settings.qdrant_url else str(self.settings.qdrant_local_path)
-        return {"mode": self.mode, "location": where, "collection": self.collection}
+        """What memory is, for clients (GET /llm/provider): no URL, path or secret, which are the operator's."""
+        return {"mode": self.mode, "collection": self.collection}
 
     def close(self) -> None:
         """Release the store (and, in embedded mode, its lock so another process may open it)."""
@@ -224,9 +228,10 @@ class ConversationMemory:
             raise
         except RuntimeError as exc:
             if "already accessed" in str(exc):
+                # Clients read this message (503 memory_unavailable): it names no path; the operator knows it.
                 self._fail(
-                    f"the embedded store at {self.settings.qdrant_local_path} is open in another process; it allows "
-                    "one process: run a single worker or set QDRANT_URL"
+                    "the embedded store is open in another process; it allows one process: run a single worker "
+                    "or set QDRANT_URL"
                 )
             else:
                 self._fail(f"cannot open the conversation store ({type(exc).__name__})")
@@ -234,8 +239,15 @@ class ConversationMemory:
         except Exception as exc:
             self._fail(f"cannot open the conversation store ({type(exc).__name__})")
             raise MemoryUnavailable(self._reason) from None
-        logger.info("memory open", extra=self.describe())
+        logger.info("memory open", extra={**self.describe(), "where": self._where()})
         return self._client
+
+    def _where(self) -> str:
+        """Where the store is, for the operator's log: the embedded folder, or the server's host (a URL may hold
+        credentials)."""
+        if self.settings.qdrant_url:
+            return urlsplit(self.settings.qdrant_url).hostname or "?"
+        return str(self.settings.qdrant_local_path)
 
     def _fail(self, reason: str) -> None:
         self._reason = reason
@@ -245,6 +257,15 @@ class ConversationMemory:
     def _connect(self) -> QdrantClient:
         settings = self.settings
         if settings.qdrant_url:
+            if (
+                settings.aws_lambda_function_name
+                and not settings.qdrant_allow_http
+                and not _is_https(settings.qdrant_url)
+            ):
+                raise MemoryUnavailable(
+                    "on AWS Lambda QDRANT_URL must be https: conversations and the Qdrant key would cross the "
+                    "network in clear (QDRANT_ALLOW_HTTP=true allows http inside a private network)"
+                )
             client = QdrantClient(
                 url=settings.qdrant_url,
                 api_key=settings.qdrant_api_key,
