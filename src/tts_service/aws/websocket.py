@@ -463,11 +463,12 @@ class WebSocketHandler:
         if owner is None:
             reason, message = self.credentials.refusal(headers, query, websocket=True)
             logger.info("unauthorized", extra={"reason": reason})
-            body = {"error": Unauthorized(message).to_dict()}
+            # The same error body as every HTTP refusal; API Gateway answers the handshake with this status.
+            exc = Unauthorized(message, headers={"WWW-Authenticate": 'Bearer realm="tts-service"'})
             return {
-                "statusCode": Unauthorized.status_code,
-                "headers": {"Content-Type": "application/json", "WWW-Authenticate": 'Bearer realm="tts-service"'},
-                "body": json.dumps(body),
+                "statusCode": exc.status_code,
+                "headers": {"Content-Type": "application/json", **exc.headers},
+                "body": json.dumps({"error": exc.to_dict()}),
             }
         self.store.connect(connection_id, owner)
         response: dict[str, Any] = {"statusCode": 200}
