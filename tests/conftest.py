@@ -18,6 +18,7 @@ os.environ.pop("VOICE_MAP", None)
 os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "1000000")
 
 from tests.fakes.llm_server import FakeLlmServer  # noqa: E402
+from tests.support.logs import LogCapture, capture_logs  # noqa: E402
 from tts_service.api import health, tts, voices  # noqa: E402
 from tts_service.app import create_app  # noqa: E402
 from tts_service.engine import Engine, get_engine  # noqa: E402
@@ -50,3 +51,10 @@ def fake_llm(llm_server: FakeLlmServer) -> Iterator[FakeLlmServer]:
     llm_server.reset()
     yield llm_server
     llm_server.reset()
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    """Everything logged at DEBUG and above during the test, through the service's JSON formatter."""
+    with capture_logs() as capture:
+        yield capture

@@ -113,7 +113,9 @@ class UnhandledErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            logger.error("unhandled error", extra={"error_type": type(exc).__name__, "path": scope.get("path")})
+            # The route template, never the raw path: a path may hold a conversation id.
+            route = getattr(scope.get("route"), "path", None)
+            logger.error("unhandled error", extra={"error_type": type(exc).__name__, "route": route or "unmatched"})
             if started:
                 return  # the status line is gone; the client sees a truncated body
             body = ServiceError("internal error; the request was logged")
@@ -121,23 +123,30 @@ class UnhandledErrorMiddleware:
 
 
 class JsonBodyMiddleware:
-    """Read every request body as JSON, whatever content type the client (or `curl -d`) declared.
+    """Bodies are JSON: declared `application/json` (or `+json`), or undeclared; any other type is 415.
 
-    All our bodies are JSON; curl's `-d` labels them form-urlencoded and API Gateway test events carry no
-    content type, and answering those with "expected a dictionary" helps nobody.
+    Why not read `text/plain` or form bodies as JSON too: those are the content types a web page may POST to
+    any site without a CORS preflight, so reading them would let any page drive a keyless deployment from its
+    visitors' browsers. A body without a content type is still read as JSON: API Gateway test events and some
+    clients send none, and a browser cannot send one cross-site without a preflight.
     """
-
-    _LENIENT = (b"", b"application/x-www-form-urlencoded", b"text/plain")
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH"):
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+        if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
             declared = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
-            if declared.split(b";")[0].strip().lower() in self._LENIENT:
-                scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
+            media = declared.split(b";")[0].strip().lower()
+            if not media:
+                scope = dict(scope, headers=[*scope["headers"], (b"content-type", b"application/json")])
+            elif media != b"application/json" and not (media.startswith(b"application/") and media.endswith(b"+json")):
+                refused = UnsupportedMediaType(
+                    "request bodies are JSON: send 'Content-Type: application/json' (curl: --json)",
+                    accepted=["application/json"],
+                )
+                await error_response(refused)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     """`development` allows localhost CORS origins when CORS_ALLOWED_ORIGINS is unset."""
     api_keys: str | None = Field(None, repr=False)
     """Comma-separated API keys, or the path of a file with one key per line; unset: no auth."""
+    ws_ticket_ttl_secs: int = Field(60, ge=5, le=3600)
+    """How long a ticket from POST /ws-ticket may wait for the WebSocket handshake that spends it."""
     cors_allowed_origins: str | None = None
     """Comma-separated allowed browser origins (`*` for any); unset: none (production) or localhost (development)."""
     max_body_bytes: int = Field(1 << 20, ge=1024)
@@ -131,6 +133,8 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     """A Qdrant server (`http://qdrant:6333`); unset: the embedded store at QDRANT_PATH."""
     qdrant_api_key: str | None = Field(None, repr=False)
+    qdrant_allow_http: bool = False
+    """On AWS Lambda QDRANT_URL must be https (turn text and the Qdrant key cross the network); true allows http."""
     data_dir: Path = Path("data")
     """Where the service keeps state on disk (the embedded Qdrant store)."""
     qdrant_path: Path | None = None

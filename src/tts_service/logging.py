@@ -36,6 +36,35 @@ def _install_request_id_factory() -> None:
 _install_request_id_factory()
 
 
+class UvicornRequestLineFilter(logging.Filter):
+    """Drop the lines of uvicorn's logger that copy requests: its access log, its WebSocket handshake lines, and
+    the wire dumps the `websockets` library writes through it at DEBUG.
+
+    They print the raw path with its query string (`"WebSocket /ws/chat?ticket=..." [accepted]`, also for a
+    refused handshake), every request header (keys) and, at DEBUG, every frame (user text). The service's access
+    log (`tts_service.access`) already records every request and handshake by route template and status.
+    """
+
+    _WIRE = ("< ", "> ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access":
+            return False
+        message = record.msg if isinstance(record.msg, str) else ""
+        return '"WebSocket %s"' not in message and not message.startswith(self._WIRE)
+
+
+def _install_uvicorn_filter() -> None:
+    """On the loggers themselves, so it holds however logging is configured (our JSON, uvicorn's, a test's)."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        lib_logger = logging.getLogger(name)
+        if not any(isinstance(f, UvicornRequestLineFilter) for f in lib_logger.filters):
+            lib_logger.addFilter(UvicornRequestLineFilter())
+
+
+_install_uvicorn_filter()
+
+
 class JsonFormatter(logging.Formatter):
     """Render a record as one JSON line; exceptions become their type name, never a traceback."""
 

@@ -160,8 +160,30 @@ def test_malformed_json_is_400(client: TestClient, raw: bytes, headers: dict[str
 
 
 def test_json_without_content_type_is_accepted(client: TestClient) -> None:
+    # API Gateway test events and some clients send no content type; a browser cannot, cross-site.
     response = client.post("/tts", content=json.dumps({"text": "No header."}).encode())
     assert response.status_code == 200
+    declared = client.post(
+        "/tts", json={"text": "Declared."}, headers={"content-type": "application/json; charset=utf-8"}
+    )
+    assert declared.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data"],
+)
+def test_cross_site_simple_content_types_are_refused(client: TestClient, content_type: str) -> None:
+    # GIVEN the body a web page may POST to any site without a CORS preflight (a form, or fetch with text/plain)
+    body = json.dumps({"text": "Spend the operator's CPU."}).encode()
+    # WHEN it arrives with that content type
+    response = client.post(
+        "/tts", content=body, headers={"content-type": content_type, "Origin": "https://evil.example"}
+    )
+    # THEN it is not read as JSON: 415 with the usual error body
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert "application/json" in response.json()["error"]["message"]
 
 
 def test_text_limit_counts_characters_not_bytes(client: TestClient) -> None:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.fakes.llm_server import FakeLlmServer
-from tts_service.api import chat, tts
+from tts_service.api import chat, tickets, tts
 from tts_service.app import create_app
 from tts_service.chat import ChatService, get_chat_service
 from tts_service.config import Settings
@@ -66,15 +66,17 @@ AppFactory = Callable[..., tuple[TestClient, ChatService]]
 
 @pytest.fixture
 def make_client(engine: Engine, make_settings: SettingsFactory, services: list[ChatService]) -> Iterator[AppFactory]:
-    """A TestClient on chat + tts routers whose chat service uses the given settings."""
+    """A TestClient on chat + tts routers whose chat service uses the given settings (`api_keys=` turns keys on)."""
     clients: list[TestClient] = []
 
     def build(
-        provider: str = "openai", settings: Settings | None = None, **overrides: Any
+        provider: str = "openai", settings: Settings | None = None, api_keys: str | None = None, **overrides: Any
     ) -> tuple[TestClient, ChatService]:
         service = ChatService(settings or make_settings(provider, **overrides))
         services.append(service)
-        app: FastAPI = create_app(chat.router, chat.ws_router, tts.router)
+        # The app's own settings (keys, rate limits) are the process's unless keys are asked for.
+        app_settings = Settings(api_keys=api_keys, rate_limit_enabled=False) if api_keys else None
+        app: FastAPI = create_app(chat.router, chat.ws_router, tts.router, tickets.router, settings=app_settings)
         app.dependency_overrides[get_chat_service] = lambda: service
         client = TestClient(app)
         client.__enter__()

@@ -114,8 +114,9 @@ def test_delete_erases(make_client: AppFactory, fake_llm: FakeLlmServer) -> None
     client.post("/chat", json={"message": "What is my number?", "conversation_id": "purge-me"})
     assert history_sent(fake_llm) == [("user", "What is my number?")]
     assert client.get("/conversations/keep-me").status_code == 200
-    # AND deleting again is harmless
-    assert client.delete("/conversations/nothing-here").json()["deleted"] == 0
+    # AND deleting what is not there is a 404, as for GET
+    gone = client.delete("/conversations/nothing-here")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "conversation_not_found"
 
 
 def test_conversation_id_is_validated_on_paths(make_client: AppFactory) -> None:
@@ -149,6 +150,9 @@ def test_store_held_by_another_process_means_memory_unavailable(
         assert history.status_code == 503
         assert history.json()["error"]["code"] == "memory_unavailable"
         assert "another process" in history.json()["error"]["message"]
+        # AND no client learns where the store is on disk, from the error or from /llm/provider
+        assert str(settings.qdrant_local_path) not in history.text
+        assert str(settings.data_dir) not in client.get("/llm/provider").text
     finally:
         holder.close()
 
@@ -162,7 +166,37 @@ def test_qdrant_server_down_means_memory_unavailable(make_client: AppFactory, fa
     response = client.post("/chat", json={"message": "Hi", "conversation_id": "c1"})
     assert response.status_code == 200
     assert response.json() == {"reply": "Answer without memory.", "conversation_id": "c1", "memory": "unavailable"}
-    assert client.get("/llm/provider").json()["memory"]["mode"] == "server"
+    provider = client.get("/llm/provider")
+    assert provider.json()["memory"] == {"enabled": True, "mode": "server", "collection": "conversations"}
+    assert f":{port}" not in provider.text and "127.0.0.1" not in provider.text
+
+
+def test_on_lambda_an_http_qdrant_url_is_refused_unless_allowed(
+    make_client: AppFactory, fake_llm: FakeLlmServer
+) -> None:
+    # GIVEN something listening where an http QDRANT_URL points, on Lambda
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        client, _ = make_client(qdrant_url=url, aws_lambda_function_name="tts-chat", memory_timeout_secs=1.0)
+        # WHEN a chat continues a conversation
+        response = client.post("/chat", json={"message": "Hi", "conversation_id": "c-http"})
+        # THEN it answers without memory, and never opened a connection to the store in clear
+        assert response.status_code == 200 and response.json()["memory"] == "unavailable"
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+        refused = client.get("/conversations/c-http")
+        assert refused.status_code == 503 and "https" in refused.json()["error"]["message"]
+        assert url not in refused.text
+        # AND with QDRANT_ALLOW_HTTP the operator may use http (a private network): the store is contacted
+        allowed, _ = make_client(
+            qdrant_url=url, aws_lambda_function_name="tts-chat", qdrant_allow_http=True, memory_timeout_secs=1.0
+        )
+        allowed.post("/chat", json={"message": "Hi", "conversation_id": "c-http"})
+        conn, _ = listener.accept()
+        conn.close()
 
 
 def test_lambda_without_qdrant_url_has_no_memory(make_client: AppFactory, data_dir: Path) -> None:

@@ -204,14 +204,20 @@ def test_ws_llm_not_configured(make_client: AppFactory) -> None:
     assert error == {**error, "type": "error", "code": "llm_not_configured"}
 
 
-def test_ws_chat_turn_from_query_parameters(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
-    # GIVEN an upstream-style client that puts the message in the URL and sends no frame
+def test_ws_chat_message_in_the_url_is_not_used(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
+    # GIVEN an upstream-style client that puts the message in the URL, where proxies and logs keep it
     client, _ = make_client()
-    fake_llm.script("Hello from the query.")
-    with client.websocket_connect("/ws/chat?message=Hi%20there&conversation_id=q-1&speak=false&api_key=x") as ws:
+    fake_llm.script("Hello from the frame.")
+    with client.websocket_connect("/ws/chat?message=Hi%20there&conversation_id=q-1&speak=false") as ws:
+        # THEN it is told to send a frame, and the LLM never sees the URL's text
+        error = ws.receive_json()
+        assert error == {**error, "type": "error", "code": "protocol_error"}
+        assert "frame" in error["message"] and "Hi there" not in error["message"]
+        assert fake_llm.chat_requests() == []
+        # AND the connection takes the message as a frame
+        ws.send_json({"type": "chat", "message": "Hi there", "conversation_id": "q-1", "speak": False})
         frames = read_turn(ws)
-    assert kinds(frames) == ["start", "token", "token", "token", "token", "done"]
-    assert frames[-1]["reply"] == "Hello from the query." and frames[-1]["conversation_id"] == "q-1"
+    assert frames[-1]["reply"] == "Hello from the frame." and frames[-1]["conversation_id"] == "q-1"
     assert fake_llm.chat_requests()[-1]["messages"][-1] == {"role": "user", "content": "Hi there"}
 
 

@@ -1,14 +1,22 @@
-"""Smaller pieces: what each provider is sent, the speakable-text cleaner, and a client leaving mid-turn."""
+"""Smaller pieces: what each provider is sent, the speakable-text cleaner, a client leaving mid-turn, a cancel."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from tests.chat.conftest import AppFactory
 from tests.fakes.llm_server import FakeLlmServer
+from tts_service.chat import ChatService
 from tts_service.chat.speech import speakable
+from tts_service.chat.turn import DoneEvent, TokenEvent, TurnRequest, TurnStartEvent, spoken_turn
+from tts_service.config import Settings
+from tts_service.credentials import SHARED_OWNER
+from tts_service.engine import Engine
 
 
 def test_ollama_request_body(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
@@ -78,3 +86,38 @@ def test_ws_client_leaving_mid_turn_frees_everything(make_client: AppFactory, fa
             pass
     assert event["reply"] == "Next."
     assert client.get("/conversations/leaver").status_code == 404
+
+
+class _InstantLlm:
+    """An LLM whose whole reply is ready at once: the turn's queue is full before the first event is read."""
+
+    provider = "instant"
+    configured = True
+
+    def require_configured(self) -> None:
+        return None
+
+    async def stream(self, messages: list[Any]) -> AsyncIterator[str]:
+        for i in range(200):
+            yield f"word{i} "
+
+
+def test_a_cancel_wins_over_queued_events(engine: Engine) -> None:
+    # GIVEN a turn whose events are all queued before the transport reads the first (a fast LLM, slow client)
+    service = ChatService(Settings(memory_enabled=False), llm=_InstantLlm())  # type: ignore[arg-type]
+    req = TurnRequest(message="Talk.", owner=SHARED_OWNER, speak=False, max_audio_bytes=16384)
+
+    async def play() -> list[Any]:
+        cancel = asyncio.Event()
+        seen: list[Any] = []
+        async for event in spoken_turn(service, engine, req, cancel):
+            seen.append(event)
+            if isinstance(event, TokenEvent):
+                cancel.set()  # WHEN the client cancels after the first token
+        return seen
+
+    events = asyncio.run(play())
+    # THEN the turn ends there, cancelled, instead of sending the 199 tokens waiting in the queue
+    assert [type(e) for e in events] == [TurnStartEvent, TokenEvent, DoneEvent]
+    done = events[-1]
+    assert done.cancelled is True and done.reply.startswith("word0 ")

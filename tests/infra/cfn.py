@@ -63,8 +63,9 @@ class Evaluator:
         if key == "Fn::GetAtt":
             return f"<{'.'.join(arg) if isinstance(arg, list) else arg}>"
         if key == "Fn::Sub":
-            text = arg if isinstance(arg, str) else arg[0]
-            return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.params.get(m.group(1), f"<{m.group(1)}>")), text)
+            text, local = (arg, {}) if isinstance(arg, str) else (arg[0], self.eval(arg[1]))
+            values = {**self.params, **local}
+            return re.sub(r"\$\{([^}]+)\}", lambda m: str(values.get(m.group(1), f"<{m.group(1)}>")), text)
         return {key: self.eval(arg)}
 
     def function_env(self, logical_id: str) -> dict[str, str]:

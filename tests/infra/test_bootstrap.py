@@ -86,23 +86,51 @@ def upload(bucket: str, files: dict[str, bytes]) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
+def map_naming(*paths: str) -> bytes:
+    """The repo's map plus a voice whose model and config are the given files beside the map."""
+    voice_map = json.loads((REPO / "models" / "map.json").read_bytes())
+    model, config = paths
+    voice_map["voices"]["de_DE-test-medium"] = {"language": "de_DE", "model": {"path": model}, "config": config}
+    return json.dumps(voice_map).encode()
+
+
 def test_voices_from_s3_replace_the_baked_models_folder(
     aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # GIVEN a voices prefix in S3 with the repo's map and a voice file in a subfolder
-    voice_map = (REPO / "models" / "map.json").read_bytes()
-    upload("voices", {"v1/map.json": voice_map, "v1/de/voice.onnx": b"onnx", "v1/": b"", "other/map.json": b"{}"})
+    # GIVEN a voices prefix in S3 with a map naming a voice in a subfolder, and files the map does not name
+    voice_map = map_naming("de/voice.onnx", "de/voice.onnx.json")
+    upload(
+        "voices",
+        {
+            "v1/map.json": voice_map,
+            "v1/de/voice.onnx": b"onnx",
+            "v1/de/voice.onnx.json": b"{}",
+            "v1/notes/unrelated.txt": b"x",
+            "v1/": b"",
+            "other/map.json": b"{}",
+        },
+    )
     monkeypatch.setenv("VOICES_S3_URI", "s3://voices/v1")
     monkeypatch.setenv("VOICES_DOWNLOAD_DIR", str(tmp_path / "models"))
+    calls: list[str] = []
+    session = boto3.Session()  # this test's own default session: the hook goes with it
+    session.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
 
     # WHEN the function initialises
     settings = prepare_environment()
 
-    # THEN the prefix's files are under the download folder, which is now MODELS_DIR
+    # THEN the map and the files it names are under the download folder, which is now MODELS_DIR
     assert settings.models_dir == (tmp_path / "models").resolve()
     assert json.loads((settings.models_dir / "map.json").read_bytes()) == json.loads(voice_map)
     assert (settings.models_dir / "de" / "voice.onnx").read_bytes() == b"onnx"
-    assert sorted(p.name for p in settings.models_dir.rglob("*") if p.is_file()) == ["map.json", "voice.onnx"]
+    assert sorted(p.name for p in settings.models_dir.rglob("*") if p.is_file()) == [
+        "map.json",
+        "voice.onnx",
+        "voice.onnx.json",
+    ]
+    # AND it only read objects: the role needs s3:GetObject on the prefix, no listing of the bucket
+    assert calls and set(calls) <= {"GetObject", "HeadObject"}
 
 
 def test_s3_voices_without_a_map_fail_loudly(aws: None, tmp_path: Path) -> None:
@@ -111,10 +139,15 @@ def test_s3_voices_without_a_map_fail_loudly(aws: None, tmp_path: Path) -> None:
         fetch_voices("s3://nomap/v1/", tmp_path)
 
 
-def test_s3_keys_cannot_escape_the_voices_folder(aws: None, tmp_path: Path) -> None:
-    upload("evil", {"v1/map.json": b"{}", "v1/../../escape.txt": b"x"})
-    with pytest.raises(ValueError, match="escapes"):
+@pytest.mark.parametrize("ref", ["../../escape.txt", "/etc/passwd-like/../../escape.txt", "de/../../escape.txt"])
+def test_map_paths_cannot_escape_the_voices_folder(aws: None, tmp_path: Path, ref: str) -> None:
+    upload("evil", {"v1/map.json": map_naming(ref, "ok.json"), "v1/ok.json": b"{}", "escape.txt": b"x"})
+    if ref.startswith("/"):
+        # An absolute path names a file in the image, not in S3: nothing is fetched for it.
         fetch_voices("s3://evil/v1/", tmp_path / "models")
+    else:
+        with pytest.raises(ValueError, match="escapes"):
+            fetch_voices("s3://evil/v1/", tmp_path / "models")
     assert not (tmp_path / "escape.txt").exists()
 
 

@@ -7,6 +7,7 @@ tested with the streaming code.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from urllib.parse import unquote
@@ -19,6 +20,7 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from tests.infra.helpers import LambdaContext, emf, json_lines, load_event, load_function, logs, metric, metric_names
 from tests.support.aws import fake_aws_env
 from tts_service.config import get_settings
+from tts_service.credentials import key_fingerprint
 from tts_service.engine import Engine
 
 TABLE = "tts-service-StreamTable-test"
@@ -73,3 +75,67 @@ def test_connect_speak_disconnect_log_json_with_each_request_id(
     routes = [b["route"] for b in emf(entries) if "Latency" in metric_names(b)]
     assert routes == ["$connect", "$default", "$disconnect"]
     assert all(metric(b, "ServerError") == 0 for b in emf(entries) if "ServerError" in metric_names(b))
+
+
+def test_with_keys_the_function_refuses_connect_on_its_own_and_logs_no_key(
+    aws: None, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the stream function initialised with API_KEYS (resolved from ApiKeysSecretArn at init on AWS)
+    key = "sk-lambda-ws-4c1d9e"
+    monkeypatch.setenv("API_KEYS", key)
+    get_settings.cache_clear()
+    module = load_function("stream")
+    capsys.readouterr()
+    connect = load_event("ws_connect.json")
+    connection = connect["requestContext"]["connectionId"]
+    wrong = copy.deepcopy(connect)
+    wrong["headers"]["x-api-key"] = f"{key}-guess"
+    right = copy.deepcopy(connect)
+    right["headers"]["Authorization"] = f"Bearer {key}"
+
+    # WHEN API Gateway delivers handshakes without a key, with a wrong one, and with the right one
+    statuses = [module.handler(event, LambdaContext())["statusCode"] for event in (connect, wrong, right)]
+
+    # THEN only the last becomes a connection, stored under the key's fingerprint
+    assert statuses == [401, 401, 200]
+    item = boto3.resource("dynamodb").Table(TABLE).get_item(Key={"connection_id": connection})["Item"]
+    assert item["owner"] == key_fingerprint(key)
+    # AND the refusals are logged with their reason, never with the key
+    out = capsys.readouterr().out
+    reasons = [e.get("reason") for e in logs(json_lines(out)) if e.get("message") == "unauthorized"]
+    assert reasons == ["missing key", "unknown key"]
+    assert key not in out
+
+
+def test_a_ticket_from_the_voices_function_opens_one_connection_on_the_stream_function(
+    aws: None, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN both entries initialised as on AWS, with keys and the shared connection table
+    key = "sk-lambda-ticket-8a2f"
+    monkeypatch.setenv("API_KEYS", key)
+    get_settings.cache_clear()
+    voices, stream = load_function("voices"), load_function("stream")
+    request = load_event("http_post_chat.json")
+    request.update(routeKey="POST /ws-ticket", rawPath="/ws-ticket", body=None)
+    request["requestContext"].update(routeKey="POST /ws-ticket")
+    request["requestContext"]["http"]["path"] = "/ws-ticket"
+    for name in ("content-type", "content-length"):
+        request["headers"].pop(name)
+
+    # WHEN a browser's page asks the HTTP API for a ticket, with and without its key
+    assert voices.handler(request, LambdaContext())["statusCode"] == 401
+    request["headers"]["x-api-key"] = key
+    issued = voices.handler(request, LambdaContext())
+    assert issued["statusCode"] == 200
+    ticket = json.loads(issued["body"])["ticket"]
+
+    # THEN its WebSocket handshake, on another function, connects once under the key's owner
+    connect = load_event("ws_connect.json")
+    connect["headers"]["Sec-WebSocket-Protocol"] = f"ticket.{ticket}"
+    answered = stream.handler(copy.deepcopy(connect), LambdaContext())
+    assert answered == {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": f"ticket.{ticket}"}}
+    table = boto3.resource("dynamodb").Table(TABLE)
+    owner = table.get_item(Key={"connection_id": connect["requestContext"]["connectionId"]})["Item"]["owner"]
+    assert owner == key_fingerprint(key)
+    connect["requestContext"]["connectionId"] = "Qx8AAdXwIAMCJdR="
+    assert stream.handler(connect, LambdaContext())["statusCode"] == 401

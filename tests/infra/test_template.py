@@ -42,6 +42,7 @@ HTTP_ROUTES = {
     "GET /llm/provider": "ChatFunction",
     "GET /conversations/{id}": "ChatFunction",
     "DELETE /conversations/{id}": "ChatFunction",
+    "POST /ws-ticket": "VoicesFunction",
 }
 # Variables the functions read that are not Settings fields: Powertools' own.
 EXTERNAL_ENV = {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_SERVICE_NAME"}
@@ -328,3 +329,61 @@ def test_synthesizing_functions_keep_the_split_graphs_baked_into_their_images(te
         assert "STREAM_CACHE_DIR=${LAMBDA_TASK_ROOT}/streaming-cache" in dockerfile
         assert "get_engine().bake()" in dockerfile
         assert "STREAM_CACHE_DIR" not in ev.function_env(name)
+
+
+def test_iam_grants_only_what_the_code_calls(cfn: dict[str, Any]) -> None:
+    # The connection store and tickets use single-item calls; a role able to Scan or Query could read every
+    # connection's text and every unredeemed ticket at once.
+    stream = [s for s in statements(cfn, "StreamFunctionRole") if "dynamodb" in json.dumps(s["Action"])]
+    assert len(stream) == 1
+    assert sorted(stream[0]["Action"]) == [
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ]
+    voices = [s for s in statements(cfn, "VoicesFunctionRole") if "dynamodb" in json.dumps(s["Action"])]
+    assert [s["Action"] for s in voices] == ["dynamodb:PutItem"]  # it issues tickets, it never reads them
+    for role in ("TtsFunctionRole", "VoicesFunctionRole", "ChatFunctionRole", "StreamFunctionRole"):
+        text = json.dumps(statements(cfn, role))
+        for broad in ("Scan", "Query", "Batch", "dynamodb:*", "s3:ListBucket", "s3:*"):
+            assert broad not in text, (role, broad)
+
+
+@pytest.mark.parametrize(
+    ("uri", "resource"),
+    [
+        ("s3://voices-bucket/v1/", "arn:aws:s3:::voices-bucket/v1/*"),
+        ("s3://b.example/a/b/", "arn:aws:s3:::b.example/a/b/*"),
+    ],
+)
+def test_s3_reads_are_limited_to_the_voices_prefix(template: dict[str, Any], uri: str, resource: str) -> None:
+    assert re.fullmatch(template["Parameters"]["VoicesS3Uri"]["AllowedPattern"], uri)
+    evaluator = Evaluator(template, {"VoicesS3Uri": uri})
+    for logical_id in FUNCTIONS:
+        policies = evaluator.eval(template["Resources"][logical_id]["Properties"]["Policies"])
+        s3 = [s for p in policies if p for s in p.get("Statement", []) if "s3:" in json.dumps(s["Action"])]
+        assert s3 == [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": resource}], logical_id
+    # Without the final slash the grant would also cover "v1-private/..." (or, for a bare bucket name, other
+    # buckets whose names start with it): such values are refused.
+    for loose in ("s3://voices-bucket/v1", "s3://voices-bucket"):
+        assert not re.fullmatch(template["Parameters"]["VoicesS3Uri"]["AllowedPattern"], loose)
+
+
+def test_the_stream_function_is_bounded(template: dict[str, Any]) -> None:
+    ev = Evaluator(template)
+    props = template["Resources"]["StreamFunction"]["Properties"]
+    assert 1 <= int(ev.eval(props["ReservedConcurrentExecutions"])) <= 100
+    env = ev.function_env("StreamFunction")
+    limit = int(env["MAX_TEXT_CHARS"])
+    assert limit < Settings.model_fields["max_text_chars"].default
+    assert int(env["STREAM_MAX_PENDING_CHARS"]) == limit and int(env["MAX_MESSAGE_CHARS"]) == limit
+
+
+def test_qdrant_must_be_https_unless_allowed(template: dict[str, Any]) -> None:
+    pattern = template["Parameters"]["QdrantUrl"]["AllowedPattern"]
+    assert all(re.fullmatch(pattern, url) for url in ("", "https://q.example:6333", "http://10.0.0.5:6333"))
+    assert not re.fullmatch(pattern, "q.example:6333")
+    for name in FUNCTIONS:
+        assert Evaluator(template).function_env(name)["QDRANT_ALLOW_HTTP"] == "false"
+        assert Evaluator(template, {"QdrantAllowHttp": "true"}).function_env(name)["QDRANT_ALLOW_HTTP"] == "true"

@@ -1,10 +1,7 @@
-"""Fixtures for the operations tests: apps built with explicit settings and their own metrics, captured logs."""
+"""Fixtures for the operations tests: apps built with explicit settings and their own metrics."""
 
 from __future__ import annotations
 
-import io
-import json
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,12 +9,14 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
-from tts_service.api import health, metrics, tts, voices
+from tests.support.logs import LogCapture
+from tts_service.api import health, metrics, tickets, tts, voices
 from tts_service.app import create_app
 from tts_service.config import Settings
 from tts_service.engine import Engine, get_engine
-from tts_service.logging import JsonFormatter
 from tts_service.observability import Metrics
+
+__all__ = ["AppFactory", "LogCapture", "parse_exposition"]
 
 AppFactory = Callable[..., tuple[TestClient, Metrics]]
 
@@ -52,7 +51,14 @@ def make_client(engine: Engine) -> Iterator[AppFactory]:
         settings = Settings(**overrides)
         app_metrics = Metrics(process=False)
         app = create_app(
-            health.router, tts.router, voices.router, metrics.router, *routers, settings=settings, metrics=app_metrics
+            health.router,
+            tts.router,
+            voices.router,
+            metrics.router,
+            tickets.router,
+            *routers,
+            settings=settings,
+            metrics=app_metrics,
         )
         if engine_override is not None:
             app.dependency_overrides[get_engine] = lambda: engine_override
@@ -64,35 +70,3 @@ def make_client(engine: Engine) -> Iterator[AppFactory]:
     yield factory
     for client in clients:
         client.__exit__(None, None, None)
-
-
-class LogCapture:
-    """JSON log lines of every logger, as the service writes them."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-
-    @property
-    def text(self) -> str:
-        return self.stream.getvalue()
-
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
-
-
-@pytest.fixture
-def logs() -> Iterator[LogCapture]:
-    """Everything logged at DEBUG and above during the test, through the service's JSON formatter."""
-    capture = LogCapture()
-    handler = logging.StreamHandler(capture.stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield capture
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)

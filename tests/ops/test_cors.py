@@ -31,9 +31,17 @@ def test_preflight_from_another_origin_is_refused(make_client: AppFactory) -> No
 
 def test_preflight_with_a_method_not_allowed_is_refused(make_client: AppFactory) -> None:
     client, _ = make_client(cors_allowed_origins=ALLOWED)
-    response = client.options("/tts", headers=preflight(ALLOWED, method="DELETE"))
+    response = client.options("/tts", headers=preflight(ALLOWED, method="PUT"))
     assert response.status_code == 403
     assert "method" in response.json()["error"]["message"]
+
+
+def test_delete_is_allowed_as_in_the_template(make_client: AppFactory) -> None:
+    # DELETE /conversations/{id} from a browser console needs its preflight answered, as the HTTP API's CORS does.
+    client, _ = make_client(cors_allowed_origins=ALLOWED)
+    response = client.options("/conversations/c-1", headers=preflight(ALLOWED, method="DELETE"))
+    assert response.status_code == 200
+    assert "DELETE" in response.headers["access-control-allow-methods"]
 
 
 def test_simple_request_gets_the_origin_back_only_when_allowed(make_client: AppFactory) -> None:

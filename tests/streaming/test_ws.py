@@ -13,8 +13,9 @@ import pytest
 import websockets
 from fastapi.testclient import TestClient
 
-from tests.streaming.conftest import PARAGRAPH, LiveServer, collect, pcm_seconds, rms, wait_until
+from tests.streaming.conftest import PARAGRAPH, collect, pcm_seconds, rms, wait_until
 from tests.support.audio import assert_speech, parse_wav
+from tests.support.live import LiveServer
 from tts_service.engine import Engine
 from tts_service.engine.pipeline import Synthesis
 

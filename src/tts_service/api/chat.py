@@ -17,11 +17,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from tts_service.api.deps import EngineDep
+from tts_service.api.deps import EngineDep, OwnerDep
 from tts_service.chat.memory import MemoryState
 from tts_service.chat.service import CONVERSATION_ID_PATTERN, ChatService, get_chat_service
 from tts_service.chat.speech import speakable
 from tts_service.chat.turn import TurnEvent, TurnRequest, spoken_turn
+from tts_service.credentials import conversation_ref
 from tts_service.engine import Engine, SpeechOptions
 from tts_service.engine.audio import encode_wav
 from tts_service.engine.text import split_sentences
@@ -29,6 +30,7 @@ from tts_service.errors import (
     BinaryMessage,
     ConversationNotFound,
     MessageNotJSON,
+    ProtocolError,
     ServiceError,
     UnexpectedMessage,
     UnknownMessageType,
@@ -69,10 +71,10 @@ class ChatResponse(BaseModel):
     cleaned_text: str | None = Field(None, description="The text that was spoken (formatting removed).")
 
 
-async def _answer(body: ChatRequest, speak: bool, service: ChatService, engine: Engine) -> JSONResponse:
+async def _answer(body: ChatRequest, speak: bool, service: ChatService, engine: Engine, owner: str) -> JSONResponse:
     if speak:
         engine.request("Hello.", body)  # refuse a bad voice or option before the LLM spends anything
-    result = await service.reply(body.message, body.conversation_id)
+    result = await service.reply(body.message, body.conversation_id, owner)
     payload = ChatResponse(reply=result.reply, conversation_id=result.conversation_id, memory=result.memory)
     headers = {"X-Conversation-Id": result.conversation_id, "X-Memory": result.memory}
     text = _speech_text(result.reply, engine.settings.max_text_chars) if speak else ""
@@ -105,15 +107,15 @@ def _speech_text(reply: str, limit: int) -> str:
 
 
 @router.post("/chat", response_model=ChatResponse, response_model_exclude_none=True)
-async def chat(body: ChatRequest, service: ChatServiceDep, engine: EngineDep) -> JSONResponse:
+async def chat(body: ChatRequest, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep) -> JSONResponse:
     """Answer a message, remembering the conversation; with `speak: true` the reply comes as speech too."""
-    return await _answer(body, body.speak, service, engine)
+    return await _answer(body, body.speak, service, engine, owner)
 
 
 @router.post("/voice-chat", response_model=ChatResponse, response_model_exclude_none=True)
-async def voice_chat(body: ChatRequest, service: ChatServiceDep, engine: EngineDep) -> JSONResponse:
+async def voice_chat(body: ChatRequest, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep) -> JSONResponse:
     """`POST /chat` with `speak: true` (the upstream route)."""
-    return await _answer(body, True, service, engine)
+    return await _answer(body, True, service, engine, owner)
 
 
 @router.get("/llm/provider")
@@ -139,9 +141,9 @@ def _iso(ts: float) -> str:
 
 
 @router.get("/conversations/{conversation_id}")
-async def get_conversation(conversation_id: ConversationId, service: ChatServiceDep) -> dict[str, Any]:
-    """The stored messages of a conversation, oldest first (404 when none are stored)."""
-    messages = await service.memory.history(conversation_id)
+async def get_conversation(conversation_id: ConversationId, service: ChatServiceDep, owner: OwnerDep) -> dict[str, Any]:
+    """The caller's stored messages of a conversation, oldest first (404 when the caller has none there)."""
+    messages = await service.memory.history(owner, conversation_id)
     if not messages:
         raise ConversationNotFound(f"no stored turns for conversation {conversation_id}")
     return {
@@ -154,10 +156,15 @@ async def get_conversation(conversation_id: ConversationId, service: ChatService
 
 
 @router.delete("/conversations/{conversation_id}")
-async def delete_conversation(conversation_id: ConversationId, service: ChatServiceDep) -> dict[str, Any]:
-    """Erase every stored message of a conversation (idempotent: 0 when there was nothing)."""
-    deleted = await service.memory.delete(conversation_id)
-    logger.info("conversation deleted", extra={"conversation_id": conversation_id, "messages": deleted})
+async def delete_conversation(
+    conversation_id: ConversationId, service: ChatServiceDep, owner: OwnerDep
+) -> dict[str, Any]:
+    """Erase the caller's stored messages of a conversation (404 when the caller has none there)."""
+    deleted = await service.memory.delete(owner, conversation_id)
+    if not deleted:
+        # The same answer whether the id is unused or another owner's: no way to learn which ids exist.
+        raise ConversationNotFound(f"no stored turns for conversation {conversation_id}")
+    logger.info("conversation deleted", extra={"conversation": conversation_ref(conversation_id), "messages": deleted})
     return {"conversation_id": conversation_id, "deleted": deleted}
 
 
@@ -205,10 +212,11 @@ def _chat_message(data: dict[str, Any]) -> WsChatMessage:
 class _ChatSocket:
     """One /ws/chat connection: one turn at a time; `cancel` stops the turn in progress."""
 
-    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine) -> None:
+    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine, owner: str) -> None:
         self.ws = websocket
         self.service = service
         self.engine = engine
+        self.owner = owner
         self.send_lock = asyncio.Lock()
         self.turn: asyncio.Task[None] | None = None
         self.cancel = asyncio.Event()
@@ -222,14 +230,14 @@ class _ChatSocket:
 
     async def run(self) -> None:
         try:
-            # Other query parameters (an API key, a cache buster) are not ours to refuse.
-            query = {k: v for k, v in self.ws.query_params.items() if k in WsChatMessage.model_fields}
-            if "message" in query:
-                # `/ws/chat?message=...&conversation_id=...` starts a turn at once, as upstream's chat stream did.
-                try:
-                    self.start(_chat_message(query))
-                except ServiceError as exc:
-                    await self.send(ErrorEvent.from_error(exc))
+            if "message" in self.ws.query_params:
+                # Upstream's `?message=` put the user's text in the URL, where proxies and logs keep it; the
+                # message travels in a frame now. The text is not used, and the connection stays open.
+                await self.send(
+                    ErrorEvent.from_error(
+                        ProtocolError('the message belongs in a frame: send {"type": "chat", "message": ...}')
+                    )
+                )
             while True:
                 frame = await self.ws.receive()
                 if frame["type"] == "websocket.disconnect":
@@ -260,6 +268,7 @@ class _ChatSocket:
         self.cancel = asyncio.Event()
         req = TurnRequest(
             message=msg.message,
+            owner=self.owner,
             conversation_id=msg.conversation_id,
             speak=msg.speak,
             options=SpeechOptions.model_validate(msg.model_dump(include=set(SpeechOptions.model_fields))),
@@ -291,10 +300,10 @@ class _ChatSocket:
 
 
 @ws_router.websocket("/ws/chat")
-async def ws_chat(websocket: WebSocket, service: ChatServiceDep, engine: EngineDep) -> None:
-    """Send `{"type": "chat", "message"}` (or connect with `?message=`); receive start, token*, audio*, end, done.
+async def ws_chat(websocket: WebSocket, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep) -> None:
+    """Send `{"type": "chat", "message"}`; receive start, token*, audio*, end, done.
 
     `{"type": "cancel"}` stops the turn in progress.
     """
     await websocket.accept()
-    await _ChatSocket(websocket, service, engine).run()
+    await _ChatSocket(websocket, service, engine, owner).run()

@@ -5,9 +5,23 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from tts_service.config import Settings, get_settings
 from tts_service.engine import Engine, get_engine
+from tts_service.errors import Unauthorized
+from tts_service.middleware.auth import OWNER_STATE
+
+
+def get_owner(connection: HTTPConnection) -> str:
+    """The caller's owner, as the auth middleware found it (HTTP requests and WebSockets alike)."""
+    owner = connection.scope.get("state", {}).get(OWNER_STATE)
+    if not isinstance(owner, str):
+        # Only an app built without the service's middleware gets here: refuse rather than guess an owner.
+        raise Unauthorized("the caller could not be identified")
+    return owner
+
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+OwnerDep = Annotated[str, Depends(get_owner)]

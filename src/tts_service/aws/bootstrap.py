@@ -8,12 +8,14 @@ function's role may read that one secret, and each new instance reads the curren
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tts_service.config import Settings, get_settings
+from tts_service.engine.registry import PKG_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +71,13 @@ def read_secret(ref: str) -> str:
 
 
 def fetch_voices(uri: str, dest: Path) -> Path:
-    """Copy every object under `s3://bucket/prefix/` into `dest` (keys relative to the prefix); return `dest`."""
+    """Copy `map.json` under `s3://bucket/prefix/` and the voice files it names into `dest`; return `dest`.
+
+    Only the map and the files it names (paths relative to the map) are read, object by object: the function's
+    role needs `s3:GetObject` on the voices prefix and nothing else, no listing of the bucket.
+    """
     import boto3
+    from botocore.exceptions import ClientError
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket:
@@ -80,23 +87,35 @@ def fetch_voices(uri: str, dest: Path) -> Path:
     s3 = boto3.client("s3")
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            key: str = obj["Key"]
-            rel = PurePosixPath(key[len(prefix) :])
-            if key.endswith("/") or not rel.parts:
-                continue  # folder placeholder
-            target = (root / rel).resolve()
-            if not target.is_relative_to(root):
-                raise ValueError(f"S3 key {key!r} escapes the voices folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, key, str(target))
-            count += 1
-    if not (root / "map.json").is_file():
-        raise ValueError(f"{uri} holds no map.json; the voices folder needs one")
-    logger.info("voices fetched", extra={"bucket": bucket, "prefix": prefix, "files": count, "dest": str(root)})
+    try:
+        s3.download_file(bucket, prefix + "map.json", str(root / "map.json"))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            raise ValueError(f"{uri} holds no map.json; the voices folder needs one") from None
+        raise
+    refs = _voice_files(json.loads((root / "map.json").read_text()))
+    for ref in refs:
+        rel = PurePosixPath(ref)
+        target = (root / rel).resolve()
+        if rel.is_absolute() or not target.is_relative_to(root):
+            raise ValueError(f"voice file {ref!r} escapes the voices folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, prefix + rel.as_posix(), str(target))
+    logger.info("voices fetched", extra={"bucket": bucket, "prefix": prefix, "files": len(refs) + 1, "dest": str(root)})
     return root
+
+
+def _voice_files(voice_map: Any) -> list[str]:
+    """The map's file references that live beside it (not `pkg:` files shipped in the image, nor absolute paths)."""
+    refs: list[str] = []
+    voices = voice_map.get("voices") if isinstance(voice_map, dict) else None
+    for spec in (voices or {}).values():
+        for part in ("model", "config"):
+            ref = spec.get(part) if isinstance(spec, dict) else None
+            path = ref.get("path") if isinstance(ref, dict) else ref
+            if isinstance(path, str) and path and not path.startswith(PKG_PREFIX) and not path.startswith("/"):
+                refs.append(path)
+    return list(dict.fromkeys(refs))
 
 
 def _kind(ref: str) -> str:

@@ -10,6 +10,11 @@ One invocation at a time speaks for a connection: it holds a lease on the item a
 sentences; other invocations only append to the queue (or raise the cancel flag, which the speaker reads between
 chunks). `GoneException` (the client left) stops synthesis; `LimitExceededException` is retried with backoff.
 
+`$connect` is where callers are checked (`tts_service.credentials`): with API_KEYS set, a handshake without a valid
+key (`x-api-key` or `Authorization: Bearer` header) or ticket (subprotocol `ticket.<ticket>` or `?ticket=`, from
+`POST /ws-ticket`, kept in this same table) is answered 401 and never becomes a connection. The key's owner is
+stored on the connection's item, and chat turns of the connection use that owner's conversations only.
+
 A chat message (`{"type": "message" | "chat", "message", ...}`, the shape `WS /ws/chat` takes) runs a whole spoken
 turn (`tts_service.chat.turn.spoken_turn`) in the invocation that received it, holding the lease; a `cancel` on
 another invocation raises the flag, which the turn reads between events and turns into its cancel event.
@@ -30,9 +35,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from tts_service.config import Settings, get_settings
+from tts_service.credentials import Credentials, DynamoTickets, load_api_keys, ticket_subprotocol
 from tts_service.engine import Engine, SpeechOptions, get_engine
 from tts_service.engine.audio import silence
-from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage
+from tts_service.errors import ServiceBusy, ServiceError, Unauthorized, UnexpectedMessage
 from tts_service.streaming.events import (
     API_GATEWAY_FRAME_LIMIT,
     AWS_MAX_AUDIO_BYTES,
@@ -174,8 +180,9 @@ class ConnectionStore:
                 return None
             raise
 
-    def connect(self, connection_id: str) -> None:
-        self.table.put_item(Item={"connection_id": connection_id, "expires_at": self._expires()})
+    def connect(self, connection_id: str, owner: str) -> None:
+        """A new connection, served under `owner` (the caller's key fingerprint) for its whole life."""
+        self.table.put_item(Item={"connection_id": connection_id, "owner": owner, "expires_at": self._expires()})
 
     def delete(self, connection_id: str) -> None:
         self.table.delete_item(Key={"connection_id": connection_id})
@@ -217,8 +224,11 @@ class ConnectionStore:
                 raise ConnectionGone(connection_id)
             raise UnexpectedMessage(f"a stream is running; send cancel or wait for its end before {msg.type}")
 
-    def open_turn(self, connection_id: str, stream_id: str, me: str) -> None:
-        """Start a chat turn as a stream this invocation speaks for, unless one is running or the client left."""
+    def open_turn(self, connection_id: str, stream_id: str, me: str) -> str | None:
+        """Start a chat turn as a stream this invocation speaks for, unless one is running or the client left.
+
+        Returns the connection's owner (None for an item stored without one).
+        """
         now = int(self.clock())
         result = self._conditional(
             Key={"connection_id": connection_id},
@@ -238,11 +248,14 @@ class ConnectionStore:
                 ":until": now + LEASE_SECS,
                 ":exp": self._expires(),
             },
+            ReturnValues="ALL_NEW",
         )
         if result is None:
             if self.get(connection_id) is None:
                 raise ConnectionGone(connection_id)
             raise UnexpectedMessage("a stream is running; send cancel or wait for its end before a chat message")
+        owner = (result.get("Attributes") or {}).get("owner")
+        return owner if isinstance(owner, str) else None
 
     def _enqueue(self, texts: list[str], ending: bool) -> tuple[str, dict[str, Any]]:
         """SET clauses and values that append `texts` to the queue (and mark the stream as ending)."""
@@ -387,6 +400,7 @@ class WebSocketHandler:
         settings: Settings | None = None,
         sleep: Callable[[float], None] = time.sleep,
         chat_service: ChatService | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -394,6 +408,9 @@ class WebSocketHandler:
         self.settings = settings or engine.settings
         self.sleep = sleep
         self.chat_service = chat_service
+        self.credentials = credentials or Credentials(
+            load_api_keys(self.settings.api_keys), DynamoTickets(store.table, self.settings.ws_ticket_ttl_secs)
+        )
         self._clients: dict[str, Any] = {}
 
     @classmethod
@@ -417,8 +434,7 @@ class WebSocketHandler:
         route = ctx.get("routeKey", "$default")
         connection_id = str(ctx.get("connectionId", ""))
         if route == "$connect":
-            self.store.connect(connection_id)
-            return {"statusCode": 200}
+            return self.connect(connection_id, event)
         if route == "$disconnect":
             # The speaker, if any, finds the item gone at its next check and stops.
             self.store.delete(connection_id)
@@ -437,6 +453,30 @@ class WebSocketHandler:
             poster.post_quietly(ErrorEvent("internal_error", "the message could not be handled; it was logged"))
             return {"statusCode": 500}
         return {"statusCode": 200}
+
+    def connect(self, connection_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """`$connect`: refuse a caller without a valid key or ticket (when keys are required), else store the
+        connection under the caller's owner."""
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+        owner = self.credentials.owner(headers, query, websocket=True)
+        if owner is None:
+            reason, message = self.credentials.refusal(headers, query, websocket=True)
+            logger.info("unauthorized", extra={"reason": reason})
+            # The same error body as every HTTP refusal; API Gateway answers the handshake with this status.
+            exc = Unauthorized(message, headers={"WWW-Authenticate": 'Bearer realm="tts-service"'})
+            return {
+                "statusCode": exc.status_code,
+                "headers": {"Content-Type": "application/json", **exc.headers},
+                "body": json.dumps({"error": exc.to_dict()}),
+            }
+        self.store.connect(connection_id, owner)
+        response: dict[str, Any] = {"statusCode": 200}
+        protocol = ticket_subprotocol(headers)
+        if protocol is not None:
+            # Browsers drop a connection whose answer does not name one of the subprotocols they offered.
+            response["headers"] = {"Sec-WebSocket-Protocol": protocol}
+        return response
 
     def _client(self, ctx: dict[str, Any]) -> Any:
         endpoint = f"https://{ctx.get('domainName')}/{ctx.get('stage')}"
@@ -479,12 +519,17 @@ class WebSocketHandler:
             msg = parse_ws_message(raw)
             if not isinstance(msg, WsChatMessage):
                 raise UnexpectedMessage("not a chat message")
-            self.store.open_turn(connection_id, stream_id, stream_id)
+            owner = self.store.open_turn(connection_id, stream_id, stream_id)
+            if owner is None:
+                # An item stored before connections had owners: serve no one's conversations.
+                self.store.close_stream(connection_id, stream_id)
+                raise Unauthorized("this connection has no owner; reconnect to chat")
         except ServiceError as exc:
             poster.post_quietly(ErrorEvent.from_error(exc))
             return
         req = TurnRequest(
             message=msg.message,
+            owner=owner,
             conversation_id=msg.conversation_id,
             speak=msg.speak,
             options=SpeechOptions.model_validate(msg.model_dump(include=set(SpeechOptions.model_fields))),

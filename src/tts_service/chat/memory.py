@@ -8,9 +8,13 @@ log line saying why, never a corrupted store. Run one worker, or point every wor
 On AWS Lambda an embedded store would live in one instance's /tmp and vanish with it, so there memory
 needs QDRANT_URL and is otherwise reported unavailable.
 
-Points: one per message (role user or assistant), payload `conversation_id`, `role`, `text`, `timestamp`
-(epoch seconds), `turn` (0, 1, ...). Vectors only when EMBEDDING_MODEL is set (named vector `text`, from the
-LLM provider's embeddings endpoint); without one the collection has no vectors and recall is by order.
+Points: one per message (role user or assistant), payload `owner`, `conversation_id`, `role`, `text`,
+`timestamp` (epoch seconds), `turn` (0, 1, ...). Every read, recall, write and delete is filtered on the owner
+(`tts_service.credentials`: a digest of the caller's API key, one shared owner without keys), so conversation
+ids are per owner: another owner's id is simply a conversation of the caller's own, empty until it writes to it.
+Points stored before owners existed have none and are never returned; retention removes them.
+Vectors only when EMBEDDING_MODEL is set (named vector `text`, from the LLM provider's embeddings endpoint);
+without one the collection has no vectors and recall is by order.
 Every failure here becomes `MemoryUnavailable`; the chat service answers without memory when it sees one.
 """
 
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 from qdrant_client import QdrantClient
@@ -98,6 +103,10 @@ def _message(point: Any) -> StoredMessage:
     )
 
 
+def _is_https(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "https"
+
+
 def _check_free(path: Path) -> None:
     """Refuse at once when another process holds the embedded store's lock (qdrant-client's `.lock` flock).
 
@@ -137,9 +146,8 @@ class ConversationMemory:
         return self.settings.memory_enabled
 
     def describe(self) -> dict[str, Any]:
-        """Where memory lives (for GET /llm/provider and logs); no secrets."""
-        where = self.settings.qdrant_url if self.settings.qdrant_url else str(self.settings.qdrant_local_path)
-        return {"mode": self.mode, "location": where, "collection": self.collection}
+        """What memory is, for clients (GET /llm/provider): no URL, path or secret, which are the operator's."""
+        return {"mode": self.mode, "collection": self.collection}
 
     def close(self) -> None:
         """Release the store (and, in embedded mode, its lock so another process may open it)."""
@@ -153,23 +161,28 @@ class ConversationMemory:
 
     # --- async API ---
 
-    async def recall(self, conversation_id: str, query_vector: list[float] | None) -> Recall:
+    async def recall(self, owner: str, conversation_id: str, query_vector: list[float] | None) -> Recall:
         """The last MEMORY_TURNS turns and, with a query vector, the MEMORY_RECALL_K most similar older turns."""
-        return await self._run("recall", self._recall, conversation_id, query_vector)
+        return await self._run("recall", self._recall, owner, conversation_id, query_vector)
 
     async def store(
-        self, conversation_id: str, user: str, assistant: str, vectors: tuple[list[float], list[float]] | None
+        self,
+        owner: str,
+        conversation_id: str,
+        user: str,
+        assistant: str,
+        vectors: tuple[list[float], list[float]] | None,
     ) -> int:
-        """Append one whole turn (user message + reply); returns its turn index."""
-        return await self._run("store", self._store, conversation_id, user, assistant, vectors)
+        """Append one whole turn (user message + reply) to the owner's conversation; returns its turn index."""
+        return await self._run("store", self._store, owner, conversation_id, user, assistant, vectors)
 
-    async def history(self, conversation_id: str) -> list[StoredMessage]:
-        """Every unexpired message of the conversation, oldest first."""
-        return await self._run("history", self._history, conversation_id)
+    async def history(self, owner: str, conversation_id: str) -> list[StoredMessage]:
+        """Every unexpired message of the owner's conversation, oldest first."""
+        return await self._run("history", self._history, owner, conversation_id)
 
-    async def delete(self, conversation_id: str) -> int:
-        """Erase the conversation; returns how many messages were deleted."""
-        return await self._run("delete", self._delete, conversation_id)
+    async def delete(self, owner: str, conversation_id: str) -> int:
+        """Erase the owner's conversation; returns how many messages were deleted."""
+        return await self._run("delete", self._delete, owner, conversation_id)
 
     @property
     def wants_vectors(self) -> bool:
@@ -215,9 +228,10 @@ class ConversationMemory:
             raise
         except RuntimeError as exc:
             if "already accessed" in str(exc):
+                # Clients read this message (503 memory_unavailable): it names no path; the operator knows it.
                 self._fail(
-                    f"the embedded store at {self.settings.qdrant_local_path} is open in another process; it allows "
-                    "one process: run a single worker or set QDRANT_URL"
+                    "the embedded store is open in another process; it allows one process: run a single worker "
+                    "or set QDRANT_URL"
                 )
             else:
                 self._fail(f"cannot open the conversation store ({type(exc).__name__})")
@@ -225,8 +239,15 @@ class ConversationMemory:
         except Exception as exc:
             self._fail(f"cannot open the conversation store ({type(exc).__name__})")
             raise MemoryUnavailable(self._reason) from None
-        logger.info("memory open", extra=self.describe())
+        logger.info("memory open", extra={**self.describe(), "where": self._where()})
         return self._client
+
+    def _where(self) -> str:
+        """Where the store is, for the operator's log: the embedded folder, or the server's host (a URL may hold
+        credentials)."""
+        if self.settings.qdrant_url:
+            return urlsplit(self.settings.qdrant_url).hostname or "?"
+        return str(self.settings.qdrant_local_path)
 
     def _fail(self, reason: str) -> None:
         self._reason = reason
@@ -236,6 +257,15 @@ class ConversationMemory:
     def _connect(self) -> QdrantClient:
         settings = self.settings
         if settings.qdrant_url:
+            if (
+                settings.aws_lambda_function_name
+                and not settings.qdrant_allow_http
+                and not _is_https(settings.qdrant_url)
+            ):
+                raise MemoryUnavailable(
+                    "on AWS Lambda QDRANT_URL must be https: conversations and the Qdrant key would cross the "
+                    "network in clear (QDRANT_ALLOW_HTTP=true allows http inside a private network)"
+                )
             client = QdrantClient(
                 url=settings.qdrant_url,
                 api_key=settings.qdrant_api_key,
@@ -263,7 +293,13 @@ class ConversationMemory:
         return True
 
     def _adopt(self, client: QdrantClient) -> None:
-        vectors = client.get_collection(self.collection).config.params.vectors
+        info = client.get_collection(self.collection)
+        if "owner" not in (info.payload_schema or {}):
+            # A collection made before turns had owners: every query filters on it, so a server wants the index.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                client.create_payload_index(self.collection, "owner", qm.PayloadSchemaType.KEYWORD)
+        vectors = info.config.params.vectors
         params = vectors.get(VECTOR_NAME) if isinstance(vectors, dict) else None
         self._vector_size = params.size if params is not None else None
         if self.wants_vectors and self._vector_size is None:
@@ -283,13 +319,14 @@ class ConversationMemory:
         with warnings.catch_warnings():
             # Embedded mode accepts payload indexes but warns they do nothing there; a server uses them.
             warnings.simplefilter("ignore", UserWarning)
+            client.create_payload_index(self.collection, "owner", qm.PayloadSchemaType.KEYWORD)
             client.create_payload_index(self.collection, "conversation_id", qm.PayloadSchemaType.KEYWORD)
             client.create_payload_index(self.collection, "turn", qm.PayloadSchemaType.INTEGER)
             client.create_payload_index(self.collection, "timestamp", qm.PayloadSchemaType.FLOAT)
         self._adopt(client)
 
-    def _conversation_filter(self, conversation_id: str, *extra: qm.Condition) -> qm.Filter:
-        must: list[qm.Condition] = [_match("conversation_id", conversation_id), *extra]
+    def _conversation_filter(self, owner: str, conversation_id: str, *extra: qm.Condition) -> qm.Filter:
+        must: list[qm.Condition] = [_match("owner", owner), _match("conversation_id", conversation_id), *extra]
         cutoff = self._cutoff()
         if cutoff is not None:
             must.append(qm.FieldCondition(key="timestamp", range=qm.Range(gte=cutoff)))
@@ -299,10 +336,10 @@ class ConversationMemory:
         days = self.settings.memory_retention_days
         return None if days is None else time.time() - days * 86400
 
-    def _latest(self, client: QdrantClient, conversation_id: str, limit: int) -> list[StoredMessage]:
+    def _latest(self, client: QdrantClient, owner: str, conversation_id: str, limit: int) -> list[StoredMessage]:
         points, _ = client.scroll(
             self.collection,
-            scroll_filter=self._conversation_filter(conversation_id),
+            scroll_filter=self._conversation_filter(owner, conversation_id),
             limit=limit,
             order_by=qm.OrderBy(key="turn", direction=qm.Direction.DESC),
             with_payload=True,
@@ -310,13 +347,15 @@ class ConversationMemory:
         )
         return [_message(p) for p in points]
 
-    def _recall(self, client: QdrantClient, conversation_id: str, query_vector: list[float] | None) -> Recall:
+    def _recall(
+        self, client: QdrantClient, owner: str, conversation_id: str, query_vector: list[float] | None
+    ) -> Recall:
         if not self._exists(client):
             return Recall(recalled=[], recent=[])
         turns = self.settings.memory_turns
         recent: list[StoredMessage] = []
         if turns > 0:
-            latest = self._latest(client, conversation_id, 2 * turns + 2)
+            latest = self._latest(client, owner, conversation_id, 2 * turns + 2)
             keep = sorted({m.turn for m in latest}, reverse=True)[:turns]
             recent = _sorted([m for m in latest if m.turn in keep])
         recalled: list[StoredMessage] = []
@@ -329,7 +368,7 @@ class ConversationMemory:
                 self.collection,
                 query=query_vector,
                 using=VECTOR_NAME,
-                query_filter=self._conversation_filter(conversation_id, *older),
+                query_filter=self._conversation_filter(owner, conversation_id, *older),
                 limit=2 * k,
                 with_payload=True,
             ).points
@@ -343,7 +382,7 @@ class ConversationMemory:
                 points, _ = client.scroll(
                     self.collection,
                     scroll_filter=self._conversation_filter(
-                        conversation_id, qm.FieldCondition(key="turn", match=qm.MatchAny(any=wanted))
+                        owner, conversation_id, qm.FieldCondition(key="turn", match=qm.MatchAny(any=wanted))
                     ),
                     limit=4 * len(wanted),
                     with_payload=True,
@@ -355,6 +394,7 @@ class ConversationMemory:
     def _store(
         self,
         client: QdrantClient,
+        owner: str,
         conversation_id: str,
         user: str,
         assistant: str,
@@ -362,13 +402,20 @@ class ConversationMemory:
     ) -> int:
         self._ensure(client, len(vectors[0]) if vectors else None)
         use_vectors = vectors is not None and self._vector_size == len(vectors[0])
-        latest = self._latest(client, conversation_id, 1)
+        latest = self._latest(client, owner, conversation_id, 1)
         turn = latest[0].turn + 1 if latest else 0
         now = time.time()
         points = []
         for i, (role, text) in enumerate((("user", user), ("assistant", assistant))):
             vector: Any = {VECTOR_NAME: vectors[i]} if use_vectors and vectors is not None else {}
-            payload = {"conversation_id": conversation_id, "role": role, "text": text, "timestamp": now, "turn": turn}
+            payload = {
+                "owner": owner,
+                "conversation_id": conversation_id,
+                "role": role,
+                "text": text,
+                "timestamp": now,
+                "turn": turn,
+            }
             # The assistant's timestamp is a hair later so ties never reorder a turn.
             payload["timestamp"] = now + i * 1e-3
             points.append(qm.PointStruct(id=str(uuid.uuid4()), vector=vector, payload=payload))
@@ -388,7 +435,7 @@ class ConversationMemory:
             ),
         )
 
-    def _history(self, client: QdrantClient, conversation_id: str) -> list[StoredMessage]:
+    def _history(self, client: QdrantClient, owner: str, conversation_id: str) -> list[StoredMessage]:
         if not self._exists(client):
             return []
         messages: list[StoredMessage] = []
@@ -396,7 +443,7 @@ class ConversationMemory:
         while len(messages) < HISTORY_LIMIT:
             points, offset = client.scroll(
                 self.collection,
-                scroll_filter=self._conversation_filter(conversation_id),
+                scroll_filter=self._conversation_filter(owner, conversation_id),
                 limit=256,
                 offset=offset,
                 with_payload=True,
@@ -407,10 +454,10 @@ class ConversationMemory:
                 break
         return _sorted(messages)[-HISTORY_LIMIT:]
 
-    def _delete(self, client: QdrantClient, conversation_id: str) -> int:
+    def _delete(self, client: QdrantClient, owner: str, conversation_id: str) -> int:
         if not self._exists(client):
             return 0
-        flt = qm.Filter(must=[_match("conversation_id", conversation_id)])
+        flt = qm.Filter(must=[_match("owner", owner), _match("conversation_id", conversation_id)])
         count = client.count(self.collection, count_filter=flt, exact=True).count
         if count:
             client.delete(self.collection, points_selector=qm.FilterSelector(filter=flt), wait=True)

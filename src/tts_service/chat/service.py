@@ -27,6 +27,7 @@ CONVERSATION_ID_PATTERN = CONVERSATION_ID_RE.pattern
 class PreparedTurn:
     """Everything needed to ask the LLM for one reply, and to store the turn afterwards."""
 
+    owner: str
     conversation_id: str
     message: str
     messages: list[Message]
@@ -68,8 +69,12 @@ class ChatService:
             )
         return clean
 
-    async def prepare(self, message: str, conversation_id: str | None) -> PreparedTurn:
-        """Validate, check the provider is configured, and gather memory into the prompt."""
+    async def prepare(self, message: str, conversation_id: str | None, owner: str) -> PreparedTurn:
+        """Validate, check the provider is configured, and gather the owner's memory into the prompt.
+
+        A conversation id is the owner's own: an id another owner uses starts (or continues) a conversation of
+        this owner's, and never shows the other's turns.
+        """
         clean = self.check_message(message)
         if conversation_id is not None and not CONVERSATION_ID_RE.match(conversation_id):
             raise ValidationFailed(
@@ -79,19 +84,19 @@ class ChatService:
         conv_id = conversation_id or new_conversation_id()
         system: list[Message] = [{"role": "system", "content": self.settings.system_prompt}]
         if not self.memory.enabled:
-            return PreparedTurn(conv_id, clean, [*system, {"role": "user", "content": clean}], "disabled")
+            return PreparedTurn(owner, conv_id, clean, [*system, {"role": "user", "content": clean}], "disabled")
         state: MemoryState = "ok"
         query_vector = await self._embed_one(clean) if conversation_id is not None else None
         history: list[StoredMessage] = []
         if conversation_id is not None:  # a new conversation has nothing to recall
             try:
-                recall = await self.memory.recall(conv_id, query_vector)
+                recall = await self.memory.recall(owner, conv_id, query_vector)
                 history = [*recall.recalled, *recall.recent]
             except MemoryUnavailable:
                 state = "unavailable"
         messages = [*system, *({"role": m.role, "content": m.text} for m in history)]
         messages.append({"role": "user", "content": clean})
-        return PreparedTurn(conv_id, clean, messages, state, query_vector)
+        return PreparedTurn(owner, conv_id, clean, messages, state, query_vector)
 
     async def finish(self, turn: PreparedTurn, reply: str) -> MemoryState:
         """Store the whole turn once; the memory state to report."""
@@ -105,14 +110,14 @@ class ChatService:
             if user_vec is not None and reply_vec is not None:
                 vectors = (user_vec, reply_vec)
         try:
-            await self.memory.store(turn.conversation_id, turn.message, reply, vectors)
+            await self.memory.store(turn.owner, turn.conversation_id, turn.message, reply, vectors)
         except MemoryUnavailable:
             turn.memory = "unavailable"
         return turn.memory
 
-    async def reply(self, message: str, conversation_id: str | None) -> ChatReply:
-        """Answer one message (whole reply, not streamed) and remember the turn."""
-        turn = await self.prepare(message, conversation_id)
+    async def reply(self, message: str, conversation_id: str | None, owner: str) -> ChatReply:
+        """Answer one message (whole reply, not streamed) and remember the turn in the owner's conversation."""
+        turn = await self.prepare(message, conversation_id, owner)
         text = await self.llm.complete(turn.messages)
         memory = await self.finish(turn, text)
         return ChatReply(reply=text, conversation_id=turn.conversation_id, memory=memory)

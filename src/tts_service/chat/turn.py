@@ -22,6 +22,7 @@ from typing import Any, Literal
 from tts_service.chat.memory import MemoryState
 from tts_service.chat.service import ChatService
 from tts_service.chat.speech import speakable
+from tts_service.credentials import conversation_ref
 from tts_service.engine import Engine, SpeechOptions
 from tts_service.engine.text import split_complete
 from tts_service.errors import ServiceError, ValidationFailed
@@ -81,6 +82,8 @@ class TurnRequest:
     """One message to answer, and how to speak the answer."""
 
     message: str
+    owner: str
+    """Whose conversation this is (`tts_service.credentials`): recall and storage are that owner's only."""
     conversation_id: str | None = None
     speak: bool = True
     options: SpeechOptions | None = None
@@ -97,7 +100,7 @@ async def spoken_turn(
 ) -> AsyncGenerator[TurnEvent, None]:
     """Answer `req.message` as events; raises ServiceError (before or during the turn) for the transport to render."""
     options = req.options or SpeechOptions()
-    turn = await service.prepare(req.message, req.conversation_id)
+    turn = await service.prepare(req.message, req.conversation_id, req.owner)
     start: StartEvent | None = None
     if req.speak:
         # Refuse a bad voice before the LLM spends anything.
@@ -161,9 +164,14 @@ async def spoken_turn(
     try:
         finished = 0
         while finished < len(tasks):
+            # A cancel wins over events already queued: when synthesis or the LLM runs ahead of the transport
+            # the queue is never empty, and the turn would otherwise play to its end.
+            if cancel.is_set():
+                cancelled = True
+                break
             getter = asyncio.create_task(out.get())
             done, _ = await asyncio.wait({getter, cancelled_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
+            if cancelled_wait in done:
                 getter.cancel()
                 cancelled = True
                 break
@@ -190,14 +198,16 @@ async def spoken_turn(
     if req.speak:
         yield maker.end(cancelled=cancelled)
     if cancelled:
-        logger.info("chat turn cancelled", extra={"conversation_id": turn.conversation_id, "chars": len(reply)})
+        logger.info(
+            "chat turn cancelled", extra={"conversation": conversation_ref(turn.conversation_id), "chars": len(reply)}
+        )
         yield DoneEvent(reply, turn.conversation_id, turn.memory, cancelled=True)
         return
     memory = await service.finish(turn, reply)
     logger.info(
         "chat turn",
         extra={
-            "conversation_id": turn.conversation_id,
+            "conversation": conversation_ref(turn.conversation_id),
             "memory": memory,
             "audio_events": maker.seq,
             "first_audio_seconds": round(timing["first_audio"] - timing["started"], 3)

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from fastapi import APIRouter, FastAPI
 
 from tts_service.config import Settings
+from tts_service.credentials import Credentials
 from tts_service.middleware._asgi import RouteTemplates
 from tts_service.middleware.access import AccessMiddleware
-from tts_service.middleware.auth import ApiKeyMiddleware, ApiKeys, load_api_keys
+from tts_service.middleware.auth import ApiKeyMiddleware
 from tts_service.middleware.clients import ClientResolver
 from tts_service.middleware.cors import JsonCORSMiddleware, cors_options
 from tts_service.middleware.drain import Drain, DrainMiddleware
@@ -34,16 +35,19 @@ def install(
     paths = [getattr(route, "path", None) for router in routers for route in router.routes]
     templates = [prefix + path for prefix in prefixes for path in paths if isinstance(path, str)]
     clients = ClientResolver(settings.trusted_proxies)
-    keys = ApiKeys(load_api_keys(settings.api_keys))
+    credentials = Credentials.from_settings(settings)
+    app.state.credentials = credentials
     # add_middleware puts each new layer outside the previous ones: add innermost first.
     app.add_middleware(TimeoutMiddleware, seconds=settings.request_timeout_secs, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, metrics=metrics)
-    if keys:
-        app.add_middleware(ApiKeyMiddleware, keys=keys, metrics=metrics)
+    # Always installed: without keys it still names the caller (the shared owner) for the routes.
+    app.add_middleware(ApiKeyMiddleware, credentials=credentials, metrics=metrics)
     if settings.rate_limit_enabled:
         limiter = RateLimiter.from_settings(settings)
         app.state.rate_limiter = limiter
-        app.add_middleware(RateLimitMiddleware, limiter=limiter, clients=clients, keys=keys, metrics=metrics)
+        app.add_middleware(
+            RateLimitMiddleware, limiter=limiter, clients=clients, credentials=credentials, metrics=metrics
+        )
     app.add_middleware(JsonCORSMiddleware, metrics=metrics, **cors_options(settings))
     # Shutdown refusals are counted and logged like any answer; `app.state.drain` is what the shim's server drains.
     app.state.drain = Drain()

@@ -1,108 +1,89 @@
-"""Optional API keys: with `API_KEYS` set, every endpoint but health needs `Authorization: Bearer` or `X-API-Key`."""
+"""Who is calling, for every request: its owner in the request state, or a 401 when keys are required and missing.
+
+With `API_KEYS` set every endpoint but health needs `Authorization: Bearer <key>` or `X-API-Key: <key>`; a
+WebSocket handshake may instead present a ticket from `POST /ws-ticket` (see `tts_service.credentials`).
+"""
 
 from __future__ import annotations
 
-import hmac
 import logging
-from pathlib import Path
+from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tts_service.credentials import SHARED_OWNER, Credentials, ticket_subprotocol
 from tts_service.errors import Unauthorized
-from tts_service.middleware._asgi import WS_POLICY_VIOLATION, header, is_health, refuse
-from tts_service.middleware.clients import key_fingerprint
+from tts_service.middleware._asgi import WS_POLICY_VIOLATION, is_health, refuse
 from tts_service.observability import Metrics
 
 logger = logging.getLogger(__name__)
 
-
-def load_api_keys(spec: str | None) -> list[str]:
-    """`API_KEYS`: comma-separated keys, or the path of a file with one key per line (`#` comments)."""
-    if not spec or not spec.strip():
-        return []
-    spec = spec.strip()
-    looks_like_path = spec.startswith(("/", "./", "../", "~"))
-    path = Path(spec).expanduser()
-    if "," not in spec and (looks_like_path or path.is_file()):
-        if not path.is_file():
-            # Taking the path itself as the key would "work" and silently protect nothing.
-            raise ValueError("API_KEYS names a file that does not exist")
-        lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-        keys = [line for line in lines if line]
-        if not keys:
-            raise ValueError("API_KEYS names a file with no keys")
-        return keys
-    return [key.strip() for key in spec.split(",") if key.strip()]
+OWNER_STATE = "owner"
+"""Request state key holding the caller's owner (a key fingerprint, or the shared owner without keys)."""
 
 
-def presented_key(scope: Scope) -> str | None:
-    """The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-
-    WebSocket clients in browsers cannot set headers, so a WebSocket handshake may also pass `?api_key=`.
-    """
-    authorization = header(scope, b"authorization")
-    if authorization:
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    api_key = header(scope, b"x-api-key")
-    if api_key and api_key.strip():
-        return api_key.strip()
-    if scope["type"] == "websocket":
-        from urllib.parse import parse_qs
-
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        values = query.get("api_key")
-        if values and values[0]:
-            return str(values[0])
-    return None
+def _headers(scope: Scope) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in scope.get("headers", ()):
+        found.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
+    return found
 
 
-class ApiKeys:
-    """The configured keys, and which one (by digest, never the key) a request presents."""
+def _query(scope: Scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
 
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = [key.encode() for key in keys]
 
-    def __bool__(self) -> bool:
-        return bool(self._keys)
+def identify(credentials: Credentials, scope: Scope) -> str | None:
+    """The request's owner, checked once per request (a ticket is spent by the check) and kept in its state."""
+    state = scope.setdefault("state", {})
+    if OWNER_STATE not in state:
+        state[OWNER_STATE] = credentials.owner(_headers(scope), _query(scope), scope["type"] == "websocket")
+    found = state[OWNER_STATE]
+    return found if isinstance(found, str) else None
 
-    def valid(self, key: str) -> bool:
-        candidate = key.encode()
-        # Compare against every key, without stopping early, so timing says nothing about which one matched.
-        matched = False
-        for known in self._keys:
-            matched |= hmac.compare_digest(candidate, known)
-        return matched
 
-    def identify(self, scope: Scope) -> str | None:
-        """The fingerprint of the valid key the request carries (memoized in its state), or None."""
-        state = scope.setdefault("state", {})
-        if "api_key_id" not in state:
-            key = presented_key(scope)
-            state["api_key_id"] = key_fingerprint(key) if key is not None and self.valid(key) else None
-        found = state["api_key_id"]
-        return found if isinstance(found, str) else None
+def _echo_subprotocol(send: Send, protocol: str) -> Send:
+    """Name the offered ticket subprotocol in the handshake's answer: browsers drop a connection that lacks it."""
+
+    async def echoing_send(message: Message) -> None:
+        if message["type"] == "websocket.accept" and not message.get("subprotocol"):
+            message = {**message, "subprotocol": protocol}
+        await send(message)
+
+    return echoing_send
 
 
 class ApiKeyMiddleware:
-    """401 JSON (or a refused WebSocket handshake) without a valid key; health endpoints stay open."""
+    """Sets the caller's owner on every request; without a valid key (when keys are required), a 401 JSON error
+    or a refused WebSocket handshake. Health endpoints and CORS preflights pass without a key."""
 
-    def __init__(self, app: ASGIApp, *, keys: ApiKeys, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, credentials: Credentials, metrics: Metrics) -> None:
         self.app = app
-        self.keys = keys
+        self.credentials = credentials
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or is_health(scope) or scope.get("method") == "OPTIONS":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self.keys.identify(scope) is None:
-            missing = presented_key(scope) is None
+        websocket = scope["type"] == "websocket"
+        if websocket:
+            protocol = ticket_subprotocol(_headers(scope))
+            if protocol is not None:
+                send = _echo_subprotocol(send, protocol)
+        if not self.credentials.required:
+            scope.setdefault("state", {})[OWNER_STATE] = SHARED_OWNER
+            await self.app(scope, receive, send)
+            return
+        if is_health(scope) or scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        if identify(self.credentials, scope) is None:
+            headers, query = _headers(scope), _query(scope)
+            reason, message = self.credentials.refusal(headers, query, websocket)
             self.metrics.observe_rejected("unauthorized")
-            logger.info("unauthorized", extra={"reason": "missing key" if missing else "unknown key"})
-            message = "an API key is required" if missing else "the API key is not valid"
-            exc = Unauthorized(f"{message}: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            logger.info("unauthorized", extra={"reason": reason})
+            exc = Unauthorized(message)
             exc.headers["WWW-Authenticate"] = 'Bearer realm="tts-service"'
             await refuse(scope, receive, send, exc, WS_POLICY_VIOLATION)
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterable
 
@@ -71,8 +70,3 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def key_fingerprint(key: str) -> str:
-    """A short stable digest naming an API key in counters and storage, so the key itself is never stored."""
-    return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -34,7 +34,7 @@ def cors_options(settings: Settings) -> dict[str, Any]:
     return {
         "allow_origins": origins,
         "allow_origin_regex": regex,
-        "allow_methods": ("GET", "POST", "OPTIONS"),
+        "allow_methods": ("GET", "POST", "DELETE", "OPTIONS"),
         "allow_headers": ALLOW_HEADERS,
         "expose_headers": EXPOSE_HEADERS,
         "allow_credentials": False,

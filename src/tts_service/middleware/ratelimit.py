@@ -18,9 +18,10 @@ from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service.config import Settings
+from tts_service.credentials import Credentials
 from tts_service.errors import RateLimited
 from tts_service.middleware._asgi import WS_TRY_AGAIN_LATER, add_headers, is_health, path_of, refuse
-from tts_service.middleware.auth import ApiKeys
+from tts_service.middleware.auth import identify
 from tts_service.middleware.clients import ClientResolver
 from tts_service.observability import Metrics
 
@@ -108,18 +109,24 @@ class RateLimitMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, limiter: RateLimiter, clients: ClientResolver, keys: ApiKeys, metrics: Metrics
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter,
+        clients: ClientResolver,
+        credentials: Credentials,
+        metrics: Metrics,
     ) -> None:
         self.app = app
         self.limiter = limiter
         self.clients = clients
-        self.keys = keys
+        self.credentials = credentials
         self.metrics = metrics
         self._last_warning = 0.0
 
     def client_id(self, scope: Scope) -> str:
         """A valid API key's digest; otherwise the IP, so invented or guessed keys buy no extra budget."""
-        key_id = self.keys.identify(scope) if self.keys else None
+        key_id = identify(self.credentials, scope) if self.credentials.required else None
         if key_id is not None:
             return f"key:{key_id}"
         return f"ip:{self.clients.resolve(scope)}"
