@@ -97,6 +97,12 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class ResponseTooLarge(PayloadTooLarge):
+    """The answer would not fit a buffered response: API Gateway and Lambda return at most 6 MB (413)."""
+
+    code = "response_too_large"
+
+
 class UnsupportedMediaType(ServiceError):
     """The body's content type is not accepted (415)."""
 
