@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI
 
-from tts_service.api import chat, health, metrics, tts, voices
+from tts_service.api import chat, health, metrics, openai_compat, tts, voices
 from tts_service.api import stream as stream_api
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
@@ -49,6 +49,7 @@ app = create_app(
     tts.router,
     voices.router,
     stream_api.router,
+    openai_compat.router,
     chat.router,
     chat.ws_router,
     metrics.router,

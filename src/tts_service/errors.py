@@ -77,6 +77,12 @@ class VoiceNotFound(NotFound):
     code = "voice_not_found"
 
 
+class ModelNotFound(NotFound):
+    """The OpenAI-compatible routes do not know the model (404)."""
+
+    code = "model_not_found"
+
+
 class LanguageNotFound(NotFound):
     """No voice is registered for the language (404)."""
 

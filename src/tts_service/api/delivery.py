@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Final
 
 from fastapi import Request
@@ -63,7 +63,7 @@ async def start_stream(engine: Engine, req: SpeechRequest) -> AudioChunks:
     return first, chunks
 
 
-async def encoded(stream: AudioChunks, encoder: Encoder) -> AsyncIterator[bytes]:
+async def encoded(stream: AudioChunks, encoder: Encoder) -> AsyncGenerator[bytes, None]:
     """The encoder's bytes, chunk by chunk as synthesis goes; closing it stops synthesis after the chunk in progress.
 
     Encoding runs on a thread: a codec's few milliseconds per chunk stay off the event loop.
