@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,13 +13,13 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from moto import mock_aws
 from starlette.testclient import WebSocketTestSession
 
 from tests.support.aws import fake_aws_env
+from tests.support.live import LiveServer
 from tts_service.api import stream, tts
 from tts_service.app import create_app
 from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
@@ -42,36 +41,6 @@ def stream_app(engine: Engine) -> FastAPI:
 def stream_client(stream_app: FastAPI) -> Iterator[TestClient]:
     with TestClient(stream_app) as c:
         yield c
-
-
-class LiveServer:
-    def __init__(self, app: FastAPI) -> None:
-        self.config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_config=None, access_log=False, ws="websockets-sansio"
-        )
-        self.server = uvicorn.Server(self.config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-        for _ in range(400):
-            if self.server.started:
-                break
-            time.sleep(0.025)
-        assert self.server.started, "uvicorn did not start"
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
 
 @pytest.fixture(scope="session")
