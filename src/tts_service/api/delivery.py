@@ -34,10 +34,10 @@ def check_buffered_size(size: int, *, binary: bool, advice: str) -> None:
     """Refuse (413) a body that would not fit a buffered Lambda response; binary bodies travel as base64."""
     wire = 4 * math.ceil(size / 3) if binary else size
     if wire + _ENVELOPE_BYTES > BUFFERED_RESPONSE_LIMIT:
-        limit_mb = BUFFERED_RESPONSE_LIMIT / 2**20
+        limit_mb = f"{BUFFERED_RESPONSE_LIMIT / 2**20:.3g}"
         raise ResponseTooLarge(
             f"the answer would be {wire / 2**20:.1f} MB on the wire and a buffered response holds at most "
-            f"{limit_mb:.0f} MB; {advice}",
+            f"{limit_mb} MB; {advice}",
             limit_bytes=BUFFERED_RESPONSE_LIMIT,
             size_bytes=wire,
         )
