@@ -20,6 +20,7 @@ from tts_service.app import create_app
 from tts_service.chat import get_chat_service
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
+from tts_service.engine.warm import warm
 from tts_service.logging import configure_logging
 from tts_service.middleware.graceful import GracefulServer
 
@@ -28,7 +29,7 @@ logger = logging.getLogger("tts_service.local")
 
 @contextlib.asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    # Warm in the background: /health answers at once, /healthz turns ready when the voice has spoken.
+    # Warm in the background: /health answers at once, /healthz turns ready when the voices have spoken.
     warm = asyncio.create_task(_warm())
     yield
     warm.cancel()
@@ -38,7 +39,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 async def _warm() -> None:
     try:
-        await get_engine().warm()
+        await warm(get_engine())
         logger.info("ready", extra={"default_voice": get_engine().registry.default_voice})
     except Exception as exc:
         logger.error("warm-up failed", extra={"error_type": type(exc).__name__})
