@@ -17,6 +17,7 @@ from tests.support.decode import assert_same_speech, decode
 from tests.support.live import LiveServer
 from tts_service.api import health, openai_compat, tts
 from tts_service.app import create_app
+from tts_service.config import Settings
 from tts_service.engine import Engine
 
 TEXT = "The museum opens at nine on weekdays. Guided tours leave from the main hall every hour."
@@ -192,3 +193,22 @@ def test_unknown_v1_route_is_an_openai_error_and_others_keep_our_shape(server: L
     ours = httpx.post(f"{server.http}/tts", json={"text": ""})
     assert ours.status_code == 422 and set(ours.json()["error"]) >= {"code", "message"}
     assert "type" not in ours.json()["error"]
+
+
+def test_middleware_refusals_take_openai_shape_too(engine: Engine) -> None:
+    # GIVEN a server that requires API keys
+    live = LiveServer(create_app(openai_compat.router, settings=Settings(api_keys="k-right")))
+    live.start()
+    try:
+        wrong = openai.OpenAI(base_url=f"{live.http}/v1", api_key="k-wrong", max_retries=0)
+        # WHEN the SDK presents a wrong key THEN it raises its authentication error, with our message
+        with pytest.raises(openai.AuthenticationError) as raised:
+            wrong.audio.speech.create(model="tts-1", voice="alloy", input="Hello.")
+        body = raised.value.body
+        assert isinstance(body, dict) and set(body) == {"message", "type", "param", "code"}
+        assert body["type"] == "authentication_error" and body["code"] == "unauthorized" and body["param"] is None
+        assert "API key" in body["message"]
+        right = openai.OpenAI(base_url=f"{live.http}/v1", api_key="k-right", max_retries=0)
+        assert decode("mp3", right.audio.speech.create(model="tts-1", voice="alloy", input="Hello.").read()).rms > 300
+    finally:
+        live.stop()
