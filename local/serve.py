@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI
 
-from tts_service.api import chat, health, metrics, tickets, tts, voices
+from tts_service.api import chat, health, metrics, openai_compat, tickets, tts, voices
 from tts_service.api import stream as stream_api
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
+from tts_service.engine.warm import warm
 from tts_service.logging import configure_logging
 from tts_service.middleware.graceful import GracefulServer
 
@@ -28,7 +29,7 @@ logger = logging.getLogger("tts_service.local")
 
 @contextlib.asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    # Warm in the background: /health answers at once, /healthz turns ready when the voice has spoken.
+    # Warm in the background: /health answers at once, /healthz turns ready when the voices have spoken.
     warm = asyncio.create_task(_warm())
     yield
     warm.cancel()
@@ -38,7 +39,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 async def _warm() -> None:
     try:
-        await get_engine().warm()
+        await warm(get_engine())
         logger.info("ready", extra={"default_voice": get_engine().registry.default_voice})
     except Exception as exc:
         logger.error("warm-up failed", extra={"error_type": type(exc).__name__})
@@ -49,6 +50,7 @@ app = create_app(
     tts.router,
     voices.router,
     stream_api.router,
+    openai_compat.router,
     chat.router,
     chat.ws_router,
     metrics.router,

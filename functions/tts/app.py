@@ -1,12 +1,16 @@
-"""Lambda entry for `POST /tts` and `GET /healthz`. The voice loads here, at init, not on the first request."""
+"""Lambda entry for `POST /tts`, the OpenAI-compatible `/v1` routes and `GET /healthz`.
 
-from tts_service.api import health, tts
+The voices (the default and WARM_VOICES) load here, at init, not on the first request.
+"""
+
+from tts_service.api import health, openai_compat, tts
 from tts_service.app import create_app
 from tts_service.aws.bootstrap import prepare_environment
 from tts_service.aws.handler import lambda_handler
 from tts_service.engine import get_engine
+from tts_service.engine.warm import warm_blocking
 
 prepare_environment()
-app = create_app(tts.router, health.router)
-get_engine().warm_blocking()
+app = create_app(tts.router, openai_compat.router, health.router)
+warm_blocking(get_engine())
 handler = lambda_handler(app, service="tts")

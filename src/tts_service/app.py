@@ -1,6 +1,8 @@
 """The app factory: the Lambdas and the local shim build their FastAPI apps here from the same routers.
 
-This module is also the one place where errors become responses.
+This module is also the one place where errors become responses: `{"error": {"code", "message", ...}}`, except
+under `/v1`, the OpenAI-compatible routes, where the same errors take OpenAI's shape so its SDKs raise their usual
+exceptions.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from tts_service.errors import (
     ServiceError,
     UnsupportedMediaType,
     ValidationFailed,
+    VoiceNotFound,
 )
+from tts_service.middleware._asgi import path_of
 from tts_service.observability import Metrics, get_metrics
 
 logger = logging.getLogger(__name__)
@@ -33,9 +37,44 @@ logger = logging.getLogger(__name__)
 LEGACY_PREFIX = "/api"
 
 
-def error_response(exc: ServiceError) -> JSONResponse:
-    """The single rendering of an error: `{"error": {"code", "message", ...}}` with the error's status."""
+# The OpenAI-compatible routes (tts_service.api.openai_compat), also under the legacy prefix.
+OPENAI_PREFIXES = ("/v1/", f"{LEGACY_PREFIX}/v1/")
+
+
+def error_response(exc: ServiceError, scope: Scope | None = None) -> JSONResponse:
+    """The single rendering of an error: `{"error": {"code", "message", ...}}` with the error's status.
+
+    Under `/v1` (known from the request's `scope`) it is OpenAI's `{"error": {"message", "type", "param", "code"}}`.
+    """
+    if scope is not None and is_openai_path(scope):
+        status, body = openai_error(exc)
+        return JSONResponse({"error": body}, status_code=status, headers=exc.headers)
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=exc.headers)
+
+
+def is_openai_path(scope: Scope) -> bool:
+    return (path_of(scope).rstrip("/") + "/").startswith(OPENAI_PREFIXES)
+
+
+def openai_error(exc: ServiceError) -> tuple[int, dict[str, Any]]:
+    """Status and body of an error as OpenAI sends it; `code` stays our stable code.
+
+    OpenAI answers invalid parameters, an unknown voice included, with 400 where our own routes say 422 or 404.
+    """
+    status = exc.status_code
+    if status == 422 or isinstance(exc, VoiceNotFound):
+        status = 400
+    if status >= 500:
+        kind = "server_error"
+    else:
+        kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+            status, "invalid_request_error"
+        )
+    param = exc.details.get("param")
+    fields = exc.details.get("fields")
+    if param is None and isinstance(fields, list) and fields:
+        param = str(fields[0])
+    return status, {"message": exc.message, "type": kind, "param": param, "code": exc.code}
 
 
 def validation_error(exc: RequestValidationError) -> ServiceError:
@@ -71,21 +110,21 @@ def http_error(exc: StarletteHTTPException) -> ServiceError:
     return err
 
 
-async def _service_error_handler(_: Request, exc: Exception) -> JSONResponse:
+async def _service_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     if exc.status_code >= 500:
         logger.warning("request failed", extra={"error_code": exc.code, "status": exc.status_code})
-    return error_response(exc)
+    return error_response(exc, request.scope)
 
 
-async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(validation_error(exc))
+    return error_response(validation_error(exc), request.scope)
 
 
-async def _http_handler(_: Request, exc: Exception) -> JSONResponse:
+async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(http_error(exc))
+    return error_response(http_error(exc), request.scope)
 
 
 class UnhandledErrorMiddleware:
@@ -119,7 +158,7 @@ class UnhandledErrorMiddleware:
             if started:
                 return  # the status line is gone; the client sees a truncated body
             body = ServiceError("internal error; the request was logged")
-            await error_response(body)(scope, receive, send)
+            await error_response(body, scope)(scope, receive, send)
 
 
 class JsonBodyMiddleware:

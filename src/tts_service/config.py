@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     """How many voices stay loaded at once (LRU)."""
     verify_voice_hashes: bool = True
     """Check each voice file's sha256 against the map before loading it."""
+    warm_voices: str | None = None
+    """Comma-separated voice ids loaded and spoken once at start besides the default; readiness waits for them."""
     piper_espeakng_data_directory: Path | None = None
     """eSpeak-ng data: the `espeak-ng-data` folder or its parent. Unset: the data bundled with piper-tts."""
 
@@ -186,6 +188,10 @@ class Settings(BaseSettings):
     @property
     def qdrant_local_path(self) -> Path:
         return self.qdrant_path or self.data_dir / "qdrant"
+
+    @property
+    def warm_voice_ids(self) -> list[str]:
+        return list(dict.fromkeys(v.strip() for v in (self.warm_voices or "").split(",") if v.strip()))
 
     @property
     def voice_map_path(self) -> Path:

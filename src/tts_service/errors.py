@@ -77,6 +77,12 @@ class VoiceNotFound(NotFound):
     code = "voice_not_found"
 
 
+class ModelNotFound(NotFound):
+    """The OpenAI-compatible routes do not know the model (404)."""
+
+    code = "model_not_found"
+
+
 class LanguageNotFound(NotFound):
     """No voice is registered for the language (404)."""
 
@@ -95,6 +101,12 @@ class PayloadTooLarge(ServiceError):
 
     status_code = 413
     code = "payload_too_large"
+
+
+class ResponseTooLarge(PayloadTooLarge):
+    """The answer would not fit a buffered response: API Gateway and Lambda return at most 6 MB (413)."""
+
+    code = "response_too_large"
 
 
 class UnsupportedMediaType(ServiceError):

@@ -26,6 +26,7 @@ import pytest
 from tests.infra.cfn import Evaluator, load_template
 from tests.infra.dockerbuild import Builder, Image
 from tests.infra.helpers import EVENTS, json_lines, load_event, logs
+from tests.support.decode import decode
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "tts-service/piper-base:1"
@@ -127,12 +128,15 @@ def wav_seconds(data: bytes) -> float:
 
 
 def check_tts(responses: list[dict[str, Any]]) -> None:
-    as_json, as_wav, healthz = responses
+    as_json, as_wav, healthz, openai_mp3 = responses
     assert as_json["statusCode"] == 200, as_json
     assert 0.8 < wav_seconds(base64.b64decode(json.loads(as_json["body"])["audio_base64"])) < 4.0
     assert as_wav["statusCode"] == 200 and as_wav["isBase64Encoded"] is True
     assert 0.6 < wav_seconds(base64.b64decode(as_wav["body"])) < 4.0
     assert healthz["statusCode"] == 200 and json.loads(healthz["body"])["status"] == "ready"
+    assert openai_mp3["statusCode"] == 200 and openai_mp3["isBase64Encoded"] is True, openai_mp3
+    mp3 = decode("mp3", base64.b64decode(openai_mp3["body"]))
+    assert 2.0 < mp3.seconds < 8.0 and mp3.rms > 300
 
 
 def check_voices(responses: list[dict[str, Any]]) -> None:
@@ -156,7 +160,10 @@ def check_stream(responses: list[dict[str, Any]]) -> None:
 
 
 CASES: dict[str, tuple[list[str], Callable[[list[dict[str, Any]]], None]]] = {
-    "tts": (["http_post_tts.json", "http_post_tts_wav.json", "http_get_healthz.json"], check_tts),
+    "tts": (
+        ["http_post_tts.json", "http_post_tts_wav.json", "http_get_healthz.json", "http_post_v1_speech_mp3.json"],
+        check_tts,
+    ),
     "voices": (["http_get_voices_detail.json", "http_get_health.json"], check_voices),
     "chat": (["http_post_chat.json", "http_get_llm_provider.json"], check_chat),
     "stream": (["ws_connect.json", "ws_disconnect.json"], check_stream),
@@ -192,6 +199,34 @@ def test_function_image_answers_real_events(builder: Builder, moto_endpoint: str
         # $connect stored the connection and $disconnect removed it: the real boto3 in the image did both
         dynamo = boto3.client("dynamodb", endpoint_url=moto_endpoint, **boto_offline())
         assert dynamo.scan(TableName=table)["Count"] == 0
+    # AND the image's own packages encode every audio format (no system ffmpeg: the replay has none on PATH)
+    check_encodes_every_format(image)
+
+
+def check_encodes_every_format(image: Image) -> None:
+    """Encode a test signal in every format with the image's Python and packages; decode it here."""
+    runner = image.host("/tmp/encode_formats.py")
+    shutil.copy2(REPO / "tests/infra/tools/encode_formats.py", runner)
+    out = image.host("/tmp/encoded")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(image.host("/tmp")), **image.host_env()}
+    run = subprocess.run(
+        [str(image.python), "-I", str(runner), str(out)],
+        cwd=image.host("/tmp"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, f"encoding failed in the image:\n{run.stderr[-4000:]}"
+    result = json.loads((out / "result.json").read_text())
+    for module, path in result["modules"].items():
+        assert not Path(path).is_relative_to(REPO), f"{module} came from {path}, not the image"
+    for fmt, rate in result["rates"].items():
+        decoded = decode(fmt, (out / fmt).read_bytes(), rate)
+        assert decoded.sample_rate == rate
+        assert abs(decoded.seconds - 3.0) < 0.15, (fmt, decoded.seconds)
+        assert decoded.rms > 1000, (fmt, decoded.rms)
 
 
 def boto_offline() -> dict[str, str]:

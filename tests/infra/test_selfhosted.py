@@ -275,6 +275,8 @@ def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_pa
     import httpx
 
     from tests.infra.dockerbuild import Builder
+    from tests.support.audio import parse_wav
+    from tests.support.decode import decode
 
     builder = Builder(tmp_path, {}, log=tmp_path / "build.log")
     image = builder.build("shim", SHIM_DOCKERFILE, REPO)
@@ -311,6 +313,14 @@ def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_pa
             assert ready.status_code == 200 and ready.json()["status"] == "ready"
             wav = client.post("/tts", json={"text": "Self hosted."}, headers={"accept": "audio/wav"})
             assert wav.status_code == 200 and wav.content[:4] == b"RIFF" and len(wav.content) > 20_000
+            # AND the image's own packages encode every format the OpenAI-compatible route offers
+            reference = parse_wav(wav.content).seconds
+            for fmt in ("mp3", "opus", "aac", "flac", "pcm", "mulaw", "alaw"):
+                body = {"model": "tts-1", "voice": "alloy", "input": "Self hosted.", "response_format": fmt}
+                answer = client.post("/v1/audio/speech", json=body)
+                assert answer.status_code == 200, answer.text
+                decoded = decode(fmt, answer.content, int(answer.headers["x-sample-rate"]))
+                assert abs(decoded.seconds - reference) < 0.15 and decoded.rms > 300, fmt
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

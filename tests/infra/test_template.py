@@ -34,6 +34,10 @@ FUNCTIONS = {"TtsFunction": "tts", "VoicesFunction": "voices", "ChatFunction": "
 HTTP_ROUTES = {
     "POST /tts": "TtsFunction",
     "GET /healthz": "TtsFunction",
+    "POST /v1/audio/speech": "TtsFunction",
+    "GET /v1/models": "TtsFunction",
+    "GET /v1/models/{model_id}": "TtsFunction",
+    "GET /v1/audio/voices": "TtsFunction",
     "GET /voices": "VoicesFunction",
     "GET /voices/detail": "VoicesFunction",
     "GET /health": "VoicesFunction",

@@ -155,6 +155,7 @@ def test_event_shapes() -> None:
         "sample_width": 2,
         "channels": 1,
         "encoding": "binary",
+        "format": "pcm",
     }
     assert EndEvent(3, 1200, cancelled=True).to_dict() == {
         "type": "end",

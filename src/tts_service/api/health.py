@@ -1,4 +1,5 @@
-"""`GET /health` (liveness: the process answers) and `GET /healthz` (readiness: the default voice speaks)."""
+"""`GET /health` (liveness: the process answers) and `GET /healthz` (readiness: the default voice and WARM_VOICES
+speak)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from fastapi import APIRouter
 
 from tts_service.api.deps import EngineDep
+from tts_service.engine import warm
 from tts_service.errors import ServiceError, ServiceUnavailable
 
 router = APIRouter(tags=["health"])
@@ -24,15 +26,19 @@ async def health() -> dict[str, str]:
 
 @router.get("/healthz")
 async def healthz(engine: EngineDep) -> dict[str, object]:
-    """Readiness: the default voice is loaded and has synthesized; warms it (bounded wait) if not."""
-    if not engine.ready():
+    """Readiness: the default voice and those of WARM_VOICES have loaded and synthesized; warms them (bounded wait)."""
+    if not warm.ready(engine):
         try:
-            await asyncio.wait_for(engine.warm(), READINESS_WAIT_SECS)
+            async with asyncio.timeout(READINESS_WAIT_SECS):
+                if not engine.ready():
+                    await engine.warm()
+                await warm.warm_voices(engine)
         except (ServiceError, TimeoutError) as exc:
-            reason = exc.message if isinstance(exc, ServiceError) else "default voice is still loading"
+            reason = exc.message if isinstance(exc, ServiceError) else "voices are still loading"
             raise ServiceUnavailable(f"not ready: {reason}", headers={"Retry-After": "5"}) from None
     return {
         "status": "ready",
         "default_voice": engine.registry.default_voice,
+        "warm_voices": engine.settings.warm_voice_ids,
         "voices_loaded": engine.voices.loaded_ids(),
     }

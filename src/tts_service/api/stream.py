@@ -1,89 +1,69 @@
 """Streaming transports of the local shim: `WS /ws/tts` (the streaming protocol) and `POST /tts/stream`.
 
-`POST /tts/stream` takes the `/tts` body and answers with chunked `audio/wav` (a header of unknown length, then
-PCM as sentences finish) or, with `Accept: audio/pcm`, raw 16-bit mono PCM, so `curl -N ... | aplay` plays at once.
+`POST /tts/stream` takes the `/tts` body and answers with chunked audio as sentences finish: `audio/wav` by default
+(a header of unknown length, then PCM), or the body's `format` / the first format Accept names: raw 16-bit mono PCM
+(`Accept: audio/pcm`, at the voice's rate unless `sample_rate` says otherwise), mp3, opus (Ogg), aac (ADTS),
+mulaw, alaw, each encoded chunk by chunk, so `curl -N ... | aplay` (or `| mpv -`) plays at once. flac is sent
+when complete: its header carries the length.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketState
 
+from tts_service.api.delivery import encoded, start_stream
 from tts_service.api.deps import EngineDep
-from tts_service.api.tts import TtsRequest
-from tts_service.engine import SpeechChunk
-from tts_service.engine.audio import CHANNELS, SAMPLE_WIDTH, wav_header
+from tts_service.api.tts import ResponseFormat, TtsRequest
+from tts_service.audio import AudioFormat, format_from_accept, new_encoder
+from tts_service.engine.audio import CHANNELS, SAMPLE_WIDTH
+from tts_service.errors import ValidationFailed
 from tts_service.streaming.driver import Incoming, StreamDriver
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["stream"])
 
-PCM_TYPES = frozenset({"audio/pcm", "audio/l16", "audio/raw"})
 
-
-def wants_pcm(accept: str | None) -> bool:
-    """Raw PCM when the client names it before any WAV type in Accept; WAV otherwise."""
-    for part in (accept or "").split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in PCM_TYPES:
-            return True
-        if media.startswith("audio/wav") or media in ("audio/x-wav", "audio/wave", "audio/*"):
-            return False
-    return False
+def stream_format(body: ResponseFormat | None, accept: str | None) -> AudioFormat:
+    """The body's `format`, else the first audio format Accept names, else WAV; JSON cannot stream."""
+    fmt = body or format_from_accept(accept) or "wav"
+    if fmt == "json":
+        if body is None:
+            return "wav"  # `Accept: application/json, audio/*` from a generic client: it still gets audio
+        raise ValidationFailed("format json cannot stream; use POST /tts, or an audio format", fields=["format"])
+    return fmt
 
 
 @router.post(
     "/tts/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"audio/wav": {}, "audio/pcm": {}}, "description": "Audio as it is made."}},
+    responses={
+        200: {
+            "content": {"audio/wav": {}, "audio/pcm": {}, "audio/mpeg": {}, "audio/ogg": {}, "audio/aac": {}},
+            "description": "Audio as it is made.",
+        }
+    },
 )
 async def tts_stream(body: TtsRequest, request: Request, engine: EngineDep) -> StreamingResponse:
-    """Synthesize speech and send each sentence as soon as it is ready (chunked transfer)."""
+    """Synthesize speech and send each piece as soon as it is ready and encoded (chunked transfer)."""
+    fmt = stream_format(body.format, request.headers.get("accept"))
     req = engine.request(body.text, body)
-    chunks = engine.stream(req)
-    # Wait for the first chunk before answering, so "busy" or a synthesis failure is a proper error response
-    # rather than a 200 cut short.
-    try:
-        first = await anext(chunks)
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await chunks.aclose()
-        raise
-    pcm_only = wants_pcm(request.headers.get("accept"))
-
-    async def body_iter() -> AsyncIterator[bytes]:
-        try:
-            if not pcm_only:
-                yield wav_header(req.voice.sample_rate, None)
-            if first is not None:
-                yield _bytes(first)
-            async for chunk in chunks:
-                yield _bytes(chunk)
-        finally:
-            # Client gone or done: closing the engine stream frees its worker after the chunk in progress.
-            await chunks.aclose()
-
+    encoder = new_encoder(fmt, req.voice.sample_rate, body.sample_rate, whole=fmt == "flac")
+    chunks = await start_stream(engine, req)
     headers = {
         "X-Voice": req.voice.id,
-        "X-Sample-Rate": str(req.voice.sample_rate),
+        "X-Sample-Rate": str(encoder.sample_rate),
         "X-Sample-Width": str(SAMPLE_WIDTH),
         "X-Channels": str(CHANNELS),
         "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",
     }
-    media_type = f"audio/pcm;rate={req.voice.sample_rate};channels=1;bits=16" if pcm_only else "audio/wav"
-    return StreamingResponse(body_iter(), media_type=media_type, headers=headers)
-
-
-def _bytes(chunk: SpeechChunk) -> bytes:
-    return chunk.pcm.astype("<i2", copy=False).tobytes()
+    return StreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
 
 
 class _WebSocketTransport:

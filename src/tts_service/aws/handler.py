@@ -74,6 +74,11 @@ def lambda_handler(app: ASGI, *, service: str, tracing: bool | None = None) -> L
     """The Lambda entry for an ASGI app: `Mangum(app)` behind Powertools logging, metrics and tracing."""
     # lifespan="off": Mangum would run the lifespan on every invocation; heavy objects load at module scope.
     asgi = Mangum(app, lifespan="off")
+    state = getattr(app, "state", None)
+    if state is not None:
+        # Mangum collects the whole body and Lambda returns at most 6 MB: routes that answer audio make it whole
+        # and check its size instead of streaming (tts_service.api.delivery).
+        state.buffered_responses = True
 
     def run(event: dict[str, Any], context: Any) -> Any:
         _use_process_loop()

@@ -38,7 +38,7 @@ from tts_service.config import Settings, get_settings
 from tts_service.credentials import Credentials, DynamoTickets, load_api_keys, ticket_subprotocol
 from tts_service.engine import Engine, SpeechOptions, get_engine
 from tts_service.engine.audio import silence
-from tts_service.errors import ServiceBusy, ServiceError, Unauthorized, UnexpectedMessage
+from tts_service.errors import ServiceBusy, ServiceError, Unauthorized, UnexpectedMessage, ValidationFailed
 from tts_service.streaming.events import (
     API_GATEWAY_FRAME_LIMIT,
     AWS_MAX_AUDIO_BYTES,
@@ -563,6 +563,9 @@ class WebSocketHandler:
             poster.post(ErrorEvent.from_error(exc))
 
     def _open(self, connection_id: str, msg: SpeakMessage | StartMessage, poster: Poster) -> None:
+        if msg.format != "pcm" or msg.sample_rate is not None:
+            # Sentences may be spoken by different invocations here: no codec state could carry across them.
+            raise ValidationFailed("format and sample_rate are for the local server's /ws/tts; this API sends pcm")
         probe = self.engine.request(msg.text if isinstance(msg, SpeakMessage) else "start", msg.options())
         stream_id = uuid.uuid4().hex
         self.store.open_stream(connection_id, stream_id, msg, probe.voice.sample_rate)

@@ -1,4 +1,9 @@
-"""`tts-voices`: verify the voice map, or register a voice dropped into `models/` with its hashes."""
+"""`tts-voices`: verify the voice map, register a voice dropped into `models/`, or download voices into it.
+
+`tts-voices download en_US-lessac-medium ...` fetches voices from the Piper voices repository (or a mirror of its
+layout, `--base-url`), verifies each file's size and MD5 against its `voices.json`, and registers them with their
+sha256 (see `tts_service.engine.download`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tts_service.config import get_settings
+from tts_service.engine.download import DEFAULT_BASE_URL, TIMEOUT, DownloadError, download_voice, fetch_index
 from tts_service.engine.registry import VoiceRegistry, normalize_language, resolve_ref, sha256_file
 
 
@@ -60,6 +68,24 @@ def add(
     return 0
 
 
+def download(map_path: Path, voice_ids: list[str], base_url: str, make_default: bool) -> int:
+    """Download, verify and register each voice; stop at the first failure (1), leaving the map as it was for it."""
+    models = map_path.parent
+    with httpx.Client(follow_redirects=True, timeout=TIMEOUT) as client:
+        try:
+            index = fetch_index(client, base_url)
+            for voice_id in voice_ids:
+                voice = download_voice(client, base_url, index, voice_id, models)
+                print(f"downloaded {voice.key}: {voice.model.path} ({voice.model.size / 2**20:.1f} MiB, MD5 ok)")
+                status = add(map_path, voice.model.path, voice.key, voice.config.path, None, make_default)
+                if status:
+                    return status
+        except DownloadError as exc:
+            print(f"download failed: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tts-voices", description=__doc__)
     parser.add_argument("--map", type=Path, default=None, help="voice map (default: $MODELS_DIR/map.json)")
@@ -71,10 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     add_p.add_argument("--config", help="config path (default: <model>.json)")
     add_p.add_argument("--display-name")
     add_p.add_argument("--default", action="store_true", help="make it its language's default voice")
+    dl_p = sub.add_parser("download", help="fetch Piper voices (size and MD5 checked) into the map's folder")
+    dl_p.add_argument(
+        "voices", nargs="+", metavar="voice-id", help="voice keys of voices.json, e.g. en_US-lessac-medium"
+    )
+    dl_p.add_argument(
+        "--base-url", default=DEFAULT_BASE_URL, help=f"the repository or a mirror (default {DEFAULT_BASE_URL})"
+    )
+    dl_p.add_argument("--default", action="store_true", help="make each its language's default voice")
     args = parser.parse_args(argv)
     map_path = args.map or get_settings().voice_map_path
     if args.command == "verify":
         return verify(map_path)
+    if args.command == "download":
+        return download(map_path, args.voices, args.base_url, args.default)
     return add(map_path, args.model, args.voice_id, args.config, args.display_name, args.default)
 
 

@@ -144,9 +144,15 @@ class VoiceEntry:
 
 
 class VoiceRegistry:
-    """All voices of a map file, with language defaults."""
+    """All voices of a map file, with language defaults and the voices OpenAI's voice names stand for."""
 
-    def __init__(self, voices: dict[str, VoiceEntry], default_voice: str, languages: dict[str, str]) -> None:
+    def __init__(
+        self,
+        voices: dict[str, VoiceEntry],
+        default_voice: str,
+        languages: dict[str, str],
+        openai_voices: dict[str, str] | None = None,
+    ) -> None:
         if default_voice not in voices:
             raise ValueError(f"default_voice {default_voice!r} is not a registered voice")
         self.voices = voices
@@ -154,6 +160,11 @@ class VoiceRegistry:
         self._language_defaults = dict(languages)
         for entry in voices.values():
             self._language_defaults.setdefault(entry.language, entry.id)
+        self.openai_voices = dict(openai_voices or {})
+        """OpenAI voice name (`alloy`, ...) -> registered voice id, for the `/v1` routes."""
+        for name, voice_id in self.openai_voices.items():
+            if voice_id not in voices:
+                raise ValueError(f"openai_voices.{name} names unknown voice {voice_id!r}")
 
     @classmethod
     def from_file(cls, path: Path) -> VoiceRegistry:
@@ -183,7 +194,8 @@ class VoiceRegistry:
         for lang, voice_id in languages.items():
             if voice_id not in voices:
                 raise ValueError(f"languages.{lang} names unknown voice {voice_id!r}")
-        return cls(voices, default_voice, languages)
+        openai_voices = {str(k).lower(): str(v) for k, v in (raw.get("openai_voices") or {}).items()}
+        return cls(voices, default_voice, languages, openai_voices)
 
     @property
     def languages(self) -> dict[str, list[str]]:

@@ -48,7 +48,7 @@ async def refuse(scope: Scope, receive: Receive, send: Send, exc: ServiceError, 
         await send({"type": "websocket.close", "code": ws_code, "reason": exc.message[:120]})
         return
     # Over a WebSocket handshake, servers with the denial-response extension send this as a plain HTTP answer.
-    await error_response(exc)(scope, receive, send)
+    await error_response(exc, scope)(scope, receive, send)
 
 
 def add_headers(message: Message, headers: list[tuple[bytes, bytes]]) -> None:

@@ -12,9 +12,10 @@ from typing import Protocol
 
 import numpy as np
 
-from tts_service.engine import Engine, SpeechOptions
+from tts_service.audio import Encoder, new_encoder
+from tts_service.engine import Engine, SpeechChunk, SpeechOptions
 from tts_service.engine.audio import silence
-from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage
+from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage, ValidationFailed
 from tts_service.streaming.events import (
     AudioEvent,
     Encoding,
@@ -22,6 +23,7 @@ from tts_service.streaming.events import (
     ErrorEvent,
     Event,
     EventMaker,
+    SpectrogramEvent,
     StartEvent,
     to_json,
 )
@@ -73,6 +75,8 @@ class _Stream:
     task: asyncio.Task[None] | None = None
     closing: bool = False
     """Set when its last event (`end` or a failing `error`) is being sent: a late cancel adds no second one."""
+    encoder: Encoder | None = None
+    """The stream's encoder (one codec state across all its sentences); None for PCM at the voice's rate."""
 
 
 class StreamDriver:
@@ -151,19 +155,29 @@ class StreamDriver:
         options = msg.options()
         # Validate voice, speaker and text before announcing a stream; errors go back as `error` events.
         probe = self.engine.request(msg.text if isinstance(msg, SpeakMessage) else "start", options)
+        source_rate = probe.voice.sample_rate
+        encoder = None
+        if msg.format != "pcm" or msg.sample_rate not in (None, source_rate):
+            if msg.spectrogram:
+                raise ValidationFailed(
+                    "spectrogram events come with pcm at the voice's own rate only", fields=["spectrogram"]
+                )
+            encoder = new_encoder(msg.format, source_rate, msg.sample_rate)
         stream = _Stream(
             id=uuid.uuid4().hex,
             options=options,
             encoding=msg.encoding,
-            maker=EventMaker(self.max_audio_bytes, spectrogram=msg.spectrogram, sample_rate=probe.voice.sample_rate),
+            maker=EventMaker(self.max_audio_bytes, spectrogram=msg.spectrogram, sample_rate=source_rate),
             text=None if isinstance(msg, SpeakMessage) else IncrementalText(self.max_pending),
+            encoder=encoder,
         )
         if isinstance(msg, SpeakMessage):
             stream.queue.put_nowait(probe.text)
             stream.queue.put_nowait(None)
             stream.ending = True
         self.stream = stream
-        await self._emit(StartEvent(stream.id, probe.voice.id, probe.voice.sample_rate, msg.encoding))
+        rate = encoder.sample_rate if encoder is not None else source_rate
+        await self._emit(StartEvent(stream.id, probe.voice.id, rate, msg.encoding, msg.format))
         stream.task = asyncio.create_task(self._speak(stream), name=f"stream-{stream.id}")
         logger.info("stream started", extra={"stream_id": stream.id, "voice": probe.voice.id, "mode": msg.type})
 
@@ -196,11 +210,10 @@ class StreamDriver:
                         # Incremental sentences are separate requests; keep the gap the engine puts between them.
                         chunk.pcm = np.concatenate([silence(req.sentence_silence, chunk.sample_rate), chunk.pcm])
                     first = False
-                    for event in stream.maker.events(chunk):
-                        # Shielded: a cancel never cuts a frame in half; it takes effect after this one.
-                        self._inflight = asyncio.ensure_future(self._emit(event, stream.encoding))
-                        await asyncio.shield(self._inflight)
+                    await self._send_audio(stream, await self._audio_events(stream, chunk))
                 stream.spoken += 1
+            if stream.encoder is not None:
+                await self._send_audio(stream, await self._audio_events(stream, None))
             stream.closing = True
             await asyncio.shield(self._emit(stream.maker.end()))
             logger.info("stream ended", extra={"stream_id": stream.id, "chunks": stream.maker.seq})
@@ -218,6 +231,23 @@ class StreamDriver:
         finally:
             if self.stream is stream:
                 self.stream = None
+
+    @staticmethod
+    async def _audio_events(stream: _Stream, chunk: SpeechChunk | None) -> list[AudioEvent | SpectrogramEvent]:
+        """The events of one chunk (None: the encoder's tail), encoded on a thread when the stream has a format."""
+        if stream.encoder is None:
+            return stream.maker.events(chunk) if chunk is not None else []
+        if chunk is None:
+            data = await asyncio.to_thread(stream.encoder.finish)
+        else:
+            data = await asyncio.to_thread(stream.encoder.encode, chunk.pcm)
+        return [*stream.maker.encoded(data, chunk)]
+
+    async def _send_audio(self, stream: _Stream, events: list[AudioEvent | SpectrogramEvent]) -> None:
+        for event in events:
+            # Shielded: a cancel never cuts a frame in half; it takes effect after this one.
+            self._inflight = asyncio.ensure_future(self._emit(event, stream.encoding))
+            await asyncio.shield(self._inflight)
 
     # --- output ---
 

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tts_service.audio import AudioFormat
 from tts_service.engine.audio import CHANNELS, HOP_LENGTH, SAMPLE_WIDTH, mel_spectrogram
 from tts_service.engine.synth import SpeechChunk
 from tts_service.errors import ServiceError
@@ -30,22 +31,29 @@ class StartEvent:
     voice: str
     sample_rate: int
     encoding: Encoding
+    format: AudioFormat = "pcm"
 
     def to_dict(self) -> dict[str, Any]:
+        # Bytes per sample: 2 for 16-bit PCM, 1 for G.711; compressed formats have none.
+        width = {"pcm": SAMPLE_WIDTH, "mulaw": 1, "alaw": 1}.get(self.format)
         return {
             "type": "start",
             "stream_id": self.stream_id,
             "voice": self.voice,
             "sample_rate": self.sample_rate,
-            "sample_width": SAMPLE_WIDTH,
+            "sample_width": width,
             "channels": CHANNELS,
             "encoding": self.encoding,
+            "format": self.format,
         }
 
 
 @dataclass(frozen=True)
 class AudioEvent:
-    """16-bit little-endian mono PCM; `text` is the sentence on its first event, empty on the rest."""
+    """Audio bytes: 16-bit little-endian mono PCM, or the stream's `format` (a piece of one mp3/Ogg/G.711 stream).
+
+    `text` is the sentence on its first event, empty on the rest.
+    """
 
     seq: int
     pcm: bytes
@@ -131,6 +139,8 @@ class EventMaker:
         self.samples = samples
         self.sample_rate = sample_rate
         self._sentence_start = True
+        self._pending_text = ""
+        """A sentence's text whose encoded bytes have not started yet (codecs work in frames)."""
 
     @property
     def duration_ms(self) -> int:
@@ -160,4 +170,25 @@ class EventMaker:
             self.seq += 1
         self.samples += chunk.pcm.size
         self._sentence_start = chunk.sentence_end
+        return out
+
+    def encoded(self, data: bytes, chunk: SpeechChunk | None) -> list[AudioEvent]:
+        """Events of encoded bytes made from `chunk` (None: an encoder's final tail), cut to the size limit.
+
+        A codec may hold a chunk's audio back until it has a whole frame, so a sentence's text goes with the first
+        bytes that come after its first chunk.
+        """
+        if chunk is not None and self._sentence_start:
+            self._pending_text = chunk.text[:MAX_EVENT_TEXT]
+        out: list[AudioEvent] = []
+        for start in range(0, len(data), self.max_audio_bytes):
+            out.append(
+                AudioEvent(seq=self.seq, pcm=data[start : start + self.max_audio_bytes], text=self._pending_text)
+            )
+            self._pending_text = ""
+            self.seq += 1
+        if chunk is not None:
+            self.sample_rate = chunk.sample_rate
+            self.samples += chunk.pcm.size
+            self._sentence_start = chunk.sentence_end
         return out

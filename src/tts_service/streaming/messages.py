@@ -16,6 +16,9 @@ from tts_service.errors import (
     ValidationFailed,
 )
 
+StreamFormat = Literal["pcm", "mp3", "opus", "mulaw", "alaw"]
+"""`tts_service.audio.WEBSOCKET_FORMATS`: formats whose pieces play as they arrive."""
+
 
 class SpeakMessage(SpeechOptions):
     """Speak this text, then end the stream."""
@@ -24,6 +27,8 @@ class SpeakMessage(SpeechOptions):
     text: str
     encoding: Literal["binary", "base64"] = "binary"
     spectrogram: bool = False
+    format: StreamFormat = "pcm"
+    sample_rate: int | None = None
 
     def options(self) -> SpeechOptions:
         return SpeechOptions.model_validate(self.model_dump(include=set(SpeechOptions.model_fields)))
@@ -35,6 +40,8 @@ class StartMessage(SpeechOptions):
     type: Literal["start"]
     encoding: Literal["binary", "base64"] = "binary"
     spectrogram: bool = False
+    format: StreamFormat = "pcm"
+    sample_rate: int | None = None
 
     def options(self) -> SpeechOptions:
         return SpeechOptions.model_validate(self.model_dump(include=set(SpeechOptions.model_fields)))

@@ -1,0 +1,84 @@
+"""How routes hand audio to clients: streamed as the engine makes it, or whole within a buffered response's limit.
+
+On the local server a response streams (chunked transfer): the engine's chunked decoding gives a first chunk
+early, each chunk is encoded as it arrives and its bytes go out at once. Behind API Gateway, Mangum buffers the
+whole body and Lambda returns at most 6 MB, base64 included; `tts_service.aws.handler.lambda_handler` marks such
+apps (`app.state.buffered_responses`), and routes check the size there before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncGenerator
+from typing import Final
+
+from fastapi import Request
+
+from tts_service.audio import Encoder
+from tts_service.engine import Engine, SpeechChunk, SpeechRequest
+from tts_service.errors import ResponseTooLarge, ValidationFailed
+
+BUFFERED_RESPONSE_LIMIT: Final = 6 * 1024 * 1024
+"""Lambda's synchronous response payload limit, which API Gateway's integration inherits."""
+_ENVELOPE_BYTES: Final = 16 * 1024
+"""The JSON around the body in Lambda's answer: status, headers, `isBase64Encoded`."""
+
+
+def is_buffered(request: Request) -> bool:
+    """True when this app's responses are collected whole before they leave (Mangum on Lambda)."""
+    return bool(getattr(request.app.state, "buffered_responses", False))
+
+
+def check_buffered_size(size: int, *, binary: bool, advice: str) -> None:
+    """Refuse (413) a body that would not fit a buffered Lambda response; binary bodies travel as base64."""
+    wire = 4 * math.ceil(size / 3) if binary else size
+    if wire + _ENVELOPE_BYTES > BUFFERED_RESPONSE_LIMIT:
+        limit_mb = f"{BUFFERED_RESPONSE_LIMIT / 2**20:.3g}"
+        raise ResponseTooLarge(
+            f"the answer would be {wire / 2**20:.1f} MB on the wire and a buffered response holds at most "
+            f"{limit_mb} MB; {advice}",
+            limit_bytes=BUFFERED_RESPONSE_LIMIT,
+            size_bytes=wire,
+        )
+
+
+AudioChunks = tuple[SpeechChunk, AsyncGenerator[SpeechChunk, None]]
+
+
+async def start_stream(engine: Engine, req: SpeechRequest) -> AudioChunks:
+    """Start synthesis and wait for its first chunk.
+
+    Answering only then makes "busy", a synthesis failure or text with nothing to speak a proper error response
+    rather than a 200 cut short.
+    """
+    chunks = engine.stream(req)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        raise ValidationFailed("text contains nothing to speak") from None
+    except BaseException:
+        await chunks.aclose()
+        raise
+    return first, chunks
+
+
+async def encoded(stream: AudioChunks, encoder: Encoder) -> AsyncGenerator[bytes, None]:
+    """The encoder's bytes, chunk by chunk as synthesis goes; closing it stops synthesis after the chunk in progress.
+
+    Encoding runs on a thread: a codec's few milliseconds per chunk stay off the event loop.
+    """
+    first, chunks = stream
+    try:
+        data = await asyncio.to_thread(encoder.encode, first.pcm)
+        if data:
+            yield data
+        async for chunk in chunks:
+            data = await asyncio.to_thread(encoder.encode, chunk.pcm)
+            if data:
+                yield data
+        tail = await asyncio.to_thread(encoder.finish)
+        if tail:
+            yield tail
+    finally:
+        await chunks.aclose()
