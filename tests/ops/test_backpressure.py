@@ -58,14 +58,14 @@ def test_cache_hits_are_served_when_full(make_client: AppFactory, tiny_engine: E
 def test_a_real_synthesis_holds_the_place(tiny_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     started = threading.Event()
     release = threading.Event()
-    original = Synthesis._piece
+    original = Synthesis._frontend
 
-    def slow_piece(self: Synthesis, *args: Any) -> Any:
+    def slow_frontend(self: Synthesis, *args: Any, **kw: Any) -> Any:
         started.set()
         release.wait(10)
-        return original(self, *args)
+        return original(self, *args, **kw)
 
-    monkeypatch.setattr(Synthesis, "_piece", slow_piece)
+    monkeypatch.setattr(Synthesis, "_frontend", slow_frontend)
 
     async def scenario() -> None:
         first = asyncio.create_task(tiny_engine.synthesize(tiny_engine.request("The first one runs.")))

@@ -161,6 +161,9 @@ async def spoken_turn(
         tasks.append(asyncio.create_task(guard("say", say())))
     cancelled_wait = asyncio.create_task(cancel.wait())
     cancelled = False
+    # What the client was given: a cancel drops queued events, and the end and done events must not count them.
+    said: list[str] = []
+    delivered = {"chunks": 0, "samples": 0}
     try:
         finished = 0
         while finished < len(tasks):
@@ -177,7 +180,13 @@ async def spoken_turn(
                 break
             item = getter.result()
             if item[0] == "event":
-                yield item[1]
+                event = item[1]
+                if isinstance(event, TokenEvent):
+                    said.append(event.token)
+                elif isinstance(event, AudioEvent):
+                    delivered["chunks"] += 1
+                    delivered["samples"] += len(event.pcm) // 2
+                yield event
             elif item[0] == "finished":
                 finished += 1
             else:
@@ -194,9 +203,11 @@ async def spoken_turn(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    reply = "".join(parts)
+    reply = "".join(said if cancelled else parts)
     if req.speak:
-        yield maker.end(cancelled=cancelled)
+        rate = start.sample_rate if start is not None else 0
+        duration_ms = round(1000 * delivered["samples"] / rate) if rate else 0
+        yield EndEvent(chunks=delivered["chunks"], duration_ms=duration_ms, cancelled=cancelled)
     if cancelled:
         logger.info(
             "chat turn cancelled", extra={"conversation": conversation_ref(turn.conversation_id), "chars": len(reply)}

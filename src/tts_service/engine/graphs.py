@@ -207,8 +207,12 @@ def fallback_root() -> Path:
         return _fallback_root
 
 
+HEAD = -1
+"""The session index of the head pair: all cores for one short run (a stream's frontend and first window)."""
+
+
 class VoiceGraphs:
-    """One voice's split graphs with a (frontend, decoder) session pair per synthesis worker."""
+    """One voice's split graphs with a (frontend, decoder) session pair per synthesis worker, and a head pair."""
 
     def __init__(
         self,
@@ -216,6 +220,7 @@ class VoiceGraphs:
         options: ort.SessionOptions,
         workers: int,
         *,
+        head_options: ort.SessionOptions | None = None,
         phoneme_ids: Sequence[list[int]],
         defaults: tuple[float, float, float],
         default_speaker: int | None,
@@ -232,6 +237,16 @@ class VoiceGraphs:
             )
             for _ in range(workers)
         ]
+        self.head = (
+            (
+                ort.InferenceSession(files.frontend, sess_options=head_options, providers=["CPUExecutionProvider"]),
+                ort.InferenceSession(files.decoder, sess_options=head_options, providers=["CPUExecutionProvider"]),
+            )
+            if head_options is not None
+            else self.sessions[0]
+        )
+        """Multi-threaded sessions for the one run a listener waits on: a stream's first audio. With single-
+        threaded workers that run took ~135 ms of a paragraph's first audio, ~90 ms on two threads (engine/pool.py)."""
         self.margin = MARGIN_FRAMES
         self.gain = 1.0
         """Fixed gain for streamed audio: per-piece peak normalisation would need the whole piece first."""
@@ -285,6 +300,9 @@ class VoiceGraphs:
                 return
         self.margin = MARGIN_FRAMES
 
+    def _pair(self, worker: int) -> tuple[ort.InferenceSession, ort.InferenceSession]:
+        return self.head if worker == HEAD else self.sessions[worker]
+
     def trim(self) -> None:
         """Give back what the sessions' arenas hold beyond their first region (a tiny run with shrinkage on).
 
@@ -319,7 +337,7 @@ class VoiceGraphs:
         speaker_id: int | None,
         run_options: ort.RunOptions | None = None,
     ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
-        out = self.sessions[worker][0].run(None, self._frontend_feed(ids, scales, speaker_id), run_options)
+        out = self._pair(worker)[0].run(None, self._frontend_feed(ids, scales, speaker_id), run_options)
         return out[0], out[1], (out[2] if len(out) > 2 else None)
 
     def _frontend_feed(
@@ -359,6 +377,6 @@ class VoiceGraphs:
         feed = {self.files.z_p: z_p[:, :, lo:hi], self.files.mask: mask[:, :, lo:hi]}
         if self.files.g is not None and g is not None:
             feed[self.files.g] = g
-        audio = np.asarray(self.sessions[worker][1].run(None, feed, run_options)[0], dtype=np.float32).reshape(-1)
+        audio = np.asarray(self._pair(worker)[1].run(None, feed, run_options)[0], dtype=np.float32).reshape(-1)
         start = (a - lo) * self.hop
         return audio[start : start + (b - a) * self.hop]

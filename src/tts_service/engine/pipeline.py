@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from piper.config import SynthesisConfig
 
 from tts_service.engine.audio import FloatArray, Int16Array, float_to_int16, silence
-from tts_service.engine.graphs import cuts
+from tts_service.engine.graphs import HEAD, cuts
 from tts_service.engine.pool import WorkerPool, current_worker
 from tts_service.engine.text import cut_phonemes, split_sentences
 from tts_service.errors import SynthesisFailed
@@ -50,14 +51,58 @@ class Plan:
     """Streams: frames of the first window, delivered alone for early first audio; None: no early window."""
 
 
+MIN_SPLIT_FRAMES = 160
+"""Shortest part of a piece worth a worker of its own (its two margins cost 64 frames of decoding)."""
+
+
 @dataclass
-class _Head:
-    """What the early first window leaves for the rest of its piece."""
+class _Frontend:
+    """A piece after the frontend: what its decoder windows need."""
 
     z_p: FloatArray
     mask: FloatArray
     g: FloatArray | None
-    rest: list[tuple[int, int]]
+    frames: int
+    done: int = 0
+    """Frames already decoded (a stream's first window)."""
+
+
+def _forward_failure(done: Future[Any], slot: Future[list[SpeechChunk]]) -> bool:
+    """False (and the slot failed or cancelled like `done`) unless `done` has a result."""
+    if done.cancelled():
+        slot.cancel()
+        return False
+    exc = done.exception()
+    if exc is not None:
+        if not slot.done():
+            slot.set_exception(exc)
+        return False
+    return True
+
+
+def _gather(
+    jobs: list[Future[FloatArray]],
+    slot: Future[list[SpeechChunk]],
+    combine: Callable[[list[FloatArray]], list[SpeechChunk]],
+) -> None:
+    """Resolve `slot` with `combine` of the jobs' results, in order, once all are done (or with the first failure)."""
+    remaining = [len(jobs)]
+    lock = threading.Lock()
+
+    def one_done(done: Future[FloatArray]) -> None:
+        if not _forward_failure(done, slot):
+            return
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last and not slot.done():
+            try:
+                slot.set_result(combine([job.result() for job in jobs]))
+            except Exception as exc:  # a failure while combining reaches the consumer, never a worker's log
+                slot.set_exception(exc)
+
+    for job in jobs:
+        job.add_done_callback(one_done)
 
 
 _END = None
@@ -77,7 +122,7 @@ class Synthesis:
         self._pending_lock = threading.Lock()
         self._deliver: Callable[[Future[list[SpeechChunk]] | None], None] | None = None
         self._gain = req.volume * (voice.graphs.gain if voice.graphs is not None else 1.0)
-        self._head_state: _Head | None = None
+        self._head_state: _Frontend | None = None
         """Set by the early first window's job when its piece has more windows."""
 
     # --- consumers ---
@@ -137,11 +182,13 @@ class Synthesis:
                     end = n == len(pieces) - 1
                     if not self._reserve():
                         return
-                    if index == 0 and self.plan.first_frames is not None and self.voice.graphs is not None:
+                    if self.voice.graphs is None:
+                        self._slot(self.pool.submit(self._whole_piece, sentence, ids, index, end))
+                    elif index == 0 and self.plan.first_frames is not None:
                         if not self._head_and_rest(sentence, ids, end):
                             return
                     else:
-                        self._submit(self._piece, sentence, ids, index, end)
+                        self._split_piece(sentence, ids, index, end)
                     index += 1
         except Exception as exc:
             failed: Future[list[SpeechChunk]] = Future()
@@ -156,24 +203,63 @@ class Synthesis:
         self._room.acquire()
         return not self._closed.is_set()
 
-    def _submit(self, fn: Callable[..., list[SpeechChunk]], *args: object) -> Future[list[SpeechChunk]]:
-        assert self._deliver is not None
-        future = self.pool.submit(fn, *args)
+    def _track(self, future: Future[Any]) -> Future[Any]:
         with self._pending_lock:
             self._pending = [f for f in self._pending if not f.done()]
             self._pending.append(future)
+        if self._closed.is_set():
+            self.pool.abandon(future)
+        return future
+
+    def _slot(self, future: Future[list[SpeechChunk]]) -> Future[list[SpeechChunk]]:
+        """Hand the consumer the next result, in order."""
+        assert self._deliver is not None
+        self._track(future)
         self._deliver(future)
         return future
 
+    def _windows(self, total: int, start: int = 0) -> list[tuple[int, int]]:
+        """Decode windows for frames [start, total): bounded by the window, and spread over idle workers."""
+        ranges = [(a + start, b + start) for a, b in cuts(total - start, self.plan.window)]
+        spread = min(self.pool.idle_workers + 1, (total - start) // MIN_SPLIT_FRAMES)
+        if spread > len(ranges):
+            # A worker would sit idle while this piece decodes: cut it finer so every worker takes a part. The
+            # extra margins cost some compute, paid only with cores that had nothing else to do.
+            size = -(-(total - start) // spread)
+            ranges = [(a + start, b + start) for a, b in cuts(total - start, size)]
+        return ranges
+
+    def _split_piece(self, sentence: str, ids: list[int], index: int, end: bool) -> None:
+        """Frontend on one worker, then the decoder windows on as many workers as are free; one slot in order."""
+        slot: Future[list[SpeechChunk]] = Future()
+        self._slot(slot)
+        frontend = self._track(self.pool.submit(self._frontend, ids))
+
+        def decode(done: Future[_Frontend]) -> None:
+            if not _forward_failure(done, slot):
+                return
+            state = done.result()
+            windows = self._windows(state.frames)
+            jobs = [self._track(self.pool.submit(self._decode, state, a, b)) for a, b in windows]
+            _gather(jobs, slot, lambda parts: self._piece_chunks(sentence, parts, index, end))
+
+        frontend.add_done_callback(decode)
+
     def _head_and_rest(self, sentence: str, ids: list[int], end: bool) -> bool:
-        self._submit(self._head, sentence, ids, end).result()
+        """A stream's first piece: frontend and a small first window on the head sessions, delivered alone."""
+        self._slot(self.pool.submit(self._head, sentence, ids, end)).result()
         state = self._head_state
         if state is None:
             return True  # the piece fitted in its first window
-        for i, (a, b) in enumerate(state.rest):
+        windows = self._windows(state.frames, start=state.done)
+        for i, (a, b) in enumerate(windows):
             if not self._reserve():
                 return False
-            self._submit(self._window, sentence, state, a, b, end and i == len(state.rest) - 1)
+            last = end and i == len(windows) - 1
+            decode = self._track(self.pool.submit(self._decode, state, a, b))
+            slot: Future[list[SpeechChunk]] = Future()
+            self._slot(slot)
+            _gather([decode], slot, functools.partial(self._rest_chunks, sentence, last))
         return True
 
     def _pieces(self, sentence: str) -> Iterator[list[int]]:
@@ -188,41 +274,50 @@ class Synthesis:
 
     # --- jobs (worker threads) ---
 
-    def _chunk(self, sentence: str, pcm: Int16Array, *, first_of_piece: bool, index: int, end: bool) -> SpeechChunk:
-        from tts_service.engine.synth import SpeechChunk
-
-        if first_of_piece and index > 0 and self.req.sentence_silence > 0:
-            pcm = np.concatenate([silence(self.req.sentence_silence, self.voice.sample_rate), pcm])
-        return SpeechChunk(-1, sentence, pcm, self.voice.sample_rate, sentence_end=end)
-
-    def _piece(self, sentence: str, ids: list[int], index: int, end: bool) -> list[SpeechChunk]:
-        """A whole piece: peak-normalised like Piper's own output, or (streams) at the voice's fixed gain."""
+    def _frontend(self, ids: list[int], worker: int | None = None) -> _Frontend:
         graphs = self.voice.graphs
+        assert graphs is not None
         try:
-            if graphs is None:
-                audio = np.asarray(self.voice.piper.phoneme_ids_to_audio(ids, self._config()), dtype=np.float32)
-            else:
-                worker = current_worker()
-                z_p, mask, g = graphs.frontend(worker, ids, self._scales(), self.req.speaker_id)
-                windows = cuts(int(z_p.shape[2]), self.plan.window)
-                parts = [graphs.decode(worker, z_p, mask, g, a, b) for a, b in windows]
-                if self.plan.first_frames is not None:
-                    # Streams keep one gain for the whole request, so chunks of one piece join without a step.
-                    return [
-                        self._chunk(
-                            sentence,
-                            float_to_int16(part * self._gain),
-                            first_of_piece=i == 0,
-                            index=index,
-                            end=end and i == len(parts) - 1,
-                        )
-                        for i, part in enumerate(parts)
-                    ]
-                audio = np.concatenate(parts)
-        except SynthesisFailed:
-            raise
+            z_p, mask, g = graphs.frontend(
+                current_worker() if worker is None else worker, ids, self._scales(), self.req.speaker_id
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
+        return _Frontend(z_p, mask, g, int(z_p.shape[2]))
+
+    def _decode(self, state: _Frontend, a: int, b: int, worker: int | None = None) -> FloatArray:
+        graphs = self.voice.graphs
+        assert graphs is not None
+        try:
+            return graphs.decode(current_worker() if worker is None else worker, state.z_p, state.mask, state.g, a, b)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
+
+    def _head(self, sentence: str, ids: list[int], end: bool) -> list[SpeechChunk]:
+        assert self.plan.first_frames is not None
+        state = self._frontend(ids, worker=HEAD)
+        first = min(self.plan.first_frames, state.frames)
+        audio = self._decode(state, 0, first, worker=HEAD)
+        if first < state.frames:
+            state.done = first
+            self._head_state = state
+        return self._stream_chunks(sentence, [audio], 0, end and first == state.frames)
+
+    def _whole_piece(self, sentence: str, ids: list[int], index: int, end: bool) -> list[SpeechChunk]:
+        """The fallback for voices that cannot be split: Piper's whole graph, one run per piece."""
+        try:
+            audio = np.asarray(self.voice.piper.phoneme_ids_to_audio(ids, self._config()), dtype=np.float32)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
+        return self._piece_chunks(sentence, [audio], index, end)
+
+    # --- results ---
+
+    def _piece_chunks(self, sentence: str, parts: list[FloatArray], index: int, end: bool) -> list[SpeechChunk]:
+        """A whole piece: peak-normalised like Piper's own output, or (streams) at the voice's fixed gain."""
+        if self.plan.first_frames is not None and self.voice.graphs is not None:
+            return self._stream_chunks(sentence, parts, index, end, first_of_piece=True)
+        audio = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if audio.size == 0:
             return []
         peak = float(np.max(np.abs(audio)))
@@ -231,38 +326,30 @@ class Synthesis:
             self._chunk(sentence, float_to_int16(audio * self.req.volume), first_of_piece=True, index=index, end=end)
         ]
 
-    def _head(self, sentence: str, ids: list[int], end: bool) -> list[SpeechChunk]:
-        graphs = self.voice.graphs
-        assert graphs is not None and self.plan.first_frames is not None
-        worker = current_worker()
-        try:
-            z_p, mask, g = graphs.frontend(worker, ids, self._scales(), self.req.speaker_id)
-            windows = cuts(int(z_p.shape[2]), self.plan.window, first=self.plan.first_frames)
-            a, b = windows[0]
-            audio = graphs.decode(worker, z_p, mask, g, a, b)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
-        chunks = [
+    def _rest_chunks(self, sentence: str, end: bool, parts: list[FloatArray]) -> list[SpeechChunk]:
+        return self._stream_chunks(sentence, parts, 1, end)
+
+    def _stream_chunks(
+        self, sentence: str, parts: list[FloatArray], index: int, end: bool, *, first_of_piece: bool = False
+    ) -> list[SpeechChunk]:
+        """Streams keep one gain for the whole request, so the windows of a piece join without a step."""
+        return [
             self._chunk(
                 sentence,
-                float_to_int16(audio * self._gain),
-                first_of_piece=True,
-                index=0,
-                end=end and len(windows) == 1,
+                float_to_int16(part * self._gain),
+                first_of_piece=first_of_piece and i == 0,
+                index=index,
+                end=end and i == len(parts) - 1,
             )
+            for i, part in enumerate(parts)
         ]
-        if len(windows) > 1:
-            self._head_state = _Head(z_p, mask, g, windows[1:])
-        return chunks
 
-    def _window(self, sentence: str, head: _Head, a: int, b: int, end: bool) -> list[SpeechChunk]:
-        graphs = self.voice.graphs
-        assert graphs is not None
-        try:
-            audio = graphs.decode(current_worker(), head.z_p, head.mask, head.g, a, b)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
-        return [self._chunk(sentence, float_to_int16(audio * self._gain), first_of_piece=False, index=0, end=end)]
+    def _chunk(self, sentence: str, pcm: Int16Array, *, first_of_piece: bool, index: int, end: bool) -> SpeechChunk:
+        from tts_service.engine.synth import SpeechChunk
+
+        if first_of_piece and index > 0 and self.req.sentence_silence > 0:
+            pcm = np.concatenate([silence(self.req.sentence_silence, self.voice.sample_rate), pcm])
+        return SpeechChunk(-1, sentence, pcm, self.voice.sample_rate, sentence_end=end)
 
     def _scales(self) -> FloatArray:
         assert self.voice.graphs is not None

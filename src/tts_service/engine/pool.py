@@ -51,6 +51,8 @@ class WorkerPool:
         """Jobs whose caller gave up (timeout, disconnect) but which still run on a worker."""
         self._lock = threading.Lock()
         self._generation = 0
+        self._jobs = 0
+        """Jobs queued or running."""
         self.idle_delay = 1.0
         """Seconds of no admitted request before `on_idle` runs."""
 
@@ -102,7 +104,20 @@ class WorkerPool:
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         """Queue a blocking call for a worker, in a copy of the caller's context (its request id for logs)."""
         context = contextvars.copy_context()
-        return self._executor.submit(context.run, fn, *args)
+        with self._lock:
+            self._jobs += 1
+        future = self._executor.submit(context.run, fn, *args)
+        future.add_done_callback(self._job_done)
+        return future
+
+    def _job_done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._jobs -= 1
+
+    @property
+    def idle_workers(self) -> int:
+        """Workers with nothing to do right now (queued jobs count as work): a hint for splitting a job."""
+        return max(0, self.workers - self._jobs)
 
     def conduct(self, fn: Callable[[], None]) -> Future[None]:
         """Run a request's conductor on its own thread, in a copy of the caller's context."""

@@ -86,6 +86,7 @@ class Engine:
             SessionSettings(
                 intra_op_threads=settings.ort_intra_op_threads,
                 workers=settings.synth_workers,
+                cores=settings.synth_workers * settings.ort_intra_op_threads,
                 allow_spinning=settings.ort_allow_spinning,
                 verify_hashes=settings.verify_voice_hashes,
                 espeak_data_dir=settings.espeak_data_dir,

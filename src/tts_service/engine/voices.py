@@ -30,6 +30,8 @@ class SessionSettings:
     """Threads of each worker's session (workers x threads should not exceed the cores)."""
     workers: int = 1
     """Synthesis worker threads, each with its own session pair."""
+    cores: int = 1
+    """Threads of the head sessions (a stream's first audio)."""
     allow_spinning: bool = True
     verify_hashes: bool = True
     espeak_data_dir: Path | None = None
@@ -106,6 +108,12 @@ def _load_graphs(
                 files,
                 build_session_options(settings.intra_op_threads, settings.allow_spinning, arena=True),
                 settings.workers,
+                # Spinning off: the head runs while workers may be busy, and its threads must not steal their cores.
+                head_options=(
+                    build_session_options(settings.cores, allow_spinning=False, arena=True)
+                    if settings.cores > settings.intra_op_threads
+                    else None
+                ),
                 phoneme_ids=calibration,
                 defaults=(config.noise_scale, config.length_scale, config.noise_w_scale),
                 default_speaker=getattr(config, "default_speaker_id", None),
