@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     """Folder of the split graphs made once per voice; must be ours and not writable by others."""
     stream_first_chunk_frames: int = Field(24, ge=4, le=512)
     """Frames (256 samples each) in the first decoded chunk of a sentence: the time-to-first-audio knob."""
+    max_audio_seconds: float = Field(600.0, gt=0)
+    """Longest speech one request may produce: refused up front when the text, speed and silences promise more
+    (413 audio_too_long), and stopped when synthesis gets there."""
     decode_window_frames: int = Field(512, ge=64, le=8192)
     """Most frames (256 samples each) per decoder run: bounds each session's memory arena (~190 MB at 512)."""
     arena_trim_idle_secs: float = Field(2.0, ge=0)

@@ -164,6 +164,12 @@ class UnexpectedMessage(ProtocolError):
     code = "unexpected_message"
 
 
+class AudioTooLong(PayloadTooLarge):
+    """The speech would last longer than MAX_AUDIO_SECONDS (413)."""
+
+    code = "audio_too_long"
+
+
 class TextTooLong(PayloadTooLarge):
     """Streamed text exceeds its limit (413)."""
 

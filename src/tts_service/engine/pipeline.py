@@ -30,7 +30,7 @@ from tts_service.engine.audio import FloatArray, Int16Array, float_to_int16, sil
 from tts_service.engine.graphs import HEAD, cuts
 from tts_service.engine.pool import WorkerPool, current_worker
 from tts_service.engine.text import cut_phonemes, split_sentences
-from tts_service.errors import SynthesisFailed
+from tts_service.errors import AudioTooLong, SynthesisFailed
 
 if TYPE_CHECKING:
     from tts_service.engine.synth import SpeechChunk, SpeechRequest
@@ -49,6 +49,8 @@ class Plan:
     """Jobs of one request queued or running at once."""
     first_frames: int | None = None
     """Streams: frames of the first window, delivered alone for early first audio; None: no early window."""
+    max_seconds: float = float("inf")
+    """Audio a request may produce; past it the synthesis stops with AudioTooLong."""
 
 
 MIN_SPLIT_FRAMES = 160
@@ -124,6 +126,7 @@ class Synthesis:
         self._gain = req.volume * (voice.graphs.gain if voice.graphs is not None else 1.0)
         self._head_state: _Frontend | None = None
         """Set by the early first window's job when its piece has more windows."""
+        self._samples = 0
 
     # --- consumers ---
 
@@ -134,7 +137,9 @@ class Synthesis:
             while (slot := slots.get()) is not _END:
                 chunks = slot.result()
                 self._room.release()
-                yield from chunks
+                for chunk in chunks:
+                    self._count(chunk)
+                    yield chunk
         finally:
             self.close()
 
@@ -151,9 +156,21 @@ class Synthesis:
                 chunks = await asyncio.wrap_future(slot)
                 self._room.release()
                 for chunk in chunks:
+                    self._count(chunk)
                     yield chunk
         finally:
             self.close()
+
+    def _count(self, chunk: SpeechChunk) -> None:
+        """Enforce the audio budget on what was made (the estimate before synthesis can be wrong)."""
+        self._samples += chunk.pcm.size
+        if self._samples > self.plan.max_seconds * chunk.sample_rate:
+            self.close()
+            raise AudioTooLong(
+                f"the speech would last longer than {self.plan.max_seconds:g} s (MAX_AUDIO_SECONDS); "
+                "send less text, or a faster speed or shorter silences",
+                limit_seconds=self.plan.max_seconds,
+            )
 
     def close(self) -> None:
         """Stop: nothing more is submitted, queued jobs are dropped, running ones finish their piece."""
@@ -238,9 +255,13 @@ class Synthesis:
         def decode(done: Future[_Frontend]) -> None:
             if not _forward_failure(done, slot):
                 return
-            state = done.result()
-            windows = self._windows(state.frames)
-            jobs = [self._track(self.pool.submit(self._decode, state, a, b)) for a, b in windows]
+            try:
+                state = done.result()
+                windows = self._windows(state.frames)
+                jobs = [self._track(self.pool.submit(self._decode, state, a, b)) for a, b in windows]
+            except Exception as exc:  # e.g. the pool shut down: the consumer must hear of it, not wait forever
+                slot.set_exception(exc)
+                return
             _gather(jobs, slot, lambda parts: self._piece_chunks(sentence, parts, index, end))
 
         frontend.add_done_callback(decode)

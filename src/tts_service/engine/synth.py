@@ -19,12 +19,15 @@ from tts_service.engine.pipeline import Plan, Synthesis
 from tts_service.engine.pool import WorkerPool
 from tts_service.engine.registry import VoiceEntry, VoiceRegistry
 from tts_service.engine.voices import LoadedVoice, SessionSettings, VoiceCache
-from tts_service.errors import ValidationFailed
+from tts_service.errors import AudioTooLong, ValidationFailed
 from tts_service.observability import Metrics, get_metrics
 
 logger = logging.getLogger(__name__)
 
 _WARMUP_TEXT = "Ready."
+_BRISK_CHARS_PER_SECOND = 20.0
+_CONTROL = frozenset(chr(c) for c in [*range(0, 32), 127])
+_CONTROL_TO_SPACE = {ord(c): " " for c in _CONTROL}
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,12 @@ class Engine:
         """Finished audio by request (text, voice, options), shared by `synthesize` and `stream`."""
         self.metrics.watch_engine(lambda: len(self.voices.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity)
         lookahead = settings.synth_workers
-        self.plan = Plan(settings.max_sentence_phonemes, settings.decode_window_frames, lookahead)
+        self.plan = Plan(
+            settings.max_sentence_phonemes,
+            settings.decode_window_frames,
+            lookahead,
+            max_seconds=settings.max_audio_seconds,
+        )
         """Whole syntheses: pieces spread over the workers, each decoded in bounded windows."""
         self.stream_plan = dataclasses.replace(self.plan, first_frames=settings.stream_first_chunk_frames)
         """Streams: the same, with a small first window delivered alone."""
@@ -122,12 +130,18 @@ class Engine:
                 f"text is {len(clean)} characters; the limit is {self.settings.max_text_chars}",
                 limit=self.settings.max_text_chars,
             )
+        if any(ch in _CONTROL for ch in clean):
+            # Control characters speak as nothing and have crashed espeak-ng; tabs and newlines are spacing.
+            clean = clean.translate(_CONTROL_TO_SPACE).strip()
+            if not clean:
+                raise ValidationFailed("text is empty")
         voice = self.registry.select(options.voice, options.language)
         speaker_id = voice.resolve_speaker(options.speaker)
         length_scale = None
         if options.speed is not None:
             base = float(voice.config_dict.get("inference", {}).get("length_scale", 1.0))
             length_scale = base / options.speed
+        self._check_budget(clean, options)
         return SpeechRequest(
             text=clean,
             voice=voice,
@@ -138,6 +152,23 @@ class Engine:
             volume=options.volume,
             sentence_silence=options.sentence_silence,
         )
+
+    def _check_budget(self, text: str, options: SpeechOptions) -> None:
+        """Refuse up front what would surely speak longer than MAX_AUDIO_SECONDS, before any work is paid for.
+
+        The estimate is deliberately low (a brisk 20 characters a second at speed 1, measured voices speak 13-16),
+        so nothing that could fit is refused; synthesis enforces the budget exactly as audio is made.
+        """
+        speed = options.speed or 1.0
+        sentences = max(1, sum(text.count(ch) for ch in ".!?"))
+        estimate = len(text) / _BRISK_CHARS_PER_SECOND / speed + options.sentence_silence * (sentences - 1)
+        limit = self.settings.max_audio_seconds
+        if estimate > limit:
+            raise AudioTooLong(
+                f"this text would speak for about {estimate:.0f} s or more; the limit is {limit:g} s "
+                "(MAX_AUDIO_SECONDS): send less text, or a faster speed or shorter silences",
+                limit_seconds=limit,
+            )
 
     # --- blocking API (Lambda handlers, tools; never from a worker thread) ---
 
