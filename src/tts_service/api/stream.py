@@ -36,6 +36,8 @@ def stream_format(body: ResponseFormat | None, accept: str | None) -> AudioForma
         if body is None:
             return "wav"  # `Accept: application/json, audio/*` from a generic client: it still gets audio
         raise ValidationFailed("format json cannot stream; use POST /tts, or an audio format", fields=["format"])
+    if fmt == "srt" or fmt == "vtt":
+        raise ValidationFailed(f"format {fmt} is subtitles; ask POST /tts for them", fields=["format"])
     return fmt
 
 

@@ -19,11 +19,12 @@ from tts_service.api.deps import EngineDep
 from tts_service.audio import AudioFormat, encode_whole, format_from_accept
 from tts_service.engine import SpeechOptions
 from tts_service.engine.audio import mel_spectrogram
+from tts_service.engine.subtitles import ms, render_subtitles, subtitle_cues
 
 router = APIRouter(tags=["tts"])
 
-ResponseFormat = Literal["json", "mp3", "opus", "aac", "flac", "wav", "pcm", "mulaw", "alaw"]
-"""`json` (base64 WAV inside JSON) or one of `tts_service.audio.FORMATS`."""
+ResponseFormat = Literal["json", "mp3", "opus", "aac", "flac", "wav", "pcm", "mulaw", "alaw", "srt", "vtt"]
+"""`json` (base64 WAV inside JSON), one of `tts_service.audio.FORMATS`, or subtitles of the speech (srt, vtt)."""
 
 TOO_LARGE_ADVICE = (
     "ask for a compressed format (format mp3, opus or aac), send less text, or stream it "
@@ -42,6 +43,17 @@ class TtsRequest(SpeechOptions):
     sample_rate: int | None = Field(
         None, description="pcm and wav: 8000, 16000, 22050, 24000, 44100 or 48000 Hz; mulaw and alaw: 8000."
     )
+    timestamps: Literal["none", "word"] = Field(
+        "none", description="`word`: add `words`, when each word of the text is spoken (from Piper's durations)."
+    )
+
+
+class WordOut(BaseModel):
+    """One spoken word and when it sounds, in milliseconds from the start of the audio."""
+
+    word: str
+    start_ms: int
+    end_ms: int
 
 
 class TtsResponse(BaseModel):
@@ -52,6 +64,7 @@ class TtsResponse(BaseModel):
     duration_ms: int
     voice: str
     spectrogram: dict[str, Any] | None = None
+    words: list[WordOut] | None = None
 
 
 def answer_format(query: ResponseFormat | None, body: ResponseFormat | None, accept: str | None) -> ResponseFormat:
@@ -78,6 +91,10 @@ async def tts(
     """Synthesize speech."""
     fmt = answer_format(format, body.format, request.headers.get("accept"))
     speech = await engine.synthesize(engine.request(body.text, body))
+    if fmt == "srt" or fmt == "vtt":
+        cues = subtitle_cues(speech.words, speech.sample_rate)
+        media = "application/x-subrip" if fmt == "srt" else "text/vtt"
+        return Response(render_subtitles(cues, fmt), media_type=f"{media}; charset=utf-8")
     audio_format: AudioFormat = "wav" if fmt == "json" else fmt
     data, encoder = await asyncio.to_thread(
         encode_whole, speech.pcm, speech.sample_rate, audio_format, body.sample_rate
@@ -97,6 +114,12 @@ async def tts(
         duration_ms=speech.duration_ms,
         voice=speech.voice_id,
         spectrogram=mel_spectrogram(speech.pcm, speech.sample_rate) if body.include_spectrogram else None,
+        words=[
+            WordOut(word=w.word, start_ms=ms(w.start, speech.sample_rate), end_ms=ms(w.end, speech.sample_rate))
+            for w in speech.words
+        ]
+        if body.timestamps == "word"
+        else None,
     )
     response = JSONResponse(payload.model_dump(exclude_none=True), headers=headers)
     if is_buffered(request):

@@ -138,6 +138,7 @@ class StreamState:
     sample_rate: int
     cancelled: bool
     ending: bool
+    words: bool = False
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> StreamState | None:
@@ -147,6 +148,7 @@ class StreamState:
             stream_id=str(item["stream_id"]),
             options=SpeechOptions.model_validate_json(str(item.get("options") or "{}")),
             spectrogram=bool(item.get("spectrogram", False)),
+            words=bool(item.get("words", False)),
             mode=str(item.get("mode", "speak")),
             seq=int(item.get("seq", 0)),
             samples=int(item.get("samples", 0)),
@@ -200,7 +202,7 @@ class ConnectionStore:
         result = self._conditional(
             Key={"connection_id": connection_id},
             UpdateExpression=(
-                "SET stream_id = :sid, #opts = :opts, spectrogram = :spec, #mode = :mode, seq = :zero, "
+                "SET stream_id = :sid, #opts = :opts, spectrogram = :spec, words = :words, #mode = :mode, seq = :zero, "
                 "samples = :zero, sample_rate = :sr, cancelled = :f, ending = :f, pending = :empty, "
                 "#q = :nil, expires_at = :exp"
             ),
@@ -210,6 +212,7 @@ class ConnectionStore:
                 ":sid": stream_id,
                 ":opts": msg.options().model_dump_json(exclude_none=True),
                 ":spec": msg.spectrogram,
+                ":words": msg.timestamps == "word",
                 ":mode": msg.type,
                 ":zero": 0,
                 ":sr": sample_rate,
@@ -377,7 +380,7 @@ class ConnectionStore:
         self._conditional(
             Key={"connection_id": connection_id},
             UpdateExpression=(
-                "REMOVE stream_id, #opts, spectrogram, #mode, seq, samples, sample_rate, cancelled, ending, "
+                "REMOVE stream_id, #opts, spectrogram, words, #mode, seq, samples, sample_rate, cancelled, ending, "
                 "pending, #q, speaker, lease_until"
             ),
             ConditionExpression="stream_id = :sid",
@@ -592,6 +595,7 @@ class WebSocketHandler:
                 seq=state.seq,
                 samples=state.samples,
                 sample_rate=state.sample_rate,
+                words=state.words,
             )
             if state.cancelled:
                 self._finish(connection_id, state, maker, poster, cancelled=True)

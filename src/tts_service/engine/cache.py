@@ -109,7 +109,7 @@ class AudioCache:
 
 
 def _speech_from_chunks(req: SpeechRequest, chunks: list[SpeechChunk]) -> Speech:
-    from tts_service.engine.synth import Speech  # synth imports this module
+    from tts_service.engine.synth import Speech, join_words  # synth imports this module
 
     return Speech(
         pcm=np.concatenate([c.pcm for c in chunks]),
@@ -117,6 +117,7 @@ def _speech_from_chunks(req: SpeechRequest, chunks: list[SpeechChunk]) -> Speech
         voice_id=req.voice.id,
         chunks=len(chunks),
         synthesis_seconds=0.0,
+        words=join_words(chunks),
     )
 
 
@@ -135,7 +136,7 @@ def cached_speech(
         from tts_service.engine.synth import SpeechChunk
 
         # A copy: the caller owns the returned array and may change it.
-        self.audio_cache.put(req, [SpeechChunk(0, req.text, speech.pcm.copy(), speech.sample_rate)])
+        self.audio_cache.put(req, [SpeechChunk(0, req.text, speech.pcm.copy(), speech.sample_rate, words=speech.words)])
         return speech
 
     return synthesize

@@ -64,7 +64,7 @@ GAIN_TEXTS = (
 # Peaks vary by ~25% between sentences; leave that much headroom so loud sentences rarely clip.
 _GAIN_HEADROOM = 0.85
 _MANIFEST = "graphs.json"
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2
 
 
 class GraphCacheError(OSError):
@@ -116,6 +116,8 @@ class SplitFiles:
     g: str | None
     hop: int
     frontend_inputs: tuple[str, ...]
+    durations: str | None = None
+    """The frontend output with frames per phoneme id, when the graph has it."""
     folder: Path | None = None
     """Where they were read from: calibration is kept beside them."""
 
@@ -134,6 +136,7 @@ def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -
         with contextlib.redirect_stdout(io.StringIO()):
             meta = graph.split(model, tmp, sample_rate=sample_rate, verbose=False)
         model.unlink()
+        durations = _expose_durations(tmp / meta.frontend)
         manifest = {
             "version": _MANIFEST_VERSION,
             "model_sha256": sha256_bytes(model_bytes),
@@ -142,6 +145,7 @@ def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -
             "seam": {"z_p": meta.seam.z_p, "mask": meta.seam.mask, "g": meta.seam.g},
             "hop": int(meta.hop),
             "frontend_inputs": list(meta.frontend_inputs),
+            "durations": durations,
         }
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2))
         try:
@@ -152,6 +156,25 @@ def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("voice split into graphs", extra={"split_seconds": round(time.perf_counter() - started, 2)})
+
+
+def _expose_durations(frontend: Path) -> str | None:
+    """Make the frontend also output its per-phoneme-id frame counts (word timings come from them).
+
+    Piper's durations are the graph's one `Ceil` (what piper's own alignment patch exposes); a graph without
+    exactly one is left as it is, and that voice gives no word timings.
+    """
+    import onnx
+
+    model = onnx.load(str(frontend))
+    ceils: list[str] = [str(out) for node in model.graph.node if node.op_type == "Ceil" for out in node.output]
+    if len(ceils) != 1 or any(o.name == ceils[0] for o in model.graph.output):
+        return None
+    info = onnx.ValueInfoProto()
+    info.name = ceils[0]
+    model.graph.output.append(info)
+    onnx.save(model, str(frontend))
+    return ceils[0]
 
 
 def _read_verified(outdir: Path, model_sha256: str) -> SplitFiles:
@@ -175,6 +198,7 @@ def _read_verified(outdir: Path, model_sha256: str) -> SplitFiles:
         g=seam.get("g"),
         hop=int(manifest["hop"]),
         frontend_inputs=tuple(manifest["frontend_inputs"]),
+        durations=manifest.get("durations"),
         folder=outdir,
     )
 
@@ -182,7 +206,7 @@ def _read_verified(outdir: Path, model_sha256: str) -> SplitFiles:
 def split_files(model_bytes: bytes, voice_id: str, sample_rate: int, cache_root: Path) -> SplitFiles:
     """The voice's split graphs from the cache (made now if missing or not matching), verified by sha256."""
     model_sha = sha256_bytes(model_bytes)
-    outdir = private_dir(cache_root) / f"{voice_id}-{model_sha[:16]}"
+    outdir = private_dir(cache_root) / f"{voice_id}-{model_sha[:16]}-v{_MANIFEST_VERSION}"
     if (outdir / _MANIFEST).is_file():
         try:
             return _read_verified(outdir, model_sha)
@@ -337,8 +361,26 @@ class VoiceGraphs:
         speaker_id: int | None,
         run_options: ort.RunOptions | None = None,
     ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
-        out = self._pair(worker)[0].run(None, self._frontend_feed(ids, scales, speaker_id), run_options)
-        return out[0], out[1], (out[2] if len(out) > 2 else None)
+        z_p, mask, g, _ = self.frontend_with_durations(worker, ids, scales, speaker_id, run_options)
+        return z_p, mask, g
+
+    def frontend_with_durations(
+        self,
+        worker: int,
+        ids: list[int],
+        scales: FloatArray,
+        speaker_id: int | None,
+        run_options: ort.RunOptions | None = None,
+    ) -> tuple[FloatArray, FloatArray, FloatArray | None, npt.NDArray[np.int64] | None]:
+        """The frontend's outputs, and the frames of each phoneme id when the graph gives them."""
+        session = self._pair(worker)[0]
+        out = session.run(None, self._frontend_feed(ids, scales, speaker_id), run_options)
+        names = [o.name for o in session.get_outputs()]
+        durations = None
+        if self.files.durations in names:
+            durations = np.asarray(out[names.index(self.files.durations)]).reshape(-1).astype(np.int64)
+            out = [o for name, o in zip(names, out, strict=True) if name != self.files.durations]
+        return out[0], out[1], (out[2] if len(out) > 2 else None), durations
 
     def _frontend_feed(
         self, ids: list[int], scales: FloatArray, speaker_id: int | None

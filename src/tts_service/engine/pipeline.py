@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from piper.config import SynthesisConfig
 
 from tts_service.engine.audio import FloatArray, Int16Array, float_to_int16, silence
 from tts_service.engine.graphs import HEAD, cuts
 from tts_service.engine.pool import WorkerPool, current_worker
 from tts_service.engine.text import cut_phonemes, split_sentences
+from tts_service.engine.words import WordTiming, owners, sound_spans, sounds_of, text_words, timings, word_groups
 from tts_service.errors import AudioTooLong, SynthesisFailed
 
 if TYPE_CHECKING:
@@ -57,6 +59,19 @@ MIN_SPLIT_FRAMES = 160
 """Shortest part of a piece worth a worker of its own (its two margins cost 64 frames of decoding)."""
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """Part of a sentence the frontend sees at once, with the input words its phoneme words belong to."""
+
+    sentence: str
+    phonemes: list[str]
+    ids: list[int]
+    words: list[str]
+    """The sentence's input words."""
+    owner: list[int]
+    """For each sound phoneme of this piece, the index of its input word."""
+
+
 @dataclass
 class _Frontend:
     """A piece after the frontend: what its decoder windows need."""
@@ -67,6 +82,8 @@ class _Frontend:
     frames: int
     done: int = 0
     """Frames already decoded (a stream's first window)."""
+    durations: npt.NDArray[np.int64] | None = None
+    """Frames of each phoneme id, when the graph gives them."""
 
 
 def _forward_failure(done: Future[Any], slot: Future[list[SpeechChunk]]) -> bool:
@@ -194,18 +211,18 @@ class Synthesis:
         try:
             index = 0
             for sentence in split_sentences(self.req.text):
-                pieces = list(self._pieces(sentence))
-                for n, ids in enumerate(pieces):
+                pieces = self._pieces(sentence)
+                for n, piece in enumerate(pieces):
                     end = n == len(pieces) - 1
                     if not self._reserve():
                         return
                     if self.voice.graphs is None:
-                        self._slot(self.pool.submit(self._whole_piece, sentence, ids, index, end))
+                        self._slot(self.pool.submit(self._whole_piece, piece, index, end))
                     elif index == 0 and self.plan.first_frames is not None:
-                        if not self._head_and_rest(sentence, ids, end):
+                        if not self._head_and_rest(piece, end):
                             return
                     else:
-                        self._split_piece(sentence, ids, index, end)
+                        self._split_piece(piece, index, end)
                     index += 1
         except Exception as exc:
             failed: Future[list[SpeechChunk]] = Future()
@@ -246,11 +263,11 @@ class Synthesis:
             ranges = [(a + start, b + start) for a, b in cuts(total - start, size)]
         return ranges
 
-    def _split_piece(self, sentence: str, ids: list[int], index: int, end: bool) -> None:
+    def _split_piece(self, piece: _Piece, index: int, end: bool) -> None:
         """Frontend on one worker, then the decoder windows on as many workers as are free; one slot in order."""
         slot: Future[list[SpeechChunk]] = Future()
         self._slot(slot)
-        frontend = self._track(self.pool.submit(self._frontend, ids))
+        frontend = self._track(self.pool.submit(self._frontend, piece.ids))
 
         def decode(done: Future[_Frontend]) -> None:
             if not _forward_failure(done, slot):
@@ -262,36 +279,53 @@ class Synthesis:
             except Exception as exc:  # e.g. the pool shut down: the consumer must hear of it, not wait forever
                 slot.set_exception(exc)
                 return
-            _gather(jobs, slot, lambda parts: self._piece_chunks(sentence, parts, index, end))
+            _gather(jobs, slot, lambda parts: self._piece_chunks(piece, state, windows, parts, index, end))
 
         frontend.add_done_callback(decode)
 
-    def _head_and_rest(self, sentence: str, ids: list[int], end: bool) -> bool:
+    def _head_and_rest(self, piece: _Piece, end: bool) -> bool:
         """A stream's first piece: frontend and a small first window on the head sessions, delivered alone."""
-        self._slot(self.pool.submit(self._head, sentence, ids, end)).result()
+        self._slot(self.pool.submit(self._head, piece, end)).result()
         state = self._head_state
         if state is None:
             return True  # the piece fitted in its first window
         windows = self._windows(state.frames, start=state.done)
-        for i, (a, b) in enumerate(windows):
+        for i, window in enumerate(windows):
             if not self._reserve():
                 return False
             last = end and i == len(windows) - 1
-            decode = self._track(self.pool.submit(self._decode, state, a, b))
+            decode = self._track(self.pool.submit(self._decode, state, *window))
             slot: Future[list[SpeechChunk]] = Future()
             self._slot(slot)
-            _gather([decode], slot, functools.partial(self._rest_chunks, sentence, last))
+            _gather(
+                [decode],
+                slot,
+                functools.partial(self._window_chunks, piece, state, [window], 0, last, False, piece_end=end),
+            )
         return True
 
-    def _pieces(self, sentence: str) -> Iterator[list[int]]:
+    def _pieces(self, sentence: str) -> list[_Piece]:
+        """The sentence's pieces, each with its phoneme ids and the input words its phoneme words belong to."""
         piper = self.voice.piper
         try:
             phonemes: list[list[str]] = piper.phonemize(sentence)
+            cut = [p for sentence_phonemes in phonemes for p in cut_phonemes(sentence_phonemes, self.plan.max_phonemes)]
+            id_map = piper.config.phoneme_id_map
+            spoken = [sounds_of(p, id_map) for p in cut]
+            names = text_words(sentence)
+            owner = owners(names, [n for p in cut for n in word_groups(p, id_map)], self._solo)
         except Exception as exc:  # espeak-ng reports failures as plain exceptions
             raise SynthesisFailed(f"phonemization failed ({type(exc).__name__})") from exc
-        for sentence_phonemes in phonemes:
-            for piece in cut_phonemes(sentence_phonemes, self.plan.max_phonemes):
-                yield piper.phonemes_to_ids(piece)
+        pieces = []
+        for p, n in zip(cut, spoken, strict=True):
+            pieces.append(_Piece(sentence, p, piper.phonemes_to_ids(p), names, owner[:n]))
+            owner = owner[n:]
+        return pieces
+
+    def _solo(self, word: str) -> int:
+        """Sounds of a word spoken alone (only asked when espeak joined or split words)."""
+        id_map = self.voice.piper.config.phoneme_id_map
+        return sum(sounds_of(p, id_map) for p in self.voice.piper.phonemize(word))
 
     # --- jobs (worker threads) ---
 
@@ -299,12 +333,12 @@ class Synthesis:
         graphs = self.voice.graphs
         assert graphs is not None
         try:
-            z_p, mask, g = graphs.frontend(
+            z_p, mask, g, durations = graphs.frontend_with_durations(
                 current_worker() if worker is None else worker, ids, self._scales(), self.req.speaker_id
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
-        return _Frontend(z_p, mask, g, int(z_p.shape[2]))
+        return _Frontend(z_p, mask, g, int(z_p.shape[2]), durations=durations)
 
     def _decode(self, state: _Frontend, a: int, b: int, worker: int | None = None) -> FloatArray:
         graphs = self.voice.graphs
@@ -314,63 +348,102 @@ class Synthesis:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
 
-    def _head(self, sentence: str, ids: list[int], end: bool) -> list[SpeechChunk]:
+    def _head(self, piece: _Piece, end: bool) -> list[SpeechChunk]:
         assert self.plan.first_frames is not None
-        state = self._frontend(ids, worker=HEAD)
+        state = self._frontend(piece.ids, worker=HEAD)
         first = min(self.plan.first_frames, state.frames)
         audio = self._decode(state, 0, first, worker=HEAD)
         if first < state.frames:
             state.done = first
             self._head_state = state
-        return self._stream_chunks(sentence, [audio], 0, end and first == state.frames)
+        return self._window_chunks(
+            piece, state, [(0, first)], 0, end and first == state.frames, True, [audio], piece_end=end
+        )
 
-    def _whole_piece(self, sentence: str, ids: list[int], index: int, end: bool) -> list[SpeechChunk]:
-        """The fallback for voices that cannot be split: Piper's whole graph, one run per piece."""
+    def _whole_piece(self, piece: _Piece, index: int, end: bool) -> list[SpeechChunk]:
+        """The fallback for voices that cannot be split: Piper's whole graph, one run per piece (no word timings)."""
         try:
-            audio = np.asarray(self.voice.piper.phoneme_ids_to_audio(ids, self._config()), dtype=np.float32)
+            audio = np.asarray(self.voice.piper.phoneme_ids_to_audio(piece.ids, self._config()), dtype=np.float32)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
-        return self._piece_chunks(sentence, [audio], index, end)
+        return self._normalised(piece, audio, [], index, end)
 
     # --- results ---
 
-    def _piece_chunks(self, sentence: str, parts: list[FloatArray], index: int, end: bool) -> list[SpeechChunk]:
+    def _words(self, piece: _Piece, state: _Frontend, end: bool) -> list[WordTiming]:
+        """The piece's word timings in samples from its start, when the graph gave durations."""
+        graphs = self.voice.graphs
+        if state.durations is None or graphs is None:
+            return []
+        spans = sound_spans(piece.phonemes, state.durations, self.voice.piper.config.phoneme_id_map, graphs.hop)
+        return timings(piece.words, piece.owner, spans, ends_sentence=end)
+
+    def _piece_chunks(
+        self,
+        piece: _Piece,
+        state: _Frontend,
+        windows: list[tuple[int, int]],
+        parts: list[FloatArray],
+        index: int,
+        end: bool,
+    ) -> list[SpeechChunk]:
         """A whole piece: peak-normalised like Piper's own output, or (streams) at the voice's fixed gain."""
-        if self.plan.first_frames is not None and self.voice.graphs is not None:
-            return self._stream_chunks(sentence, parts, index, end, first_of_piece=True)
+        if self.plan.first_frames is not None:
+            return self._window_chunks(piece, state, windows, index, end, True, parts)
         audio = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return self._normalised(piece, audio, self._words(piece, state, end), index, end)
+
+    def _normalised(
+        self, piece: _Piece, audio: FloatArray, words: list[WordTiming], index: int, end: bool
+    ) -> list[SpeechChunk]:
         if audio.size == 0:
             return []
         peak = float(np.max(np.abs(audio)))
         audio = audio / peak if peak > 1e-8 else np.zeros_like(audio)
-        return [
-            self._chunk(sentence, float_to_int16(audio * self.req.volume), first_of_piece=True, index=index, end=end)
-        ]
+        pcm = float_to_int16(audio * self.req.volume)
+        return [self._chunk(piece.sentence, pcm, words, first_of_piece=True, index=index, end=end)]
 
-    def _rest_chunks(self, sentence: str, end: bool, parts: list[FloatArray]) -> list[SpeechChunk]:
-        return self._stream_chunks(sentence, parts, 1, end)
-
-    def _stream_chunks(
-        self, sentence: str, parts: list[FloatArray], index: int, end: bool, *, first_of_piece: bool = False
+    def _window_chunks(
+        self,
+        piece: _Piece,
+        state: _Frontend,
+        windows: list[tuple[int, int]],
+        index: int,
+        end: bool,
+        first_of_piece: bool,
+        parts: list[FloatArray],
+        piece_end: bool | None = None,
     ) -> list[SpeechChunk]:
-        """Streams keep one gain for the whole request, so the windows of a piece join without a step."""
-        return [
-            self._chunk(
-                sentence,
-                float_to_int16(part * self._gain),
-                first_of_piece=first_of_piece and i == 0,
-                index=index,
-                end=end and i == len(parts) - 1,
+        """Streamed windows at one gain for the whole request (so they join without a step), each with the
+        words that start in it. `piece_end`: whether the piece ends its sentence (default: `end`)."""
+        piece_end = end if piece_end is None else piece_end
+        hop = self.voice.graphs.hop if self.voice.graphs is not None else 1
+        words = self._words(piece, state, piece_end)
+        out = []
+        for i, ((a, b), part) in enumerate(zip(windows, parts, strict=True)):
+            mine = [w.shifted(-a * hop) for w in words if a * hop <= w.start < b * hop]
+            out.append(
+                self._chunk(
+                    piece.sentence,
+                    float_to_int16(part * self._gain),
+                    mine,
+                    first_of_piece=first_of_piece and i == 0,
+                    index=index,
+                    end=end and i == len(parts) - 1,
+                )
             )
-            for i, part in enumerate(parts)
-        ]
+        return out
 
-    def _chunk(self, sentence: str, pcm: Int16Array, *, first_of_piece: bool, index: int, end: bool) -> SpeechChunk:
+    def _chunk(
+        self, sentence: str, pcm: Int16Array, words: list[WordTiming], *, first_of_piece: bool, index: int, end: bool
+    ) -> SpeechChunk:
         from tts_service.engine.synth import SpeechChunk
 
         if first_of_piece and index > 0 and self.req.sentence_silence > 0:
-            pcm = np.concatenate([silence(self.req.sentence_silence, self.voice.sample_rate), pcm])
-        return SpeechChunk(-1, sentence, pcm, self.voice.sample_rate, sentence_end=end)
+            gap = silence(self.req.sentence_silence, self.voice.sample_rate)
+            pcm = np.concatenate([gap, pcm])
+            words = [w.shifted(gap.size) for w in words]
+        return SpeechChunk(-1, sentence, pcm, self.voice.sample_rate, sentence_end=end, words=words)
 
     def _scales(self) -> FloatArray:
         assert self.voice.graphs is not None

@@ -19,6 +19,7 @@ from tts_service.engine.pipeline import Plan, Synthesis
 from tts_service.engine.pool import WorkerPool
 from tts_service.engine.registry import VoiceEntry, VoiceRegistry
 from tts_service.engine.voices import LoadedVoice, SessionSettings, VoiceCache
+from tts_service.engine.words import WordTiming
 from tts_service.errors import AudioTooLong, ValidationFailed
 from tts_service.observability import Metrics, get_metrics
 
@@ -54,6 +55,8 @@ class SpeechChunk:
     sample_rate: int
     sentence_end: bool = True
     """False for the leading pieces of a sentence decoded in chunks (`Engine.iter_stream_chunks`)."""
+    words: list[WordTiming] = dataclasses.field(default_factory=list)
+    """Words that start in this chunk, in samples from its start (voices whose graph gives durations)."""
 
     @property
     def duration_ms(self) -> int:
@@ -69,6 +72,8 @@ class Speech:
     voice_id: str
     chunks: int
     synthesis_seconds: float
+    words: list[WordTiming] = dataclasses.field(default_factory=list)
+    """Word timings in samples from the start (voices whose graph gives durations)."""
 
     @property
     def duration_ms(self) -> int:
@@ -208,6 +213,7 @@ class Engine:
             voice_id=req.voice.id,
             chunks=len(chunks),
             synthesis_seconds=time.perf_counter() - started,
+            words=join_words(chunks),
         )
 
     # --- async API (event loop) ---
@@ -272,6 +278,16 @@ class Engine:
 
     def ready(self) -> bool:
         return self.warmed and self.voices.peek(self.registry.default_voice) is not None
+
+
+def join_words(chunks: list[SpeechChunk]) -> list[WordTiming]:
+    """The chunks' word timings in samples from the start of their joined audio."""
+    words: list[WordTiming] = []
+    offset = 0
+    for chunk in chunks:
+        words.extend(w.shifted(offset) for w in chunk.words)
+        offset += chunk.pcm.size
+    return words
 
 
 @lru_cache

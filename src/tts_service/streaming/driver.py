@@ -18,12 +18,12 @@ from tts_service.engine.audio import silence
 from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage, ValidationFailed
 from tts_service.streaming.events import (
     AudioEvent,
+    ChunkEvent,
     Encoding,
     EndEvent,
     ErrorEvent,
     Event,
     EventMaker,
-    SpectrogramEvent,
     StartEvent,
     to_json,
 )
@@ -167,7 +167,12 @@ class StreamDriver:
             id=uuid.uuid4().hex,
             options=options,
             encoding=msg.encoding,
-            maker=EventMaker(self.max_audio_bytes, spectrogram=msg.spectrogram, sample_rate=source_rate),
+            maker=EventMaker(
+                self.max_audio_bytes,
+                spectrogram=msg.spectrogram,
+                sample_rate=source_rate,
+                words=msg.timestamps == "word",
+            ),
             text=None if isinstance(msg, SpeakMessage) else IncrementalText(self.max_pending),
             encoder=encoder,
         )
@@ -233,7 +238,7 @@ class StreamDriver:
                 self.stream = None
 
     @staticmethod
-    async def _audio_events(stream: _Stream, chunk: SpeechChunk | None) -> list[AudioEvent | SpectrogramEvent]:
+    async def _audio_events(stream: _Stream, chunk: SpeechChunk | None) -> list[ChunkEvent]:
         """The events of one chunk (None: the encoder's tail), encoded on a thread when the stream has a format."""
         if stream.encoder is None:
             return stream.maker.events(chunk) if chunk is not None else []
@@ -243,7 +248,7 @@ class StreamDriver:
             data = await asyncio.to_thread(stream.encoder.encode, chunk.pcm)
         return [*stream.maker.encoded(data, chunk)]
 
-    async def _send_audio(self, stream: _Stream, events: list[AudioEvent | SpectrogramEvent]) -> None:
+    async def _send_audio(self, stream: _Stream, events: list[ChunkEvent]) -> None:
         for event in events:
             # Shielded: a cancel never cuts a frame in half; it takes effect after this one.
             self._inflight = asyncio.ensure_future(self._emit(event, stream.encoding))

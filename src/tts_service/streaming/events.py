@@ -80,6 +80,18 @@ class SpectrogramEvent:
 
 
 @dataclass(frozen=True)
+class WordsEvent:
+    """When the words of the audio event with the same `seq` (and what follows it) are spoken, in milliseconds
+    from the start of the stream. Sent only when the stream asked for `timestamps: "word"`."""
+
+    seq: int
+    words: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "words", "seq": self.seq, "words": self.words}
+
+
+@dataclass(frozen=True)
 class EndEvent:
     """The stream is over: audio events sent, their total duration, and whether it was cancelled."""
 
@@ -115,7 +127,9 @@ class ErrorEvent:
         }
 
 
-Event = StartEvent | AudioEvent | SpectrogramEvent | EndEvent | ErrorEvent
+Event = StartEvent | AudioEvent | SpectrogramEvent | WordsEvent | EndEvent | ErrorEvent
+ChunkEvent = AudioEvent | SpectrogramEvent | WordsEvent
+"""What one engine chunk becomes."""
 
 
 def to_json(event: Event) -> str:
@@ -130,10 +144,18 @@ class EventMaker:
     """
 
     def __init__(
-        self, max_audio_bytes: int, spectrogram: bool = False, seq: int = 0, samples: int = 0, sample_rate: int = 0
+        self,
+        max_audio_bytes: int,
+        spectrogram: bool = False,
+        seq: int = 0,
+        samples: int = 0,
+        sample_rate: int = 0,
+        words: bool = False,
     ) -> None:
         self.max_audio_bytes = max(_ALIGN_BYTES, max_audio_bytes // _ALIGN_BYTES * _ALIGN_BYTES)
         self.spectrogram = spectrogram
+        self.words = words
+        """Add a `words` event for each chunk whose words start in it."""
         self.seq = seq
         """Next audio event's sequence number (= audio events made so far)."""
         self.samples = samples
@@ -149,14 +171,28 @@ class EventMaker:
     def end(self, cancelled: bool = False) -> EndEvent:
         return EndEvent(chunks=self.seq, duration_ms=self.duration_ms, cancelled=cancelled)
 
-    def events(self, chunk: SpeechChunk) -> list[AudioEvent | SpectrogramEvent]:
+    def _words_event(self, chunk: SpeechChunk, seq: int) -> list[ChunkEvent]:
+        if not self.words or not chunk.words:
+            return []
+        rate = chunk.sample_rate
+        words = [
+            {
+                "word": w.word,
+                "start_ms": round(1000 * (self.samples + w.start) / rate),
+                "end_ms": round(1000 * (self.samples + w.end) / rate),
+            }
+            for w in chunk.words
+        ]
+        return [WordsEvent(seq=seq, words=words)]
+
+    def events(self, chunk: SpeechChunk) -> list[ChunkEvent]:
         """The events of one engine chunk, in order."""
         self.sample_rate = chunk.sample_rate
         data = chunk.pcm.astype("<i2", copy=False).tobytes()
         frames: list[list[float]] | None = None
         if self.spectrogram:
             frames = mel_spectrogram(chunk.pcm, chunk.sample_rate)["frames"]
-        out: list[AudioEvent | SpectrogramEvent] = []
+        out: list[ChunkEvent] = self._words_event(chunk, self.seq)
         for start in range(0, len(data), self.max_audio_bytes):
             piece = data[start : start + self.max_audio_bytes]
             text = chunk.text[:MAX_EVENT_TEXT] if self._sentence_start else ""
@@ -172,7 +208,7 @@ class EventMaker:
         self._sentence_start = chunk.sentence_end
         return out
 
-    def encoded(self, data: bytes, chunk: SpeechChunk | None) -> list[AudioEvent]:
+    def encoded(self, data: bytes, chunk: SpeechChunk | None) -> list[ChunkEvent]:
         """Events of encoded bytes made from `chunk` (None: an encoder's final tail), cut to the size limit.
 
         A codec may hold a chunk's audio back until it has a whole frame, so a sentence's text goes with the first
@@ -180,7 +216,7 @@ class EventMaker:
         """
         if chunk is not None and self._sentence_start:
             self._pending_text = chunk.text[:MAX_EVENT_TEXT]
-        out: list[AudioEvent] = []
+        out: list[ChunkEvent] = self._words_event(chunk, self.seq) if chunk is not None else []
         for start in range(0, len(data), self.max_audio_bytes):
             out.append(
                 AudioEvent(seq=self.seq, pcm=data[start : start + self.max_audio_bytes], text=self._pending_text)

@@ -29,6 +29,8 @@ class SpeakMessage(SpeechOptions):
     spectrogram: bool = False
     format: StreamFormat = "pcm"
     sample_rate: int | None = None
+    timestamps: Literal["none", "word"] = "none"
+    """`word`: a `words` event before the audio of each chunk whose words start in it."""
 
     def options(self) -> SpeechOptions:
         return SpeechOptions.model_validate(self.model_dump(include=set(SpeechOptions.model_fields)))
@@ -42,6 +44,8 @@ class StartMessage(SpeechOptions):
     spectrogram: bool = False
     format: StreamFormat = "pcm"
     sample_rate: int | None = None
+    timestamps: Literal["none", "word"] = "none"
+    """`word`: a `words` event before the audio of each chunk whose words start in it."""
 
     def options(self) -> SpeechOptions:
         return SpeechOptions.model_validate(self.model_dump(include=set(SpeechOptions.model_fields)))
