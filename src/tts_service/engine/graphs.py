@@ -245,12 +245,14 @@ class VoiceGraphs:
         workers: int,
         *,
         head_options: ort.SessionOptions | None = None,
+        sample_rate: int = 22050,
         phoneme_ids: Sequence[list[int]],
         defaults: tuple[float, float, float],
         default_speaker: int | None,
     ) -> None:
         self.files = files
         self.hop = files.hop
+        self.sample_rate = sample_rate
         self.defaults = defaults
         """The voice's (noise_scale, length_scale, noise_w)."""
         self.default_speaker = default_speaker
@@ -274,9 +276,42 @@ class VoiceGraphs:
         self.margin = MARGIN_FRAMES
         self.gain = 1.0
         """Fixed gain for streamed audio: per-piece peak normalisation would need the whole piece first."""
+        self._calibration_ids = list(phoneme_ids)
+        self._reference: float | None = None
+        self._reference_lock = threading.Lock()
         if not self._load_calibration():
             self._calibrate(phoneme_ids)
             self._save_calibration()
+
+    def reference_lufs(self) -> float:
+        """Loudness (LUFS) of the calibration texts decoded at the stream gain: how loud this voice streams.
+
+        Measured on first use (a loudness target on a stream), then kept beside the graphs.
+        """
+        with self._reference_lock:
+            if self._reference is None:
+                saved = self._read_calibration().get("reference_lufs")
+                if isinstance(saved, float) and -70.0 < saved < 0.0:
+                    self._reference = saved
+                else:
+                    from tts_service.engine.loudness import integrated_lufs
+
+                    parts = []
+                    for ids in self._calibration_ids:
+                        z_p, mask, g = self.frontend(0, ids, self.scales(0.0, None, 0.0), None)
+                        parts.append(self._decode(0, z_p, mask, g, 0, z_p.shape[2], margin=0) * self.gain)
+                    self._reference = integrated_lufs(np.concatenate(parts), self.sample_rate)
+                    self._save_calibration()
+            return self._reference
+
+    def _read_calibration(self) -> dict[str, object]:
+        path = self._calibration_path()
+        with contextlib.suppress(OSError, ValueError):
+            if path is not None:
+                saved = json.loads(path.read_text())
+                if isinstance(saved, dict):
+                    return saved
+        return {}
 
     def _calibration_path(self) -> Path | None:
         return None if self.files.folder is None else self.files.folder / "calibration.json"
@@ -297,8 +332,11 @@ class VoiceGraphs:
     def _save_calibration(self) -> None:
         path = self._calibration_path()
         if path is not None:
+            saved = {"gain": self.gain, "margin": self.margin}
+            if self._reference is not None:
+                saved["reference_lufs"] = self._reference
             with contextlib.suppress(OSError):  # a read-only folder: calibrate again next time
-                path.write_text(json.dumps({"gain": self.gain, "margin": self.margin}))
+                path.write_text(json.dumps(saved))
 
     def _calibrate(self, phoneme_ids: Sequence[list[int]]) -> None:
         """Measure the voice's gain and decode margin with a few short decodes (worker 0's sessions).

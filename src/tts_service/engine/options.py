@@ -25,3 +25,11 @@ class SpeechOptions(BaseModel):
     noise_w: float | None = Field(None, ge=0.0, le=2.0, description="Phoneme duration noise (voice default 0.8).")
     volume: float = Field(1.0, ge=0.0, le=4.0, description="Gain after peak normalisation; clipped to full scale.")
     sentence_silence: float = Field(0.0, ge=0.0, le=5.0, description="Seconds of silence between sentences.")
+    loudness: float | None = Field(
+        None,
+        ge=-40.0,
+        le=-5.0,
+        description="Target loudness in LUFS (ITU-R BS.1770), e.g. -16 for podcasts, -23 for broadcast; true peaks "
+        "held under -1 dBTP. Unset: peak-normalised as Piper does. Streams take one gain from the voice's "
+        "measured loudness.",
+    )

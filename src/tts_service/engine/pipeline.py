@@ -29,6 +29,7 @@ from piper.config import SynthesisConfig
 
 from tts_service.engine.audio import FloatArray, Int16Array, float_to_int16, silence
 from tts_service.engine.graphs import HEAD, cuts
+from tts_service.engine.loudness import gain_for, limit
 from tts_service.engine.pool import WorkerPool, current_worker
 from tts_service.engine.text import cut_phonemes, split_sentences
 from tts_service.engine.words import WordTiming, owners, sound_spans, sounds_of, text_words, timings, word_groups
@@ -209,6 +210,10 @@ class Synthesis:
     def _conduct(self) -> None:
         assert self._deliver is not None
         try:
+            graphs = self.voice.graphs
+            if self.req.loudness is not None and graphs is not None and self.plan.first_frames is not None:
+                # Here, on the conductor's thread: measuring the voice (once) takes a few decodes.
+                self._gain *= gain_for(graphs.reference_lufs(), self.req.loudness)
             index = 0
             for sentence in split_sentences(self.req.text):
                 pieces = self._pieces(sentence)
@@ -425,7 +430,8 @@ class Synthesis:
             out.append(
                 self._chunk(
                     piece.sentence,
-                    float_to_int16(part * self._gain),
+                    # A fixed gain can push a loud sentence past full scale: its true peaks are limited instead.
+                    float_to_int16(limit(part * self._gain, self.voice.sample_rate)),
                     mine,
                     first_of_piece=first_of_piece and i == 0,
                     index=index,

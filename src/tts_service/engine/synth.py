@@ -12,8 +12,9 @@ from functools import lru_cache
 import numpy as np
 
 from tts_service.config import Settings, get_settings
-from tts_service.engine.audio import Int16Array
+from tts_service.engine.audio import Int16Array, float_to_int16
 from tts_service.engine.cache import AudioCache, cached_speech, cached_stream
+from tts_service.engine.loudness import to_loudness
 from tts_service.engine.options import SpeechOptions
 from tts_service.engine.pipeline import Plan, Synthesis
 from tts_service.engine.pool import WorkerPool
@@ -43,6 +44,8 @@ class SpeechRequest:
     noise_w: float | None
     volume: float
     sentence_silence: float
+    loudness: float | None = None
+    """Target LUFS, or None (Piper's peak normalisation)."""
 
 
 @dataclass
@@ -156,6 +159,7 @@ class Engine:
             noise_w=options.noise_w,
             volume=options.volume,
             sentence_silence=options.sentence_silence,
+            loudness=options.loudness,
         )
 
     def _check_budget(self, text: str, options: SpeechOptions) -> None:
@@ -202,7 +206,15 @@ class Engine:
 
     def synthesize_blocking(self, req: SpeechRequest) -> Speech:
         started = time.perf_counter()
-        return self._speech(req, list(self.iter_chunks(req)), started)
+        return self._loud(req, self._speech(req, list(self.iter_chunks(req)), started))
+
+    @staticmethod
+    def _loud(req: SpeechRequest, speech: Speech) -> Speech:
+        """The whole answer at the request's loudness target, if it has one (blocking: a worker's job)."""
+        if req.loudness is not None:
+            audio = speech.pcm.astype(np.float32) / 32767.0
+            speech.pcm = float_to_int16(to_loudness(audio, speech.sample_rate, req.loudness))
+        return speech
 
     def _speech(self, req: SpeechRequest, chunks: list[SpeechChunk], started: float) -> Speech:
         if not chunks:
@@ -225,7 +237,8 @@ class Engine:
             started = time.perf_counter()
             voice = await self.loaded_voice(req.voice)
             chunks = [chunk async for chunk in Synthesis(req, voice, self.pool, self.plan)]
-            return self._speech(req, chunks, started)
+            speech = self._speech(req, chunks, started)
+            return speech if req.loudness is None else await self.pool.run(self._loud, req, speech)
 
     def _trim(self) -> None:
         """Synthesis went idle: release the arenas' peaks (each voice's sessions), on a worker."""

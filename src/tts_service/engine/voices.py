@@ -117,6 +117,7 @@ def _load_graphs(
                 phoneme_ids=calibration,
                 defaults=(config.noise_scale, config.length_scale, config.noise_w_scale),
                 default_speaker=getattr(config, "default_speaker_id", None),
+                sample_rate=int(config.sample_rate),
             )
         except OSError as exc:
             error = exc
