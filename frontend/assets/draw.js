@@ -114,7 +114,10 @@ export function drawSpectrogram(canvas, spectrogram) {
   ctx.drawImage(tmp, 0, 0, canvas.width, canvas.height);
 }
 
-/** Stream chunks: x is the arrival time since the request, each bar as wide as the audio it carries. */
+/**
+ * Stream chunks: above, when each arrived (ms since the request); below, when its audio plays (from the first
+ * audio on, back to back). Arrivals ahead of their playback mean no gap.
+ */
 export function drawTimeline(canvas, chunks, firstAudioMs) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width;
@@ -122,17 +125,19 @@ export function drawTimeline(canvas, chunks, firstAudioMs) {
   ctx.fillStyle = css("--surface-2", "#f1f3f5");
   ctx.fillRect(0, 0, w, h);
   const last = chunks.length ? chunks[chunks.length - 1] : null;
-  const endMs = Math.max(1000, last ? Math.max(last.atMs, last.audioStartMs + last.audioMs) : 0) * 1.05;
+  const offset = firstAudioMs ?? 0;
+  const endMs = Math.max(1000, last ? Math.max(last.atMs, offset + last.audioStartMs + last.audioMs) : 0) * 1.05;
   const x = (ms) => (ms / endMs) * (w - 20) + 10;
   ctx.font = "12px system-ui, sans-serif";
   ctx.fillStyle = css("--muted", "#6b7280");
   ctx.fillText("arrival", 10, 14);
-  ctx.fillText("audio it carries", 10, h / 2 + 14);
+  ctx.fillText("when its audio plays", 10, h / 2 + 14);
   chunks.forEach((chunk, i) => {
     ctx.fillStyle = css("--accent", "#1f6feb");
     ctx.fillRect(x(chunk.atMs) - 1, 20, 2, h / 2 - 26);
     ctx.fillStyle = i % 2 ? css("--accent-2", "#58a6ff") : css("--accent", "#1f6feb");
-    ctx.fillRect(x(chunk.audioStartMs), h / 2 + 20, Math.max(1, x(chunk.audioStartMs + chunk.audioMs) - x(chunk.audioStartMs)), h / 2 - 28);
+    const start = offset + chunk.audioStartMs;
+    ctx.fillRect(x(start), h / 2 + 20, Math.max(1, x(start + chunk.audioMs) - x(start)), h / 2 - 28);
   });
   if (firstAudioMs != null) {
     ctx.strokeStyle = css("--danger", "#d1242f");
