@@ -108,10 +108,16 @@ export async function openSocket(path) {
     const { subprotocol } = await postJson("/ws-ticket", undefined);
     protocols.push(subprotocol);
   }
-  const ws = new WebSocket(wsBase + path, protocols);
+  let ws;
+  try {
+    ws = new WebSocket(wsBase + path, protocols);
+  } catch (exc) {
+    throw new ApiError(0, "ws_refused", `the browser refused to open ${wsBase}${path}: ${exc.message}`);
+  }
   ws.binaryType = "arraybuffer";
   await new Promise((resolve, reject) => {
     ws.addEventListener("open", resolve, { once: true });
+    ws.addEventListener("error", () => reject(new ApiError(0, "ws_refused", `the WebSocket to ${wsBase}${path} failed to open`)), { once: true });
     ws.addEventListener(
       "close",
       (event) => {

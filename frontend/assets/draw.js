@@ -146,7 +146,7 @@ export function drawTimeline(canvas, chunks, firstAudioMs) {
     ctx.lineTo(x(firstAudioMs), h);
     ctx.stroke();
     ctx.fillStyle = css("--danger", "#d1242f");
-    ctx.fillText(`first audio ${Math.round(firstAudioMs)} ms`, Math.min(x(firstAudioMs) + 4, w - 130), h / 2 + 2);
+    ctx.fillText(`first audio ${Math.round(firstAudioMs)} ms`, Math.min(x(firstAudioMs) + 4, w - 180), h - 4);
   }
   ctx.fillStyle = css("--muted", "#6b7280");
   ctx.fillText(`${(endMs / 1000).toFixed(1)} s`, w - 40, h - 4);

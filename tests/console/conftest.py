@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Request, sync_playwright
 
 from tests.fakes.llm_server import FakeLlmServer
-from tests.support.shim import REPO, Shim, running_shim
+from tests.support.shim import REPO, Shim, free_port, running_shim
 
 # Debian's package (apt-get install chromium; .ci/run installs it): never a browser downloaded by Playwright.
 CHROMIUM = Path("/usr/bin/chromium")
@@ -54,9 +54,19 @@ def llm_env(fake: FakeLlmServer, data_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def shim(llm_server: FakeLlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    """The shim as `make serve` runs it (no keys), its chat pointed at the fake LLM."""
-    env = llm_env(llm_server, tmp_path_factory.mktemp("console-data"))
+def frontend_origin() -> str:
+    """Where the tts-frontend image's nginx serves the built console in tests/console/test_frontend_image.py."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def shim(llm_server: FakeLlmServer, frontend_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
+    """The shim as `make serve` runs it (no keys), its chat pointed at the fake LLM; the frontend image's origin may
+    call it (CORS), as in a deployment where PUBLIC_BASE_URL names the API."""
+    env = {
+        **llm_env(llm_server, tmp_path_factory.mktemp("console-data")),
+        "CORS_ALLOWED_ORIGINS": frontend_origin,
+    }
     with running_shim(env, log_path=shim_log("shim")) as running:
         yield running
 
@@ -107,10 +117,11 @@ class Console:
     def assert_clean(self, api_origin: str | None = None) -> None:
         """No console error or uncaught exception, and no request left the page's (or the API's) origin."""
         assert self.watch.errors == []
-        allowed = self.watch.foreign(self.origin)
+        outside = self.watch.foreign(self.origin)
         if api_origin is not None:
-            allowed = [u for u in allowed if not u.startswith((api_origin + "/", api_origin.replace("http", "ws") + "/"))]
-        assert allowed == []
+            api = (api_origin + "/", api_origin.replace("http", "ws", 1) + "/")
+            outside = [url for url in outside if not url.startswith(api)]
+        assert outside == []
 
 
 @contextlib.contextmanager
