@@ -262,3 +262,28 @@ def test_the_image_console_speaks_and_streams_with_the_api_on_another_origin(
         assert any(u.startswith(shim.base.replace("http", "ws") + "/ws/tts") for u in console.watch.urls)
         assert all(u.startswith(nginx) for u in console.watch.urls if "/assets/" in u)
         console.assert_clean(api_origin=shim.base)
+
+
+def test_compose_and_kubernetes_run_the_image_hardened_as_it_needs(image: Image) -> None:
+    import yaml
+
+    # Kubernetes: the image's user and port, probes on its /healthz, read-only root with its two writable folders
+    docs = list(yaml.safe_load_all((REPO / "infra/k8s/frontend.yaml").read_text()))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    service = next(d for d in docs if d["kind"] == "Service")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert str(pod["securityContext"]["runAsUser"]) == image.user and pod["securityContext"]["runAsNonRoot"]
+    assert container["ports"][0]["containerPort"] == int(image.expose)
+    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/etc/nginx/conf.d"}
+    assert {e["name"] for e in container["env"]} == set(image.env)
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    # compose: the same, and the API's CORS allows the console's origin by default
+    compose = yaml.safe_load((REPO / "infra/compose.yaml").read_text())["services"]
+    frontend = compose["frontend"]
+    assert frontend["build"] == "../frontend" and frontend["read_only"] is True and frontend["cap_drop"] == ["ALL"]
+    assert {t.split(":")[0] for t in frontend["tmpfs"]} == {"/tmp", "/etc/nginx/conf.d"}
+    assert frontend["ports"] == ["${FRONTEND_PORT:-8080}:8080"]
+    assert "${FRONTEND_PORT:-8080}" in compose["tts"]["environment"]["CORS_ALLOWED_ORIGINS"]

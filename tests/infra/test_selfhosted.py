@@ -32,6 +32,7 @@ EXPECTED_DOCKERFILES = {
     "functions/chat/Dockerfile",
     "functions/stream/Dockerfile",
     "infra/Dockerfile",
+    "frontend/Dockerfile",
 }
 
 
@@ -242,6 +243,7 @@ CONTEXTS = {
     "functions/stream/Dockerfile": ".",
     "infra/Dockerfile": ".",
     "infra/lambda-web-adapter/Dockerfile": "infra/lambda-web-adapter",
+    "frontend/Dockerfile": "frontend",
 }
 
 
