@@ -21,13 +21,15 @@ ARTIFACTS = REPO / "artifacts" / "console"
 DESKTOP = {"width": 1280, "height": 900}
 
 
-@pytest.fixture(scope="session")
+# Module scope, never session: between its calls Playwright's sync API marks its own event loop as running in this
+# thread, which would break every later test that runs an event loop (Mangum handlers, asyncio.run).
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run installs it)")

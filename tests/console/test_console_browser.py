@@ -172,7 +172,10 @@ def test_server_tab_shows_health_voices_and_live_charts(console: Console) -> Non
     for _ in range(3):
         httpx.get(f"{console.origin}/voices", timeout=10)
     page.wait_for_function("() => Number(document.getElementById('server-rate').dataset.value) > 0", timeout=20_000)
-    assert float(page.locator("#server-rtf").get_attribute("data-value") or 0) > 0
+    # AND a synthesis made while the tab is open shows as the latest real-time factor
+    httpx.post(f"{console.origin}/tts", json={"text": "A fresh sentence while the charts run."}, timeout=60)
+    expect(page.locator("#server-rtf")).to_have_text(re.compile(r"^latest \d+\.\d{3}$"), timeout=20_000)
+    assert 0 < float(page.locator("#server-rtf").get_attribute("data-value") or 0) < 10
     expect(page.locator("#server-latency")).to_contain_text(re.compile(r"mean \d+ ms"))
     expect(page.locator("#server-queue")).to_contain_text("synthesis slots in use")
     console.screenshot("server")
