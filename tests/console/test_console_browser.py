@@ -6,13 +6,14 @@ Every test also asserts the page logged no error and asked for nothing outside t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.console.conftest import Console, console_page, shim_log
 from tests.fakes.llm_server import FakeLlmServer
@@ -308,3 +309,50 @@ def test_phone_width_and_keyboard(browser: Browser, shim: Shim) -> None:
             assert width <= 390, f"{tab}: the page is {width} px wide"
             console.screenshot(f"phone-{tab}")
         console.assert_clean()
+
+
+def test_words_highlight_as_spoken_once_the_api_offers_timings(console: Console) -> None:
+    # GIVEN a server whose schema offers `timestamps` on POST /tts and whose answer carries `words`, in the shape
+    # documented for it ({word, start_ms, end_ms}); until the API has them, the page's requests are answered by the
+    # real server and the timings added here, spread evenly over the real duration
+    page = console.open("speak")
+    asked: list[dict[str, object]] = []
+
+    def schema(route: Route) -> None:
+        spec = route.fetch().json()
+        spec["components"]["schemas"]["TtsRequest"]["properties"]["timestamps"] = {"enum": ["word"]}
+        route.fulfill(json=spec)
+
+    def tts(route: Route) -> None:
+        body = json.loads(route.request.post_data or "{}")
+        asked.append(body)
+        answer = route.fetch(post_data=json.dumps({k: v for k, v in body.items() if k != "timestamps"})).json()
+        words = str(body["text"]).split()
+        step = answer["duration_ms"] / len(words)
+        answer["words"] = [
+            {"word": w, "start_ms": round(i * step), "end_ms": round((i + 1) * step)} for i, w in enumerate(words)
+        ]
+        route.fulfill(json=answer)
+
+    page.route("**/openapi.json", schema)
+    page.route("**/tts", tts)
+    voices_loaded(page)
+    page.fill("#speak-text", SENTENCE)
+    # WHEN it speaks
+    page.click("#speak-go")
+    page.wait_for_function("() => document.getElementById('speak-audio').duration > 0", timeout=SLOW)
+    # THEN it asked for word timings, shows the words, and highlights the one under the playhead
+    assert asked[-1]["timestamps"] == "word"
+    words = page.locator("#speak-words span")
+    expect(words).to_have_count(len(SENTENCE.split()))
+    audio = page.locator("#speak-audio")
+    audio.evaluate("a => a.pause()")
+    duration = audio.evaluate("a => a.duration")
+    for index in (2, 7):
+        middle = (index + 0.5) * duration / len(SENTENCE.split())
+        audio.evaluate("(a, t) => { a.currentTime = t; }", middle)
+        expect(words.nth(index)).to_have_class("spoken")
+        expect(words.nth(index)).to_have_attribute("aria-current", "true")
+        expect(page.locator("#speak-words span.spoken")).to_have_count(1)
+    console.screenshot("speak-words")
+    console.assert_clean()
