@@ -10,7 +10,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, Request, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Request,
+    expect,
+    sync_playwright,
+)
 
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.shim import REPO, Shim, free_port, running_shim
@@ -19,6 +28,8 @@ from tests.support.shim import REPO, Shim, free_port, running_shim
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts" / "console"
 DESKTOP = {"width": 1280, "height": 900}
+# Page states the tests wait for come after an API call or two; on two busy cores that can take longer than 5 s.
+expect.set_options(timeout=15_000)
 
 
 # Module scope, never session: between its calls Playwright's sync API marks its own event loop as running in this
