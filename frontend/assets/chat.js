@@ -58,6 +58,7 @@ export function initChat() {
     if (!turn) return;
     const finished = turn;
     turn = null;
+    finished.bubble.removeAttribute("aria-busy");
     finished.resolve();
     updateButtons();
   }
@@ -138,6 +139,8 @@ export function initChat() {
         resolve = r;
       });
       turn = { bubble: bubble("assistant", ""), text: "", chunks: 0, seconds: 0, done, resolve, cancelSent: false };
+      // Screen readers announce the reply once, when it is complete, not token by token.
+      turn.bubble.setAttribute("aria-busy", "true");
       const frame = { type: "chat", message, speak: $("chat-speak").checked, encoding: "binary" };
       if ($("chat-voice").value) frame.voice = $("chat-voice").value;
       if (conversationId) frame.conversation_id = conversationId;

@@ -78,6 +78,7 @@ export function initStream() {
         chunks.push({ atMs: now, audioStartMs: audioMs, audioMs: ms });
         audioMs += ms;
         player.push(message.data);
+        received.dataset.scheduled = player.scheduled.toFixed(3);
         count.textContent = String(chunks.length);
         received.textContent = `${(audioMs / 1000).toFixed(1)} s`;
         drawTimeline(timeline, chunks, firstMs);
@@ -89,7 +90,9 @@ export function initStream() {
         player.rate = rate;
         setState(`streaming at ${rate} Hz`);
       } else if (msg.type === "end") {
-        finish(msg.cancelled ? "cancelled" : `done: ${msg.chunks} chunks, ${(msg.duration_ms / 1000).toFixed(2)} s`);
+        // A gap: a chunk that came after the audio before it had finished playing (the network or server lagged).
+        const gaps = player.underruns === 0 ? "played without a gap" : `${player.underruns} gap${player.underruns === 1 ? "" : "s"}`;
+        finish(msg.cancelled ? "cancelled" : `done: ${msg.chunks} chunks, ${(msg.duration_ms / 1000).toFixed(2)} s, ${gaps}`);
       } else if (msg.type === "error") {
         showError(error, socketError(msg));
         if (msg.ends_stream) finish("failed");

@@ -96,9 +96,13 @@ def test_stream_reports_first_audio_and_chunks_then_cancels(console: Console) ->
     assert chunks >= 3
     expect(page.locator("#stream-state")).to_have_text(re.compile(rf"^done: {chunks} chunks, [0-9.]+ s"))
     state = page.locator("#stream-state").inner_text()
-    total = float(re.findall(r"([0-9.]+) s$", state)[0])
+    total = float(re.findall(r"chunks, ([0-9.]+) s", state)[0])
     assert 0 < ttfa < total * 1000
     assert float(page.locator("#stream-seconds").inner_text().split()[0]) == pytest.approx(total, abs=0.06)
+    # AND every chunk was handed to Web Audio, back to back: as much audio scheduled as received
+    scheduled = float(page.locator("#stream-seconds").get_attribute("data-scheduled") or 0)
+    assert scheduled == pytest.approx(total, abs=0.06)
+    assert re.search(r", (played without a gap|\d+ gaps?)$", state)
     console.screenshot("stream")
 
     # AND a second stream, cancelled after its first chunk, ends early and says so
