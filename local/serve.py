@@ -16,8 +16,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from tts_service.api import chat, health, metrics, openai_compat, tickets, tts, voices
-from tts_service.api.console import console_router
 from tts_service.api import stream as stream_api
+from tts_service.api.console import console_router
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
 from tts_service.config import get_settings
