@@ -223,10 +223,12 @@ KEY = "k-console-browser-7a51"
 
 @pytest.fixture(scope="module")
 def keyed_shim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shim]:
-    """A shim that needs keys, allows 15 requests a minute, and has no LLM key."""
+    """A shim that needs keys, allows 20 requests a minute, admits one synthesis at a time, and has no LLM key."""
     env = {
         "API_KEYS": KEY,
-        "RATE_LIMIT_PER_MINUTE": "15",
+        "RATE_LIMIT_PER_MINUTE": "20",
+        "SYNTH_WORKERS": "1",
+        "SYNTH_QUEUE_SIZE": "0",
         "LLM_PROVIDER": "openai",
         "OPENAI_API_KEY": "",
         "DATA_DIR": str(tmp_path_factory.mktemp("keyed-data")),
@@ -262,23 +264,37 @@ def test_keys_stay_in_session_storage_and_websockets_use_tickets(browser: Browse
         page.click("#tab-chat")
         expect(page.locator("#chat-error")).to_have_attribute("data-code", "llm_not_configured")
         expect(page.locator("#chat-error")).to_contain_text("no LLM is configured on the server")
+        # AND while a long stream holds the only synthesis slot, Speak is told the server is busy
+        page.click("#tab-stream")
+        page.fill("#stream-text", " ".join(f"Sentence number {i} keeps the only worker busy." for i in range(12)))
+        page.click("#stream-go")
+        expect(page.locator("#stream-chunks")).not_to_have_text("0", timeout=SLOW)
+        page.click("#tab-speak")
+        page.fill("#speak-text", "Is anyone free?")
+        page.click("#speak-go")
+        error = page.locator("#speak-error")
+        expect(error).to_have_attribute("data-code", "busy", timeout=SLOW)
+        expect(error).to_contain_text(re.compile(r"The server is busy: .* Try again in \d+ seconds?\."))
+        console.screenshot("error-busy")
+        page.click("#tab-stream")
+        page.click("#stream-cancel")
+        expect(page.locator("#stream-state")).to_have_text("cancelled", timeout=SLOW)
         # AND past the rate limit, the message says when to try again
         page.click("#tab-speak")
         page.fill("#speak-text", "Again.")
-        error = page.locator("#speak-error")
-        for _ in range(16):
+        for _ in range(20):
             page.click("#speak-go")
             expect(page.locator("#speak-go")).to_be_enabled(timeout=SLOW)
-            if error.is_visible():
+            # (the cancelled stream's last sentence may still hold the worker for a moment: busy, then free)
+            if error.is_visible() and error.get_attribute("data-code") == "rate_limited":
                 break
         expect(error).to_have_attribute("data-code", "rate_limited")
         expect(error).to_contain_text(re.compile(r"Rate limited: .* Try again in \d+ seconds?\."))
         console.screenshot("error-rate-limited")
-        # The refusals (401 before the key, 429 at the end) are the browser's reports of failed requests.
-        reports = {re.sub(r"status of (401|429) .*", r"\1", e) for e in console.watch.errors}
+        # The refusals (401 before the key, 503 busy, 429 at the end) are the browser's reports of failed requests.
+        reports = {re.sub(r"status of (\d+) .*", r"\1", e) for e in console.watch.errors}
         assert reports == {
-            "console: Failed to load resource: the server responded with a 401",
-            "console: Failed to load resource: the server responded with a 429",
+            f"console: Failed to load resource: the server responded with a {status}" for status in (401, 503, 429)
         }, console.watch.errors
         console.watch.errors.clear()
         console.assert_clean()
