@@ -134,6 +134,11 @@ export function initServer() {
       await Promise.all(jobs);
       showError(error, null);
     } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        // No polling without a key: the page asks for one and reopens this tab's polling once it has it.
+        clearInterval(timer);
+        timer = null;
+      }
       if (err instanceof ApiError && err.status === 404) {
         showError(error, new ApiError(404, "no_metrics", `${apiBase} has no /metrics (Lambda deployments scale instead of being scraped)`));
       } else showError(error, err);
