@@ -9,7 +9,8 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 BENCH_ARGS ?=
 BASE_IMAGE ?= tts-service/piper-base:1
 
-.PHONY: help install serve lint format test test-slow bench bench-quick verify-voices clean sam-venv sam-build deploy image
+.PHONY: help install serve lint format test test-slow test-browser bench bench-quick verify-voices clean sam-venv sam-build deploy image \
+	frontend frontend-image
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,8 +28,14 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-serve: $(STAMP)  ## Serve every endpoint with the default voice on $$PORT (8085)
+serve: $(STAMP)  ## Serve every endpoint and the web console (http://localhost:8085/) on $$PORT (8085)
 	$(PY) local/serve.py
+
+frontend:  ## The console with content-hashed asset names in build/frontend (what the tts-frontend image serves)
+	$(PYTHON) frontend/build.py --out build/frontend
+
+frontend-image:  ## The tts-frontend image (frontend/Dockerfile: nginx, non-root; needs Docker)
+	docker build -t tts-frontend:0.1.0 frontend
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
@@ -41,6 +48,9 @@ format: $(STAMP)  ## Apply ruff's formatting and fixes
 
 test: lint $(SAM_STAMP)  ## Lint, type-check and run the default test suite (template checks need .venv-sam)
 	$(PY) -m pytest -m "not slow"
+
+test-browser: $(STAMP)  ## Only the web console's tests in chromium (apt-get install chromium nginx; part of `make test`)
+	$(PY) -m pytest -m browser tests/console
 
 test-slow: $(STAMP)  ## The slow suites (memory bounds, load); CI runs them after `make test`
 	$(PY) -m pytest -m slow
@@ -72,4 +82,4 @@ bench-quick: $(BENCH_STAMP)  ## The same report from a few rounds (a few minutes
 	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
 clean:  ## Remove the virtualenv and caches
-	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .ruff_cache .pytest_cache .cache/bench
+	rm -rf $(VENV) $(SAM_VENV) .mypy_cache .ruff_cache .pytest_cache .cache/bench build/frontend artifacts

@@ -10,12 +10,14 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
 from tts_service.api import chat, health, metrics, openai_compat, tickets, tts, voices
 from tts_service.api import stream as stream_api
+from tts_service.api.console import console_router
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
 from tts_service.config import get_settings
@@ -25,6 +27,9 @@ from tts_service.logging import configure_logging
 from tts_service.middleware.graceful import GracefulServer
 
 logger = logging.getLogger("tts_service.local")
+
+# The web console's source folder; the shim image copies it beside local/ as well.
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "frontend"
 
 
 @contextlib.asynccontextmanager
@@ -58,6 +63,9 @@ app = create_app(
     title="tts-service (local)",
     lifespan=lifespan,
 )
+if get_settings().console_enabled:
+    # After the API routers, and at `/` and `/assets/` only: no API route is shadowed, nor mounted under /api.
+    app.include_router(console_router(get_settings().console_dir or CONSOLE_DIR))
 
 
 def main() -> None:

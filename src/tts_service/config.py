@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     """Bytes of synthesized audio kept for identical requests (LRU), in MiB; 0 disables the cache."""
     shutdown_grace_secs: float = Field(20.0, ge=0)
     """On SIGTERM, how long in-flight requests and streams get to finish before they are closed."""
+    console_enabled: bool = True
+    """The local shim serves the web console at `/` (its files are public: no data, no key needed)."""
+    console_dir: Path | None = None
+    """The console's folder (`index.html`, `assets/`); unset: `frontend/` beside the shim's `local/` folder."""
 
     # --- voices ---
     models_dir: Path = Path("models")

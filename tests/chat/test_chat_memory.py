@@ -119,6 +119,26 @@ def test_delete_erases(make_client: AppFactory, fake_llm: FakeLlmServer) -> None
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "conversation_not_found"
 
 
+def test_conversations_are_listed_most_recent_first(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
+    # GIVEN no conversation yet: an empty list, not an error
+    client, _ = make_client()
+    assert client.get("/conversations").json() == {"conversations": []}
+    # AND then two conversations, the older one continued last
+    client.post("/chat", json={"message": "First about apples.", "conversation_id": "apples"})
+    client.post("/chat", json={"message": "First about pears.", "conversation_id": "pears"})
+    client.post("/chat", json={"message": "More apples, " + "very " * 40 + "long.", "conversation_id": "apples"})
+    # WHEN they are listed
+    listed = client.get("/conversations").json()["conversations"]
+    # THEN the latest active comes first, titled by its first message, with its turn count
+    assert [c["conversation_id"] for c in listed] == ["apples", "pears"]
+    assert listed[0]["title"] == "First about apples." and listed[0]["turns"] == 2
+    assert listed[1] == {**listed[1], "title": "First about pears.", "turns": 1}
+    assert listed[0]["updated"] > listed[1]["updated"] and listed[0]["updated"].endswith("Z")
+    # AND a deleted conversation leaves the list
+    client.delete("/conversations/apples")
+    assert [c["conversation_id"] for c in client.get("/conversations").json()["conversations"]] == ["pears"]
+
+
 def test_conversation_id_is_validated_on_paths(make_client: AppFactory) -> None:
     client, _ = make_client()
     response = client.get("/conversations/bad%20id")

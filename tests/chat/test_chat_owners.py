@@ -100,6 +100,21 @@ def test_ws_chat_is_served_under_the_connecting_key(make_client: AppFactory, fak
     assert sent_to_llm(fake_llm)[:2] == [SECRET_TEXT, fake_llm.default_reply]
 
 
+def test_each_key_lists_only_its_own_conversations(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
+    # GIVEN Alice's conversations and one of Mallory's under an id Alice also uses
+    client, _ = make_client(api_keys=KEYS)
+    client.post("/chat", json={"message": SECRET_TEXT, "conversation_id": "a-1"}, headers=as_(ALICE))
+    client.post("/chat", json={"message": "Hi.", "conversation_id": "a-2"}, headers=as_(ALICE))
+    client.post("/chat", json={"message": "Mine.", "conversation_id": "a-1"}, headers=as_(MALLORY))
+    # WHEN each lists conversations
+    alice = client.get("/conversations", headers=as_(ALICE)).json()["conversations"]
+    mallory = client.get("/conversations", headers=as_(MALLORY)).json()["conversations"]
+    # THEN each sees their own ids and first messages only; without a key, nothing at all
+    assert sorted((c["conversation_id"], c["title"]) for c in alice) == [("a-1", SECRET_TEXT), ("a-2", "Hi.")]
+    assert [(c["conversation_id"], c["title"]) for c in mallory] == [("a-1", "Mine.")]
+    assert client.get("/conversations").status_code == 401
+
+
 def test_without_keys_everyone_is_one_owner(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
     # A keyless deployment has no way to tell callers apart: it is one shared owner (README, "Security").
     client, _ = make_client()

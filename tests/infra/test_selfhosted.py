@@ -32,6 +32,7 @@ EXPECTED_DOCKERFILES = {
     "functions/chat/Dockerfile",
     "functions/stream/Dockerfile",
     "infra/Dockerfile",
+    "frontend/Dockerfile",
 }
 
 
@@ -242,6 +243,7 @@ CONTEXTS = {
     "functions/stream/Dockerfile": ".",
     "infra/Dockerfile": ".",
     "infra/lambda-web-adapter/Dockerfile": "infra/lambda-web-adapter",
+    "frontend/Dockerfile": "frontend",
 }
 
 
@@ -311,6 +313,10 @@ def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_pa
         with httpx.Client(base_url=base, timeout=60) as client:
             ready = client.get("/healthz")
             assert ready.status_code == 200 and ready.json()["status"] == "ready"
+            # AND the web console is there at /, with its modules
+            console = client.get("/")
+            assert console.status_code == 200 and "Piper TTS console" in console.text
+            assert client.get("/assets/app.js").headers["content-type"].startswith("text/javascript")
             wav = client.post("/tts", json={"text": "Self hosted."}, headers={"accept": "audio/wav"})
             assert wav.status_code == 200 and wav.content[:4] == b"RIFF" and len(wav.content) > 20_000
             # AND the image's own packages encode every format the OpenAI-compatible route offers

@@ -44,6 +44,7 @@ HTTP_ROUTES = {
     "POST /chat": "ChatFunction",
     "POST /voice-chat": "ChatFunction",
     "GET /llm/provider": "ChatFunction",
+    "GET /conversations": "ChatFunction",
     "GET /conversations/{id}": "ChatFunction",
     "DELETE /conversations/{id}": "ChatFunction",
     "POST /ws-ticket": "VoicesFunction",

@@ -140,6 +140,26 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+TITLE_CHARS = 80
+
+
+@router.get("/conversations")
+async def list_conversations(service: ChatServiceDep, owner: OwnerDep) -> dict[str, Any]:
+    """The caller's conversations, the most recently active first: id, first message (cut), turns, last activity."""
+    found = await service.memory.conversations(owner)
+    return {
+        "conversations": [
+            {
+                "conversation_id": c.conversation_id,
+                "title": c.first_message[:TITLE_CHARS],
+                "turns": c.turns,
+                "updated": _iso(c.updated),
+            }
+            for c in found
+        ]
+    }
+
+
 @router.get("/conversations/{conversation_id}")
 async def get_conversation(conversation_id: ConversationId, service: ChatServiceDep, owner: OwnerDep) -> dict[str, Any]:
     """The caller's stored messages of a conversation, oldest first (404 when the caller has none there)."""

@@ -48,6 +48,10 @@ MemoryState = Literal["ok", "unavailable", "disabled"]
 VECTOR_NAME = "text"
 HISTORY_LIMIT = 10000
 """Most messages GET /conversations/{id} returns (the oldest are dropped past it)."""
+CONVERSATION_LIST_LIMIT = 50
+"""Most conversations GET /conversations lists, the most recently active first."""
+CONVERSATION_SCAN_LIMIT = 2000
+"""Most of the owner's messages (the newest first) read to find them: the listing's cost stays bounded."""
 REOPEN_AFTER_SECS = 10.0
 """After a failed open, how long to answer 'unavailable' at once before trying again."""
 PURGE_EVERY_SECS = 600.0
@@ -75,6 +79,16 @@ class StoredMessage:
     role: str
     text: str
     timestamp: float
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One of an owner's conversations, as listed: its first message seen and its latest activity."""
+
+    conversation_id: str
+    first_message: str
+    turns: int
+    updated: float
 
 
 @dataclass
@@ -179,6 +193,10 @@ class ConversationMemory:
     async def history(self, owner: str, conversation_id: str) -> list[StoredMessage]:
         """Every unexpired message of the owner's conversation, oldest first."""
         return await self._run("history", self._history, owner, conversation_id)
+
+    async def conversations(self, owner: str) -> list[ConversationSummary]:
+        """The owner's conversations, the most recently active first (at most CONVERSATION_LIST_LIMIT)."""
+        return await self._run("list", self._conversations, owner)
 
     async def delete(self, owner: str, conversation_id: str) -> int:
         """Erase the owner's conversation; returns how many messages were deleted."""
@@ -453,6 +471,36 @@ class ConversationMemory:
             if offset is None:
                 break
         return _sorted(messages)[-HISTORY_LIMIT:]
+
+    def _conversations(self, client: QdrantClient, owner: str) -> list[ConversationSummary]:
+        if not self._exists(client):
+            return []
+        must: list[qm.Condition] = [_match("owner", owner), _match("role", "user")]
+        cutoff = self._cutoff()
+        if cutoff is not None:
+            must.append(qm.FieldCondition(key="timestamp", range=qm.Range(gte=cutoff)))
+        points, _ = client.scroll(
+            self.collection,
+            scroll_filter=qm.Filter(must=must),
+            limit=CONVERSATION_SCAN_LIMIT,
+            order_by=qm.OrderBy(key="timestamp", direction=qm.Direction.DESC),
+            with_payload=True,
+            with_vectors=False,
+        )
+        found: dict[str, list[StoredMessage]] = {}
+        for point in points:
+            found.setdefault(str((point.payload or {})["conversation_id"]), []).append(_message(point))
+        summaries = [
+            ConversationSummary(
+                conversation_id=cid,
+                first_message=min(messages, key=lambda m: m.turn).text,
+                turns=len({m.turn for m in messages}),
+                updated=max(m.timestamp for m in messages),
+            )
+            for cid, messages in found.items()
+        ]
+        summaries.sort(key=lambda s: s.updated, reverse=True)
+        return summaries[:CONVERSATION_LIST_LIMIT]
 
     def _delete(self, client: QdrantClient, owner: str, conversation_id: str) -> int:
         if not self._exists(client):

@@ -12,6 +12,11 @@ from tts_service.errors import ServiceError
 # Liveness and readiness answer without a key, a rate budget or the synthesis queue.
 HEALTH_PATHS = frozenset({"/health", "/healthz", "/api/health", "/api/healthz"})
 
+# The web console's page and its static files (tts_service.api.console, mounted by the shim): public, since the page
+# must load before it can ask for a key, and free of rate budgets, since they hold no data and cost nothing.
+CONSOLE_PAGE = "/"
+CONSOLE_ASSETS = "/assets/"
+
 # WebSocket close codes (RFC 6455 section 7.4.1).
 WS_POLICY_VIOLATION = 1008
 WS_GOING_AWAY = 1001
@@ -37,6 +42,14 @@ def path_of(scope: Scope) -> str:
 
 def is_health(scope: Scope) -> bool:
     return path_of(scope).rstrip("/") in HEALTH_PATHS
+
+
+def is_console(scope: Scope) -> bool:
+    """A GET (or HEAD) of the console's page or one of its files."""
+    if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
+        return False
+    path = path_of(scope)
+    return path == CONSOLE_PAGE or path.startswith(CONSOLE_ASSETS)
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send, exc: ServiceError, ws_code: int) -> None:

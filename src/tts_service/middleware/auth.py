@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service.credentials import SHARED_OWNER, Credentials, ticket_subprotocol
 from tts_service.errors import Unauthorized
-from tts_service.middleware._asgi import WS_POLICY_VIOLATION, is_health, refuse
+from tts_service.middleware._asgi import WS_POLICY_VIOLATION, is_console, is_health, refuse
 from tts_service.observability import Metrics
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def _echo_subprotocol(send: Send, protocol: str) -> Send:
 
 class ApiKeyMiddleware:
     """Sets the caller's owner on every request; without a valid key (when keys are required), a 401 JSON error
-    or a refused WebSocket handshake. Health endpoints and CORS preflights pass without a key."""
+    or a refused WebSocket handshake. Health endpoints, the console's static files and CORS preflights pass without
+    a key."""
 
     def __init__(self, app: ASGIApp, *, credentials: Credentials, metrics: Metrics) -> None:
         self.app = app
@@ -75,7 +76,7 @@ class ApiKeyMiddleware:
             scope.setdefault("state", {})[OWNER_STATE] = SHARED_OWNER
             await self.app(scope, receive, send)
             return
-        if is_health(scope) or scope.get("method") == "OPTIONS":
+        if is_health(scope) or is_console(scope) or scope.get("method") == "OPTIONS":
             await self.app(scope, receive, send)
             return
         if identify(self.credentials, scope) is None:

@@ -24,6 +24,7 @@ EXPOSE_HEADERS = (
     "RateLimit-Reset",
     "X-Voice",
     "X-Audio-Duration-Ms",
+    "X-Sample-Rate",
 )
 
 

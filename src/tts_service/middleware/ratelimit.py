@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tts_service.config import Settings
 from tts_service.credentials import Credentials
 from tts_service.errors import RateLimited
-from tts_service.middleware._asgi import WS_TRY_AGAIN_LATER, add_headers, is_health, path_of, refuse
+from tts_service.middleware._asgi import WS_TRY_AGAIN_LATER, add_headers, is_console, is_health, path_of, refuse
 from tts_service.middleware.auth import identify
 from tts_service.middleware.clients import ClientResolver
 from tts_service.observability import Metrics
@@ -147,6 +147,7 @@ class RateLimitMiddleware:
         if (
             scope["type"] not in ("http", "websocket")
             or is_health(scope)
+            or is_console(scope)
             or path_of(scope).rstrip("/") in EXEMPT_PATHS
             or scope.get("method") == "OPTIONS"
         ):
