@@ -1,11 +1,21 @@
 """The synthesis workers: one thread per session pair, admission with a bounded queue, and request conductors.
 
-The design, measured on 2 cores (bench/run.py, docs/performance.md): each worker owns single-threaded
-onnxruntime sessions, and a request's pieces (sentences, or parts of over-long ones) are spread over the
-workers with a small look-ahead, in order. One request alone then uses every core with no intra-op
-synchronisation (two 1-thread streams make more audio per second than one 2-thread stream), and under load
-every core runs one piece at a time, which is the machine's throughput ceiling. A shared multi-threaded
-session was the alternative: best for one short sentence, worst under concurrency.
+The design, measured on 2 cores (in-process, 5 interleaved rounds, paired; `make bench` repeats it over HTTP
+against Piper's own server, docs/performance.md): each worker owns single-threaded onnxruntime sessions, and a
+request's pieces (sentences, or parts of over-long ones) are spread over the workers with a small look-ahead, in
+order; a piece's decoder windows are spread too when a worker would otherwise idle.
+
+| per-worker sessions | paragraph, 1 client | one 40-word sentence | 4 clients, audio-s/s | stream first audio |
+| --- | --- | --- | --- | --- |
+| 1 thread (chosen) | 1.13 s | 1.43 s (0.83 s with windows spread) | 21.5 | 0.13 s (0.09 s, head sessions) |
+| 2 threads, spinning off | 1.26 s | 0.81 s | 20.0 | 0.09 s |
+| 2 threads, spinning on | 1.87 s | 0.82 s | 13.3 | 0.12 s |
+
+One request alone thus uses every core with no intra-op synchronisation, and under load every core runs one piece
+at a time, the machine's throughput ceiling. What single-threaded sessions lose, a lone long sentence and a
+stream's first audio, is won back by spreading windows over idle workers and by the head sessions (all cores,
+spinning off) that make a stream's first window. The old design, one shared multi-threaded session with spinning,
+was the best for one short sentence and the worst under concurrency.
 """
 
 from __future__ import annotations
