@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI
 
-from tts_service.api import chat, health, metrics, openai_compat, tickets, tts, voices
+from tts_service.api import chat, client_config, health, metrics, openai_compat, tickets, tts, voices
 from tts_service.api import stream as stream_api
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
@@ -55,6 +55,7 @@ app = create_app(
     chat.ws_router,
     metrics.router,
     tickets.router,
+    client_config.router,
     title="tts-service (local)",
     lifespan=lifespan,
 )
@@ -63,7 +64,10 @@ app = create_app(
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.effective_log_level)
-    logger.info("serving", extra={"host": settings.host, "port": settings.port})
+    # The public URL names the deployment in log searches ("which host logged this?") as well as for clients.
+    logger.info(
+        "serving", extra={"host": settings.host, "port": settings.port, "public_base_url": settings.public_base_url}
+    )
     # Our access log (request id, route template) replaces uvicorn's; SIGTERM drains (SHUTDOWN_GRACE_SECS).
     config = uvicorn.Config(
         app,

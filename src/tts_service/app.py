@@ -212,5 +212,6 @@ def create_app(
         app.include_router(router)
         app.include_router(router, prefix=LEGACY_PREFIX, include_in_schema=False)
     app.state.metrics = metrics or get_metrics()
-    middleware.install(app, settings or get_settings(), app.state.metrics, routers, prefixes=("", LEGACY_PREFIX))
+    app.state.settings = settings or get_settings()
+    middleware.install(app, app.state.settings, app.state.metrics, routers, prefixes=("", LEGACY_PREFIX))
     return app

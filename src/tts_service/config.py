@@ -6,8 +6,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,7 +26,12 @@ class Settings(BaseSettings):
     """HTTP + WebSocket port of the local shim."""
     host: str = "0.0.0.0"
     public_base_url: str | None = None
-    """Used for absolute URLs in logs and clients."""
+    """Where clients reach the service (`https://tts.example.com`, or with a path prefix): absolute URLs in
+    responses (`conversation_url`, `GET /client-config`) and in the start-up log. Unset: the request's own
+    scheme and host, which behind a TLS proxy are the inner ones."""
+    public_ws_url: str | None = None
+    """The streaming WebSocket endpoint clients use when it is not under PUBLIC_BASE_URL (the API Gateway
+    WebSocket API); unset: PUBLIC_BASE_URL as ws(s) with `/ws/tts` and `/ws/chat`."""
     request_timeout_secs: float = Field(60.0, gt=0)
     """Time until a response starts; later -> 504 JSON. Keep the LLM timeout below it."""
     rate_limit_per_minute: int = Field(60, ge=1)
@@ -171,6 +177,20 @@ class Settings(BaseSettings):
     log_level: str | None = None
     rust_log: str | None = None
     """Honoured when LOG_LEVEL is unset, for operators used to the old server."""
+
+    @field_validator("public_base_url", "public_ws_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        name = info.field_name or "public_base_url"
+        parts = urlsplit(value.strip())
+        schemes = ("http", "https") if name == "public_base_url" else ("ws", "wss")
+        if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                f"{name.upper()} must be {' or '.join(schemes)}://host[:port][/path], without query or fragment"
+            )
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

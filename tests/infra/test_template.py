@@ -47,6 +47,7 @@ HTTP_ROUTES = {
     "GET /conversations/{id}": "ChatFunction",
     "DELETE /conversations/{id}": "ChatFunction",
     "POST /ws-ticket": "VoicesFunction",
+    "GET /client-config": "VoicesFunction",
 }
 # Variables the functions read that are not Settings fields: Powertools' own.
 EXTERNAL_ENV = {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_SERVICE_NAME"}
@@ -230,6 +231,7 @@ def test_each_function_is_an_image_built_from_its_dockerfile(
             "CorsAllowedOrigins": "https://app.example",
             "VoicesS3Uri": "s3://voices-bucket/v1/",
             "Tracing": "Active",
+            "PublicBaseUrl": "https://tts.example.com",
         },
     ],
     ids=["defaults", "everything-set"],
@@ -259,6 +261,7 @@ def test_parameters_reach_the_settings_class(
         assert settings.llm_provider == "ollama"
         assert settings.cors_allowed_origins == "https://app.example"
         assert env["POWERTOOLS_TRACE_DISABLED"] == "false"
+        assert settings.public_base_url == "https://tts.example.com"
     else:
         assert settings.openai_api_key_secret is None and settings.voices_s3_uri is None
 
