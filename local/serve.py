@@ -23,6 +23,8 @@ from tts_service.engine import get_engine
 from tts_service.engine.warm import warm
 from tts_service.logging import configure_logging
 from tts_service.middleware.graceful import GracefulServer
+from tts_service.observability import tracing
+from tts_service.observability.liveness import observe_failure
 
 logger = logging.getLogger("tts_service.local")
 
@@ -34,6 +36,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
     warm.cancel()
     get_engine().pool.shutdown()
+    tracing.shutdown()  # exports the spans still batched
     get_chat_service().memory.close()  # releases the embedded store's lock for the next process
 
 
@@ -43,6 +46,9 @@ async def _warm() -> None:
         logger.info("ready", extra={"default_voice": get_engine().registry.default_voice})
     except Exception as exc:
         logger.error("warm-up failed", extra={"error_type": type(exc).__name__})
+        engine = get_engine()
+        if not engine.ready():  # the default voice itself failed (not one of WARM_VOICES): liveness fails
+            observe_failure(engine, engine.registry.default_voice, exc)
 
 
 app = create_app(

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     """Comma-separated IPs/CIDRs whose X-Forwarded-For is believed when finding the client IP."""
     tts_cache_mb: float = Field(64.0, ge=0)
     """Bytes of synthesized audio kept for identical requests (LRU), in MiB; 0 disables the cache."""
+    liveness_max_synth_failures: int = Field(3, ge=1)
+    """Syntheses failing in a row on the server's side (no success between) before /health fails (restart)."""
     shutdown_grace_secs: float = Field(20.0, ge=0)
     """On SIGTERM, how long in-flight requests and streams get to finish before they are closed."""
 

@@ -230,6 +230,13 @@ class ServiceBusy(ServiceUnavailable):
     code = "busy"
 
 
+class EngineUnhealthy(ServiceUnavailable):
+    """Liveness: the engine can no longer synthesize (its default voice will not load, or syntheses keep failing)
+    and the process should be restarted (503)."""
+
+    code = "engine_unhealthy"
+
+
 class ShuttingDown(ServiceUnavailable):
     """The server is draining for shutdown and takes no new requests (503)."""
 

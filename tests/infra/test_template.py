@@ -18,6 +18,7 @@ import pytest
 
 from tests.infra.cfn import Evaluator, load_template
 from tts_service.config import Settings
+from tts_service.observability import tracing
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -49,8 +50,15 @@ HTTP_ROUTES = {
     "POST /ws-ticket": "VoicesFunction",
     "GET /client-config": "VoicesFunction",
 }
-# Variables the functions read that are not Settings fields: Powertools' own.
-EXTERNAL_ENV = {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_SERVICE_NAME"}
+# Variables the functions read that are not Settings fields: Powertools' own and OpenTelemetry's standard ones.
+EXTERNAL_ENV = {
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_TRACE_DISABLED",
+    "POWERTOOLS_SERVICE_NAME",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+}
 
 
 def sam_python() -> Path:
@@ -232,6 +240,7 @@ def test_each_function_is_an_image_built_from_its_dockerfile(
             "VoicesS3Uri": "s3://voices-bucket/v1/",
             "Tracing": "Active",
             "PublicBaseUrl": "https://tts.example.com",
+            "OtelExporterEndpoint": "https://otel.example.com:4318",
         },
     ],
     ids=["defaults", "everything-set"],
@@ -262,8 +271,11 @@ def test_parameters_reach_the_settings_class(
         assert settings.cors_allowed_origins == "https://app.example"
         assert env["POWERTOOLS_TRACE_DISABLED"] == "false"
         assert settings.public_base_url == "https://tts.example.com"
+        # X-Ray and OpenTelemetry together, each from its own parameter
+        assert tracing.wanted(env) is True
     else:
         assert settings.openai_api_key_secret is None and settings.voices_s3_uri is None
+        assert tracing.wanted(env) is False  # OpenTelemetry is off unless its endpoint is given
 
 
 def test_secrets_are_never_plain_parameters_or_environment(template: dict[str, Any]) -> None:

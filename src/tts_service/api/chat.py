@@ -36,6 +36,7 @@ from tts_service.errors import (
     UnknownMessageType,
     ValidationFailed,
 )
+from tts_service.observability.liveness import tracked
 from tts_service.streaming.events import AudioEvent, ErrorEvent
 from tts_service.urls import absolute
 
@@ -86,7 +87,9 @@ async def _answer(
     headers = {"X-Conversation-Id": result.conversation_id, "X-Memory": result.memory, "Content-Location": url}
     text = _speech_text(result.reply, engine.settings.max_text_chars) if speak else ""
     if text:
-        speech = await engine.synthesize(engine.request(text, body))
+        req = engine.request(text, body)
+        with tracked(engine, req):
+            speech = await engine.synthesize(req)
         wav = encode_wav(speech.pcm, speech.sample_rate)
         payload.audio_base64 = base64.b64encode(wav).decode("ascii")
         payload.sample_rate = speech.sample_rate

@@ -19,6 +19,8 @@ from tts_service.api.deps import EngineDep
 from tts_service.audio import AudioFormat, encode_whole, format_from_accept
 from tts_service.engine import SpeechOptions
 from tts_service.engine.audio import mel_spectrogram
+from tts_service.observability import tracing
+from tts_service.observability.liveness import tracked
 
 router = APIRouter(tags=["tts"])
 
@@ -77,11 +79,16 @@ async def tts(
 ) -> Response:
     """Synthesize speech."""
     fmt = answer_format(format, body.format, request.headers.get("accept"))
-    speech = await engine.synthesize(engine.request(body.text, body))
+    req = engine.request(body.text, body)
+    with tracked(engine, req) as span:
+        speech = await engine.synthesize(req)
+        tracing.set_attributes(span, {"tts.audio_ms": speech.duration_ms, "tts.chunks": speech.chunks})
     audio_format: AudioFormat = "wav" if fmt == "json" else fmt
-    data, encoder = await asyncio.to_thread(
-        encode_whole, speech.pcm, speech.sample_rate, audio_format, body.sample_rate
-    )
+    with tracing.span("tts.encode", {"tts.format": audio_format}) as span:
+        data, encoder = await asyncio.to_thread(
+            encode_whole, speech.pcm, speech.sample_rate, audio_format, body.sample_rate
+        )
+        tracing.set_attributes(span, {"tts.bytes": len(data)})
     headers = {
         "X-Voice": speech.voice_id,
         "X-Audio-Duration-Ms": str(speech.duration_ms),

@@ -21,6 +21,7 @@ import openai
 
 from tts_service.config import Settings
 from tts_service.errors import LlmBadResponse, LlmNotConfigured, LlmTimeout, LlmUnavailable, ServiceError
+from tts_service.observability import tracing
 from tts_service.observability.metrics import get_metrics
 
 if TYPE_CHECKING:
@@ -80,20 +81,22 @@ class LlmClient(ABC):
         self.require_configured()
         started = time.perf_counter()
         outcome = "error"
-        try:
-            async with asyncio.timeout(self.timeout):
-                reply = await self._complete(messages)
-            if not reply.strip():
-                raise LlmBadResponse("the LLM returned an empty reply")
-            outcome = "ok"
-        except TimeoutError:
-            outcome = "timeout"
-            raise self._timeout() from None
-        except LlmTimeout:
-            outcome = "timeout"
-            raise
-        finally:
-            self._observe(outcome, started)
+        with tracing.span("llm.chat", self._span_attributes()) as span:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    reply = await self._complete(messages)
+                if not reply.strip():
+                    raise LlmBadResponse("the LLM returned an empty reply")
+                outcome = "ok"
+            except TimeoutError:
+                outcome = "timeout"
+                raise self._timeout() from None
+            except LlmTimeout:
+                outcome = "timeout"
+                raise
+            finally:
+                tracing.set_attributes(span, {"tts.llm.outcome": outcome})
+                self._observe(outcome, started)
         return reply
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
@@ -107,6 +110,9 @@ class LlmClient(ABC):
         outcome = "cancelled"
         pieces = self._stream(messages)
         produced = False
+        # Not made current: the caller's code runs between the pieces, in its own context.
+        span = tracing.start_span("llm.chat", {**self._span_attributes(), "tts.llm.streamed": True})
+        error: BaseException | None = None
         try:
             while True:
                 try:
@@ -125,13 +131,20 @@ class LlmClient(ABC):
         except LlmTimeout:
             outcome = "timeout"
             raise
-        except ServiceError:
+        except ServiceError as exc:
             outcome = "error"
+            error = exc
             raise
         finally:
             await pieces.aclose()
             if outcome != "cancelled":  # a barge-in is the user's choice, not a provider outcome
                 self._observe(outcome, started)
+            tracing.set_attributes(span, {"tts.llm.outcome": outcome})
+            tracing.end_span(span, error)
+
+    def _span_attributes(self) -> tracing.Attributes:
+        # The GenAI semantic conventions' names; never the messages.
+        return {"gen_ai.system": self.provider, "gen_ai.request.model": self.model}
 
     def _observe(self, outcome: str, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -147,11 +160,13 @@ class LlmClient(ABC):
         self.require_configured()
         if not self.embedding_model:
             raise LlmNotConfigured("EMBEDDING_MODEL is not set")
-        try:
-            async with asyncio.timeout(self.timeout):
-                vectors = await self._embed(texts)
-        except TimeoutError:
-            raise self._timeout("embedding") from None
+        attributes = {**self._span_attributes(), "gen_ai.request.model": self.embedding_model, "tts.texts": len(texts)}
+        with tracing.span("llm.embed", attributes):
+            try:
+                async with asyncio.timeout(self.timeout):
+                    vectors = await self._embed(texts)
+            except TimeoutError:
+                raise self._timeout("embedding") from None
         if len(vectors) != len(texts) or any(not v for v in vectors):
             raise LlmBadResponse("the embeddings endpoint returned the wrong number of vectors")
         return vectors
