@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI
 
-from tts_service.api import chat, client_config, health, metrics, openai_compat, tickets, tts, voices
+from tts_service.api import chat, client_config, health, metrics, openai_compat, samples, tickets, tts, voices
 from tts_service.api import stream as stream_api
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
@@ -25,6 +25,7 @@ from tts_service.logging import configure_logging
 from tts_service.middleware.graceful import GracefulServer
 from tts_service.observability import tracing
 from tts_service.observability.liveness import observe_failure
+from tts_service.observability.samples import get_sample_store, run_purger
 
 logger = logging.getLogger("tts_service.local")
 
@@ -33,8 +34,17 @@ logger = logging.getLogger("tts_service.local")
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # Warm in the background: /health answers at once, /healthz turns ready when the voices have spoken.
     warm = asyncio.create_task(_warm())
+    store = get_sample_store()
+    purger = None
+    if store is not None:
+        logger.warning(
+            "DEBUG_SAMPLES is on: request text and audio are kept on disk", extra={"folder": str(store.folder)}
+        )
+        purger = asyncio.create_task(run_purger(store, get_settings().debug_samples_purge_secs))
     yield
     warm.cancel()
+    if purger is not None:
+        purger.cancel()
     get_engine().pool.shutdown()
     tracing.shutdown()  # exports the spans still batched
     get_chat_service().memory.close()  # releases the embedded store's lock for the next process
@@ -62,6 +72,7 @@ app = create_app(
     metrics.router,
     tickets.router,
     client_config.router,
+    samples.router,
     title="tts-service (local)",
     lifespan=lifespan,
 )

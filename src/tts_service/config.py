@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     """Bytes of synthesized audio kept for identical requests (LRU), in MiB; 0 disables the cache."""
     liveness_max_synth_failures: int = Field(3, ge=1)
     """Syntheses failing in a row on the server's side (no success between) before /health fails (restart)."""
+    debug_samples: bool = False
+    """Keep recent /tts requests (PII-redacted text and audio) on local disk for debugging; off by default."""
+    debug_samples_dir: Path | None = None
+    """Folder of the debug samples; unset: `<data_dir>/debug-samples`."""
+    debug_samples_ttl_secs: float = Field(3600.0, gt=0)
+    """How long a debug sample is kept."""
+    debug_samples_max: int = Field(100, ge=1)
+    """Most debug samples kept (a ring: the oldest go first)."""
+    debug_samples_purge_secs: float = Field(60.0, gt=0)
+    """How often expired debug samples are purged."""
     shutdown_grace_secs: float = Field(20.0, ge=0)
     """On SIGTERM, how long in-flight requests and streams get to finish before they are closed."""
 
