@@ -47,6 +47,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         purger.cancel()
     get_engine().pool.shutdown()
     tracing.shutdown()  # exports the spans still batched
+    await get_chat_service().llm.aclose()
     get_chat_service().memory.close()  # releases the embedded store's lock for the next process
 
 

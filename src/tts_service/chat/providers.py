@@ -52,6 +52,10 @@ class _PerLoop(Generic[T]):
             item = self._items[loop] = self._factory()
         return item
 
+    def pop(self) -> T | None:
+        """This loop's item, forgotten (to close it), or None."""
+        return self._items.pop(asyncio.get_running_loop(), None)
+
 
 class LlmClient(ABC):
     """A chat provider: replies, token streams, embeddings and a reachability probe."""
@@ -142,6 +146,10 @@ class LlmClient(ABC):
             tracing.set_attributes(span, {"tts.llm.outcome": outcome})
             tracing.end_span(span, error)
 
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the running loop's HTTP client and its pooled connections (at shutdown)."""
+
     def _span_attributes(self) -> tracing.Attributes:
         # The GenAI semantic conventions' names; never the messages.
         return {"gen_ai.system": self.provider, "gen_ai.request.model": self.model}
@@ -216,6 +224,11 @@ class OpenAIClient(LlmClient):
 
     def not_configured_reason(self) -> str:
         return "LLM_PROVIDER=openai needs OPENAI_API_KEY (any placeholder for a keyless compatible server)"
+
+    async def aclose(self) -> None:
+        client = self._clients.pop()
+        if client is not None:
+            await client.close()
 
     def _make_client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -326,6 +339,11 @@ class OllamaClient(LlmClient):
         super().__init__(settings)
         self.base_url = settings.ollama_base_url.rstrip("/")
         self._clients: _PerLoop[httpx.AsyncClient] = _PerLoop(self._make_client)
+
+    async def aclose(self) -> None:
+        client = self._clients.pop()
+        if client is not None:
+            await client.aclose()
 
     def _make_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(self.timeout))
