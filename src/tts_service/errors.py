@@ -58,6 +58,13 @@ class OriginNotAllowed(ServiceError):
     code = "origin_not_allowed"
 
 
+class Forbidden(ServiceError):
+    """The caller is known but this is not for it, or not in this configuration (403)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(ServiceError):
     """No such resource (404)."""
 

@@ -142,3 +142,13 @@ def test_expired_samples_are_purged_on_schedule(tmp_path: Path) -> None:
     asyncio.run(one_pass())
     assert [s["id"] for s in store.entries("owner")] == [young]
     assert store.get("owner", old) is None and not (tmp_path / "s" / f"{old}.wav").exists()
+
+
+def test_without_api_keys_samples_are_kept_but_not_served(engine: Engine, samples_on: Path) -> None:
+    # Without keys every caller is the same owner: serving samples would show anyone everyone's requests.
+    with TestClient(create_app(tts.router, samples.router, settings=Settings(rate_limit_enabled=False))) as client:
+        assert client.post("/tts", json={"text": "Kept on disk only."}).status_code == 200
+        refused = client.get("/debug/samples")
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+        assert client.delete("/debug/samples").status_code == 403
+    assert len(list(samples_on.glob("*.json"))) == 1
