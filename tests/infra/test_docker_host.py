@@ -198,22 +198,27 @@ def proxied(engine: Engine, tmp_path: Path) -> Iterator[tuple[str, str, ssl.SSLC
         )
         try:
             root = tmp_path / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
-            deadline = time.monotonic() + 30
-            while not (root.exists() and _listening(https_port) and _listening(http_port)):
+            base = f"https://localhost:{https_port}"
+            deadline = time.monotonic() + 60
+            # Ready once it answers over TLS: the local CA's root comes first, the site's certificate after it.
+            while not (root.exists() and _listening(http_port) and _answers(base, root)):
                 assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
                 assert time.monotonic() < deadline, "caddy did not start"
                 time.sleep(0.1)
-            yield (
-                f"https://localhost:{https_port}",
-                f"http://localhost:{http_port}",
-                ssl.create_default_context(cafile=str(root)),
-            )
+            yield base, f"http://localhost:{http_port}", ssl.create_default_context(cafile=str(root))
         finally:
             proc.terminate()
             proc.wait(timeout=10)
             if proc.stderr is not None:
                 proc.stderr.close()
             live.stop()
+
+
+def _answers(base: str, root: Path) -> bool:
+    try:
+        return httpx.get(f"{base}/health", verify=ssl.create_default_context(cafile=str(root)), timeout=5).is_success
+    except (httpx.HTTPError, ssl.SSLError):
+        return False
 
 
 def _listening(port: int) -> bool:

@@ -18,6 +18,7 @@ from tts_service.config import Settings
 from tts_service.engine import Engine, SpeechRequest
 from tts_service.engine.registry import VoiceRegistry
 from tts_service.errors import ServiceBusy
+from tts_service.observability import Metrics
 from tts_service.observability.liveness import Liveness, get_liveness
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +62,8 @@ def broken_default_voice(tmp_path: Path) -> Engine:
     voice = raw["voices"][raw["default_voice"]]
     voice["model"]["path"] = "gone/voice.onnx"
     voice["config"]["path"] = "gone/voice.onnx.json"
-    return Engine(Settings(), registry=VoiceRegistry.from_dict(raw, tmp_path))
+    # Its own metrics: the process's would then read their gauges from this engine instead of the shared one.
+    return Engine(Settings(), registry=VoiceRegistry.from_dict(raw, tmp_path), metrics=Metrics(process=False))
 
 
 def test_a_default_voice_that_cannot_load_fails_liveness(broken_default_voice: Engine) -> None:
