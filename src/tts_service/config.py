@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -11,9 +12,32 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The container's CPU limit in cores (cgroup v2 `cpu.max`, or v1's quota / period), None when unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
 
 def _default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    """One worker per core this process may use: its CPU affinity, capped by a container's CPU limit (Docker's
+    --cpus, a Kubernetes limit), which os.cpu_count() does not see."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
 
 
 class Settings(BaseSettings):
@@ -91,7 +115,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(5000, ge=1)
     """Longest text accepted, in characters after trimming."""
     synth_workers: int = Field(default_factory=_default_workers, ge=1)
-    """Synthesis worker threads, each with its own sessions; a request's pieces are spread over them."""
+    """Synthesis worker threads, each with its own sessions; a request's pieces are spread over them. Default: the
+    cores this process may use (its affinity, capped by a container's CPU limit)."""
     synth_queue_size: int = Field(32, ge=0)
     """Syntheses that may wait for a worker; one more is refused with 503 at once."""
     ort_intra_op_threads: int = Field(1, ge=1)
