@@ -7,10 +7,20 @@ SAM_VENV ?= .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 BENCH_ARGS ?=
-BASE_IMAGE ?= tts-service/piper-base:1
+# Images are tagged <version>-<short commit> (with -dirty for uncommitted changes), never only a fixed tag, so a
+# running image always names the code it was built from.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+GIT_SHA := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo nogit)
+GIT_DIRTY := $(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
+IMAGE_TAG ?= $(VERSION)-$(GIT_SHA)$(GIT_DIRTY)
+IMAGE ?= tts-service
+FRONTEND_IMAGE ?= tts-frontend
+BASE_IMAGE ?= tts-service/piper-base:$(IMAGE_TAG)
+URL ?= http://127.0.0.1:8085
+SMOKE_ARGS ?=
 
-.PHONY: help install serve lint format test test-slow test-browser bench bench-quick verify-voices clean sam-venv sam-build deploy image \
-	frontend frontend-image
+.PHONY: help install serve lint format test test-slow test-browser bench bench-quick verify-voices clean sam-venv sam-build \
+	deploy image image-tag compose-up smoke frontend frontend-image
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -62,15 +72,26 @@ $(SAM_STAMP): infra/requirements-sam.txt
 
 sam-venv: $(SAM_STAMP)  ## aws-sam-cli in its own venv (.venv-sam)
 
-sam-build: $(SAM_STAMP)  ## Build the shared Piper base image, then every function image (needs Docker)
-	docker build -t $(BASE_IMAGE) layers/piper
-	$(SAM_VENV)/bin/sam build
+sam-build: $(SAM_STAMP)  ## Build the shared Piper base image, then every function image, tagged $$(IMAGE_TAG)
+	docker build --label org.opencontainers.image.revision=$(GIT_SHA) -t $(BASE_IMAGE) layers/piper
+	$(SAM_VENV)/bin/sam build --parameter-overrides ImageTag=$(IMAGE_TAG)
 
 deploy: sam-build  ## sam deploy --guided (asks for the parameters; README "Deploy")
 	$(SAM_VENV)/bin/sam deploy --guided
 
-image:  ## The self-hosting image of the shim (infra/Dockerfile; needs Docker)
-	docker build -f infra/Dockerfile -t tts-service:0.1.0 .
+image:  ## The shim image (infra/Dockerfile) and, when frontend/ exists, the console's, tagged $$(IMAGE_TAG)
+	docker build -f infra/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(GIT_SHA) \
+		-t $(IMAGE):$(IMAGE_TAG) .
+	$(if $(wildcard frontend/Dockerfile),docker build -t $(FRONTEND_IMAGE):$(IMAGE_TAG) frontend)
+
+image-tag:  ## Print the tag images get: <version>-<short commit>[-dirty]
+	@echo $(IMAGE_TAG)
+
+compose-up: image  ## The Docker host layout (infra/compose.yaml): server, console, TLS proxy on these images
+	IMAGE_TAG=$(IMAGE_TAG) docker compose -f infra/compose.yaml up -d
+
+smoke: $(STAMP)  ## Post-deploy checks against URL=... (SMOKE_ARGS=--api-key ... --ws-url ...); exit 1 on any failure
+	$(VENV)/bin/tts-smoke $(URL) $(SMOKE_ARGS)
 
 verify-voices: $(STAMP)  ## Check every voice in models/map.json (files, hashes, configs)
 	$(VENV)/bin/tts-voices verify

@@ -15,7 +15,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from tts_service.api import chat, health, metrics, openai_compat, tickets, tts, voices
+from tts_service.api import chat, client_config, health, metrics, openai_compat, samples, tickets, tts, voices
 from tts_service.api import stream as stream_api
 from tts_service.api.console import console_router
 from tts_service.app import create_app
@@ -25,6 +25,9 @@ from tts_service.engine import get_engine
 from tts_service.engine.warm import warm
 from tts_service.logging import configure_logging
 from tts_service.middleware.graceful import GracefulServer
+from tts_service.observability import tracing
+from tts_service.observability.liveness import observe_failure
+from tts_service.observability.samples import get_sample_store, run_purger
 
 logger = logging.getLogger("tts_service.local")
 
@@ -36,9 +39,20 @@ CONSOLE_DIR = Path(__file__).resolve().parent.parent / "frontend"
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # Warm in the background: /health answers at once, /healthz turns ready when the voices have spoken.
     warm = asyncio.create_task(_warm())
+    store = get_sample_store()
+    purger = None
+    if store is not None:
+        logger.warning(
+            "DEBUG_SAMPLES is on: request text and audio are kept on disk", extra={"folder": str(store.folder)}
+        )
+        purger = asyncio.create_task(run_purger(store, get_settings().debug_samples_purge_secs))
     yield
     warm.cancel()
+    if purger is not None:
+        purger.cancel()
     get_engine().pool.shutdown()
+    tracing.shutdown()  # exports the spans still batched
+    await get_chat_service().llm.aclose()
     get_chat_service().memory.close()  # releases the embedded store's lock for the next process
 
 
@@ -48,6 +62,9 @@ async def _warm() -> None:
         logger.info("ready", extra={"default_voice": get_engine().registry.default_voice})
     except Exception as exc:
         logger.error("warm-up failed", extra={"error_type": type(exc).__name__})
+        engine = get_engine()
+        if not engine.ready():  # the default voice itself failed (not one of WARM_VOICES): liveness fails
+            observe_failure(engine, engine.registry.default_voice, exc)
 
 
 app = create_app(
@@ -60,6 +77,8 @@ app = create_app(
     chat.ws_router,
     metrics.router,
     tickets.router,
+    client_config.router,
+    samples.router,
     title="tts-service (local)",
     lifespan=lifespan,
 )
@@ -71,7 +90,10 @@ if get_settings().console_enabled:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.effective_log_level)
-    logger.info("serving", extra={"host": settings.host, "port": settings.port})
+    # The public URL names the deployment in log searches ("which host logged this?") as well as for clients.
+    logger.info(
+        "serving", extra={"host": settings.host, "port": settings.port, "public_base_url": settings.public_base_url}
+    )
     # Our access log (request id, route template) replaces uvicorn's; SIGTERM drains (SHUTDOWN_GRACE_SECS).
     config = uvicorn.Config(
         app,

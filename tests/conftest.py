@@ -19,9 +19,11 @@ os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "1000000")
 
 from tests.fakes.llm_server import FakeLlmServer  # noqa: E402
 from tests.support.logs import LogCapture, capture_logs  # noqa: E402
+from tests.support.otlp import OtlpReceiver  # noqa: E402
 from tts_service.api import health, tts, voices  # noqa: E402
 from tts_service.app import create_app  # noqa: E402
 from tts_service.engine import Engine, get_engine  # noqa: E402
+from tts_service.observability import tracing  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +60,20 @@ def logs() -> Iterator[LogCapture]:
     """Everything logged at DEBUG and above during the test, through the service's JSON formatter."""
     with capture_logs() as capture:
         yield capture
+
+
+@pytest.fixture
+def otlp(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
+    """Tracing on, exporting over OTLP/HTTP to a receiver on loopback, configured only by OTEL_* variables."""
+    with OtlpReceiver() as receiver:
+        for name in [n for n in os.environ if n.startswith("OTEL_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "tts-test")
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # export within 50 ms, not the default 5 s
+        tracing.shutdown()
+        assert tracing.configure()
+        try:
+            yield receiver
+        finally:
+            tracing.shutdown()

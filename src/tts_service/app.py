@@ -29,7 +29,7 @@ from tts_service.errors import (
     VoiceNotFound,
 )
 from tts_service.middleware._asgi import path_of
-from tts_service.observability import Metrics, get_metrics
+from tts_service.observability import Metrics, get_metrics, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -212,5 +212,7 @@ def create_app(
         app.include_router(router)
         app.include_router(router, prefix=LEGACY_PREFIX, include_in_schema=False)
     app.state.metrics = metrics or get_metrics()
-    middleware.install(app, settings or get_settings(), app.state.metrics, routers, prefixes=("", LEGACY_PREFIX))
+    app.state.settings = settings or get_settings()
+    tracing.configure()
+    middleware.install(app, app.state.settings, app.state.metrics, routers, prefixes=("", LEGACY_PREFIX))
     return app

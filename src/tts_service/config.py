@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The container's CPU limit in cores (cgroup v2 `cpu.max`, or v1's quota / period), None when unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 def _default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    """One worker per core this process may use: its CPU affinity, capped by a container's CPU limit (Docker's
+    --cpus, a Kubernetes limit), which os.cpu_count() does not see."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
 
 
 class Settings(BaseSettings):
@@ -25,7 +50,12 @@ class Settings(BaseSettings):
     """HTTP + WebSocket port of the local shim."""
     host: str = "0.0.0.0"
     public_base_url: str | None = None
-    """Used for absolute URLs in logs and clients."""
+    """Where clients reach the service (`https://tts.example.com`, or with a path prefix): absolute URLs in
+    responses (`conversation_url`, `GET /client-config`) and in the start-up log. Unset: the request's own
+    scheme and host, which behind a TLS proxy are the inner ones."""
+    public_ws_url: str | None = None
+    """The streaming WebSocket endpoint clients use when it is not under PUBLIC_BASE_URL (the API Gateway
+    WebSocket API); unset: PUBLIC_BASE_URL as ws(s) with `/ws/tts` and `/ws/chat`."""
     request_timeout_secs: float = Field(60.0, gt=0)
     """Time until a response starts; later -> 504 JSON. Keep the LLM timeout below it."""
     rate_limit_per_minute: int = Field(60, ge=1)
@@ -52,6 +82,18 @@ class Settings(BaseSettings):
     """Comma-separated IPs/CIDRs whose X-Forwarded-For is believed when finding the client IP."""
     tts_cache_mb: float = Field(64.0, ge=0)
     """Bytes of synthesized audio kept for identical requests (LRU), in MiB; 0 disables the cache."""
+    liveness_max_synth_failures: int = Field(3, ge=1)
+    """Syntheses failing in a row on the server's side (no success between) before /health fails (restart)."""
+    debug_samples: bool = False
+    """Keep recent /tts requests (PII-redacted text and audio) on local disk for debugging; off by default."""
+    debug_samples_dir: Path | None = None
+    """Folder of the debug samples; unset: `<data_dir>/debug-samples`."""
+    debug_samples_ttl_secs: float = Field(3600.0, gt=0)
+    """How long a debug sample is kept."""
+    debug_samples_max: int = Field(100, ge=1)
+    """Most debug samples kept (a ring: the oldest go first)."""
+    debug_samples_purge_secs: float = Field(60.0, gt=0)
+    """How often expired debug samples are purged."""
     shutdown_grace_secs: float = Field(20.0, ge=0)
     """On SIGTERM, how long in-flight requests and streams get to finish before they are closed."""
     console_enabled: bool = True
@@ -77,7 +119,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(5000, ge=1)
     """Longest text accepted, in characters after trimming."""
     synth_workers: int = Field(default_factory=_default_workers, ge=1)
-    """Synthesis worker threads, each with its own sessions; a request's pieces are spread over them."""
+    """Synthesis worker threads, each with its own sessions; a request's pieces are spread over them. Default: the
+    cores this process may use (its affinity, capped by a container's CPU limit)."""
     synth_queue_size: int = Field(32, ge=0)
     """Syntheses that may wait for a worker; one more is refused with 503 at once."""
     ort_intra_op_threads: int = Field(1, ge=1)
@@ -178,6 +221,20 @@ class Settings(BaseSettings):
     log_level: str | None = None
     rust_log: str | None = None
     """Honoured when LOG_LEVEL is unset, for operators used to the old server."""
+
+    @field_validator("public_base_url", "public_ws_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        name = info.field_name or "public_base_url"
+        parts = urlsplit(value.strip())
+        schemes = ("http", "https") if name == "public_base_url" else ("ws", "wss")
+        if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                f"{name.upper()} must be {' or '.join(schemes)}://host[:port][/path], without query or fragment"
+            )
+        return value.strip().rstrip("/")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

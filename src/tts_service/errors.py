@@ -58,6 +58,13 @@ class OriginNotAllowed(ServiceError):
     code = "origin_not_allowed"
 
 
+class Forbidden(ServiceError):
+    """The caller is known but this is not for it, or not in this configuration (403)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(ServiceError):
     """No such resource (404)."""
 
@@ -234,6 +241,13 @@ class ServiceBusy(ServiceUnavailable):
     """Every synthesis worker is busy and the wait queue is full (503)."""
 
     code = "busy"
+
+
+class EngineUnhealthy(ServiceUnavailable):
+    """Liveness: the engine can no longer synthesize (its default voice will not load, or syntheses keep failing)
+    and the process should be restarted (503)."""
+
+    code = "engine_unhealthy"
 
 
 class ShuttingDown(ServiceUnavailable):

@@ -185,7 +185,12 @@ def test_qdrant_server_down_means_memory_unavailable(make_client: AppFactory, fa
     fake_llm.script("Answer without memory.")
     response = client.post("/chat", json={"message": "Hi", "conversation_id": "c1"})
     assert response.status_code == 200
-    assert response.json() == {"reply": "Answer without memory.", "conversation_id": "c1", "memory": "unavailable"}
+    assert response.json() == {
+        "reply": "Answer without memory.",
+        "conversation_id": "c1",
+        "conversation_url": "http://testserver/conversations/c1",
+        "memory": "unavailable",
+    }
     provider = client.get("/llm/provider")
     assert provider.json()["memory"] == {"enabled": True, "mode": "server", "collection": "conversations"}
     assert f":{port}" not in provider.text and "127.0.0.1" not in provider.text

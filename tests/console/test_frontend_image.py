@@ -282,10 +282,11 @@ def test_compose_and_kubernetes_run_the_image_hardened_as_it_needs(image: Image)
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/etc/nginx/conf.d"}
     assert {e["name"] for e in container["env"]} == set(image.env)
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-    # compose: the same, and the API's CORS allows the console's origin by default
+    # compose: the same, behind the TLS proxy (one origin for the console and the API, so no CORS is needed)
     compose = yaml.safe_load((REPO / "infra/compose.yaml").read_text())["services"]
     frontend = compose["frontend"]
-    assert frontend["build"] == "../frontend" and frontend["read_only"] is True and frontend["cap_drop"] == ["ALL"]
+    assert frontend["build"]["context"] == "../frontend"
+    assert frontend["read_only"] is True and frontend["cap_drop"] == ["ALL"]
     assert {t.split(":")[0] for t in frontend["tmpfs"]} == {"/tmp", "/etc/nginx/conf.d"}
-    assert frontend["ports"] == ["${FRONTEND_PORT:-8080}:8080"]
-    assert "${FRONTEND_PORT:-8080}" in compose["tts"]["environment"]["CORS_ALLOWED_ORIGINS"]
+    assert "ports" not in frontend and frontend["expose"] == [str(image.expose)]
+    assert compose["proxy"]["environment"]["CONSOLE_UPSTREAM"] == f"frontend:{image.expose}"

@@ -29,7 +29,8 @@ from tests.infra.helpers import EVENTS, json_lines, load_event, logs
 from tests.support.decode import decode
 
 REPO = Path(__file__).resolve().parents[2]
-BASE_IMAGE = "tts-service/piper-base:1"
+# The functions' ARG default (`make sam-build` passes the commit tag instead).
+BASE_IMAGE = "tts-service/piper-base:dev"
 LOGICAL_IDS = {"tts": "TtsFunction", "voices": "VoicesFunction", "chat": "ChatFunction", "stream": "StreamFunction"}
 
 pytestmark = pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -20,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.infra import kustomize
 from tests.infra.dockerbuild import instructions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,24 +59,30 @@ def test_hadolint_passes(dockerfile: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def manifests() -> list[tuple[Path, dict[str, Any]]]:
-    docs = []
-    for path in sorted(K8S.rglob("*.yaml")):
-        docs.extend((path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc)
+def layouts() -> dict[str, Path]:
+    """Every folder `kubectl apply -k` may be pointed at: the base and each overlay."""
+    return {"base": K8S, **{f"overlays/{d.name}": d for d in sorted((K8S / "overlays").iterdir()) if d.is_dir()}}
+
+
+def manifests() -> list[tuple[str, dict[str, Any]]]:
+    """What each layout applies (built as kustomize would), and the adapter rule applied beside them."""
+    docs = [(name, doc) for name, folder in layouts().items() for doc in kustomize.build(folder)]
+    for path in sorted((K8S / "monitoring").glob("*.yaml")):
+        docs.extend(("monitoring", doc) for doc in kustomize.load_docs(path))
     return docs
 
 
-def manifest(kind: str, name: str) -> dict[str, Any]:
-    (doc,) = [d for _, d in manifests() if d["kind"] == kind and d["metadata"]["name"] == name]
+def manifest(kind: str, name: str, layout: str = "base") -> dict[str, Any]:
+    (doc,) = [d for where, d in manifests() if where == layout and d["kind"] == kind and d["metadata"]["name"] == name]
     return doc
 
 
 @pytest.mark.parametrize(
-    ("path", "doc"),
+    ("layout", "doc"),
     manifests(),
-    ids=lambda v: v.name if isinstance(v, Path) else v["kind"] + "/" + v["metadata"]["name"],
+    ids=lambda v: v if isinstance(v, str) else v["kind"] + "/" + v["metadata"]["name"],
 )
-def test_kubernetes_manifest_validates_against_the_schema(path: Path, doc: dict[str, Any]) -> None:
+def test_kubernetes_manifest_validates_against_the_schema(layout: str, doc: dict[str, Any]) -> None:
     # strict: a misspelt or misplaced field is an error, not silently dropped by the API server
     kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
@@ -133,15 +141,25 @@ def test_the_pod_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) 
     config = manifest("ConfigMap", "tts-service-config")["data"]
     (container,) = manifest("Deployment", "tts-service")["spec"]["template"]["spec"]["containers"]
     plain = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    secret_refs = {e["name"] for e in container["env"] if "valueFrom" in e}
-    assert set(config) | set(plain) | secret_refs <= fields
+    secret_refs = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    # the Downward API: what the kubelet puts there (a CPU limit with divisor 1 reads as whole cores, rounded up)
+    for entry in container["env"]:
+        ref = entry.get("valueFrom", {}).get("resourceFieldRef")
+        if ref is not None:
+            assert ref["resource"] == "limits.cpu" and ref["divisor"] == "1"
+            plain[entry["name"]] = str(math.ceil(float(container["resources"]["limits"]["cpu"])))
+    external = {k for k in config if k.startswith("OTEL_")}  # OpenTelemetry's standard variables
+    assert set(config) - external | set(plain) | secret_refs <= fields
     for name in list(os.environ):
         if name in fields:
             monkeypatch.delenv(name)
     for name, value in {**config, **plain, "MODELS_DIR": str(REPO / "models")}.items():
+        if name in external:
+            continue
         monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.port == 8085 and settings.synth_workers == 2
+    assert settings.port == 8085 and settings.synth_workers == 2 and settings.ort_intra_op_threads == 1
+    assert settings.public_base_url == "https://tts.example.com"
     assert str(settings.trusted_proxies) == config["TRUSTED_PROXIES"]
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from tests.infra.cfn import Evaluator, load_template
 from tts_service.config import Settings
+from tts_service.observability import tracing
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -48,9 +49,17 @@ HTTP_ROUTES = {
     "GET /conversations/{id}": "ChatFunction",
     "DELETE /conversations/{id}": "ChatFunction",
     "POST /ws-ticket": "VoicesFunction",
+    "GET /client-config": "VoicesFunction",
 }
-# Variables the functions read that are not Settings fields: Powertools' own.
-EXTERNAL_ENV = {"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_SERVICE_NAME"}
+# Variables the functions read that are not Settings fields: Powertools' own and OpenTelemetry's standard ones.
+EXTERNAL_ENV = {
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_TRACE_DISABLED",
+    "POWERTOOLS_SERVICE_NAME",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+}
 
 
 def sam_python() -> Path:
@@ -105,9 +114,11 @@ def test_sam_validate_with_lint_passes_offline(path: Path) -> None:
 
 
 def integration_function(uri: Any) -> str:
-    match = re.search(r"\$\{(\w+)\.Arn\}", json.dumps(uri))
+    """The function an integration invokes; always through its live alias, so a gradual deployment shifts all
+    traffic (and a rollback all of it)."""
+    match = re.search(r"\$\{(\w+)Aliaslive\}|\"Ref\": \"(\w+)Aliaslive\"", json.dumps(uri))
     assert match, uri
-    return match.group(1)
+    return match.group(1) or match.group(2)
 
 
 def test_every_http_route_reaches_its_function_also_under_api(cfn: dict[str, Any]) -> None:
@@ -165,7 +176,7 @@ def test_websocket_api_routes_to_the_stream_function(cfn: dict[str, Any]) -> Non
     assert res["WebSocketApi"]["Properties"]["ProtocolType"] == "WEBSOCKET"
     assert integration_function(res["StreamIntegration"]["Properties"]["IntegrationUri"]) == "StreamFunction"
     permission = res["StreamInvokePermission"]["Properties"]
-    assert permission["FunctionName"] == {"Ref": "StreamFunction"}
+    assert permission["FunctionName"] == {"Ref": "StreamFunctionAliaslive"}
     assert permission["Principal"] == "apigateway.amazonaws.com"
     assert set(res["WebSocketDeployment"]["DependsOn"]) == {"ConnectRoute", "DisconnectRoute", "DefaultRoute"}
 
@@ -231,6 +242,8 @@ def test_each_function_is_an_image_built_from_its_dockerfile(
             "CorsAllowedOrigins": "https://app.example",
             "VoicesS3Uri": "s3://voices-bucket/v1/",
             "Tracing": "Active",
+            "PublicBaseUrl": "https://tts.example.com",
+            "OtelExporterEndpoint": "https://otel.example.com:4318",
         },
     ],
     ids=["defaults", "everything-set"],
@@ -260,8 +273,12 @@ def test_parameters_reach_the_settings_class(
         assert settings.llm_provider == "ollama"
         assert settings.cors_allowed_origins == "https://app.example"
         assert env["POWERTOOLS_TRACE_DISABLED"] == "false"
+        assert settings.public_base_url == "https://tts.example.com"
+        # X-Ray and OpenTelemetry together, each from its own parameter
+        assert tracing.wanted(env) is True
     else:
         assert settings.openai_api_key_secret is None and settings.voices_s3_uri is None
+        assert tracing.wanted(env) is False  # OpenTelemetry is off unless its endpoint is given
 
 
 def test_secrets_are_never_plain_parameters_or_environment(template: dict[str, Any]) -> None:
@@ -392,3 +409,102 @@ def test_qdrant_must_be_https_unless_allowed(template: dict[str, Any]) -> None:
     for name in FUNCTIONS:
         assert Evaluator(template).function_env(name)["QDRANT_ALLOW_HTTP"] == "false"
         assert Evaluator(template, {"QdrantAllowHttp": "true"}).function_env(name)["QDRANT_ALLOW_HTTP"] == "true"
+
+
+ALARMS = {"ErrorRateAlarm", "LatencyAlarm", "ThrottlesAlarm"}
+
+
+def test_every_function_deploys_gradually_through_its_live_alias_and_rolls_back_on_alarm(
+    cfn: dict[str, Any], template: dict[str, Any]
+) -> None:
+    res = cfn["Resources"]
+    groups = {k: v["Properties"] for k, v in res.items() if v["Type"] == "AWS::CodeDeploy::DeploymentGroup"}
+    assert len(groups) == len(FUNCTIONS)
+    for props in groups.values():
+        assert {a["Name"]["Ref"] for a in props["AlarmConfiguration"]["Alarms"]} == ALARMS
+        assert props["AlarmConfiguration"]["Enabled"] is True
+        assert "DEPLOYMENT_STOP_ON_ALARM" in props["AutoRollbackConfiguration"]["Events"]
+        # SAM resolves the parameter (here its default) into CodeDeploy's predefined configuration
+        assert props["DeploymentConfigName"]["Fn::Sub"][0] == "CodeDeployDefault.Lambda${ConfigName}"
+        assert (
+            props["DeploymentConfigName"]["Fn::Sub"][1]["ConfigName"]
+            == template["Parameters"]["DeploymentStrategy"]["Default"]
+        )
+    for logical_id in FUNCTIONS:
+        alias = res[f"{logical_id}Aliaslive"]
+        assert alias["Type"] == "AWS::Lambda::Alias" and alias["Properties"]["Name"] == "live"
+        assert "CodeDeployLambdaAliasUpdate" in alias["UpdatePolicy"]
+    # canary or linear by default, and only AWS's predefined configurations may be named
+    strategy = template["Parameters"]["DeploymentStrategy"]
+    assert strategy["Default"].startswith(("Canary", "Linear"))
+    assert all(
+        re.fullmatch(r"(Canary\d+Percent\d+Minutes|Linear\d+PercentEvery\d+Minutes?|AllAtOnce)", v)
+        for v in strategy["AllowedValues"]
+    )
+    # the stream function keeps its reserved concurrency, shared by all its versions
+    assert res["StreamFunction"]["Properties"]["ReservedConcurrentExecutions"] == {"Ref": "StreamReservedConcurrency"}
+
+
+def test_the_alarms_watch_5xx_rate_p95_latency_and_throttles_on_metrics_that_exist(template: dict[str, Any]) -> None:
+    from tts_service.aws import handler
+
+    res = template["Resources"]
+    # 5xx rate: the EMF metric every function emits (0/1 per invocation, so its average is the rate)
+    errors = res["ErrorRateAlarm"]["Properties"]
+    (query,) = errors["Metrics"]
+    assert query["Expression"] == f"SELECT AVG(ServerError) FROM SCHEMA({handler.DEFAULT_NAMESPACE}, route, service)"
+    assert Evaluator(template).function_env("TtsFunction")["POWERTOOLS_METRICS_NAMESPACE"] == handler.DEFAULT_NAMESPACE
+    assert 'name="ServerError"' in Path(handler.__file__).read_text()
+    assert errors["Threshold"] == {"Ref": "ErrorRateThreshold"}
+    # p95 latency of the synthesizing function, on its live alias
+    latency = res["LatencyAlarm"]["Properties"]
+    assert latency["ExtendedStatistic"] == "p95" and latency["MetricName"] == "Duration"
+    assert {"Name": "Resource", "Value": {"Fn::Sub": "${TtsFunction}:live"}} in latency["Dimensions"]
+    assert latency["Threshold"] == {"Ref": "LatencyP95Ms"}
+    # throttles of every function, summed
+    throttles = res["ThrottlesAlarm"]["Properties"]["Metrics"]
+    watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in throttles if "MetricStat" in m}
+    assert watched == set(FUNCTIONS)
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in throttles if "MetricStat" in m} == {"Throttles"}
+    for name in ALARMS:
+        assert res[name]["Properties"]["TreatMissingData"] == "notBreaching"  # no traffic is no reason to roll back
+
+
+def test_the_dashboard_is_json_naming_resources_of_this_stack(template: dict[str, Any]) -> None:
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = set(re.findall(r"\$\{([\w:.]+)\}", body))
+    known = set(template["Resources"]) | set(template["Parameters"]) | {"AWS::Region", "AWS::StackName"}
+    assert {n.split(".")[0] for n in names} <= known
+    dashboard = json.loads(re.sub(r"\$\{[\w:.]+\}", "x", body))
+    titles = " | ".join(w["properties"]["title"].lower() for w in dashboard["widgets"])
+    for wanted in (
+        "requests and errors",
+        "latency",
+        "duration p95",
+        "throttles",
+        "concurrency",
+        "real-time factor",
+        "websocket",
+        "alarms",
+    ):
+        assert wanted in titles, wanted
+    alarm_widget = next(w for w in dashboard["widgets"] if w["type"] == "alarm")
+    assert len(alarm_widget["properties"]["alarms"]) == len(ALARMS)
+
+
+def test_both_api_stages_write_access_logs(cfn: dict[str, Any], template: dict[str, Any]) -> None:
+    res = cfn["Resources"]
+    http = res["HttpApiApiGatewayDefaultStage"]["Properties"]["AccessLogSettings"]
+    ws = res["WebSocketStage"]["Properties"]["AccessLogSettings"]
+    for settings, group in ((http, "HttpApiAccessLogs"), (ws, "WebSocketApiAccessLogs")):
+        assert settings["DestinationArn"] == {"Fn::GetAtt": [group, "Arn"]}
+        assert res[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        fields = json.loads(re.sub(r"\s+", "", settings["Format"]))
+        assert {"requestId", "status", "ip"} <= set(fields) and "$context.requestId" in fields.values()
+    # WebSocket APIs log through the account's CloudWatch role: the stack sets it unless told the account has one,
+    # and the stage waits for it
+    assert template["Resources"]["ApiGatewayAccount"]["Condition"] == "ManagesApiGatewayAccount"
+    description = template["Resources"]["WebSocketStage"]["Properties"]["Description"]
+    assert "${ApiGatewayAccount}" in json.dumps(description)
+    role = template["Resources"]["ApiGatewayLogsRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "apigateway.amazonaws.com"}

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ class ScriptedEngine:
 
     def __init__(self) -> None:
         self.settings = Settings()
+        self.registry = SimpleNamespace(default_voice=_Voice.id)  # what liveness compares a voice with
         self.release = asyncio.Event()
         self.made = 0
         self.closed = 0

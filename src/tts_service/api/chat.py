@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, WebSocket
+from fastapi import APIRouter, Depends, Path, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
@@ -36,7 +36,9 @@ from tts_service.errors import (
     UnknownMessageType,
     ValidationFailed,
 )
+from tts_service.observability.liveness import tracked
 from tts_service.streaming.events import AudioEvent, ErrorEvent
+from tts_service.urls import absolute
 
 router = APIRouter(tags=["chat"])
 ws_router = APIRouter(tags=["chat"])
@@ -63,6 +65,7 @@ class ChatResponse(BaseModel):
 
     reply: str
     conversation_id: str
+    conversation_url: str = Field(description="Absolute URL of GET /conversations/{id} (from PUBLIC_BASE_URL).")
     memory: MemoryState = Field(description='"ok", "unavailable" (answered without memory) or "disabled".')
     audio_base64: str | None = Field(None, description="A complete 16-bit mono WAV file, standard base64.")
     sample_rate: int | None = None
@@ -71,15 +74,22 @@ class ChatResponse(BaseModel):
     cleaned_text: str | None = Field(None, description="The text that was spoken (formatting removed).")
 
 
-async def _answer(body: ChatRequest, speak: bool, service: ChatService, engine: Engine, owner: str) -> JSONResponse:
+async def _answer(
+    body: ChatRequest, speak: bool, service: ChatService, engine: Engine, owner: str, request: Request
+) -> JSONResponse:
     if speak:
         engine.request("Hello.", body)  # refuse a bad voice or option before the LLM spends anything
     result = await service.reply(body.message, body.conversation_id, owner)
-    payload = ChatResponse(reply=result.reply, conversation_id=result.conversation_id, memory=result.memory)
-    headers = {"X-Conversation-Id": result.conversation_id, "X-Memory": result.memory}
+    url = absolute(request, f"/conversations/{result.conversation_id}")
+    payload = ChatResponse(
+        reply=result.reply, conversation_id=result.conversation_id, conversation_url=url, memory=result.memory
+    )
+    headers = {"X-Conversation-Id": result.conversation_id, "X-Memory": result.memory, "Content-Location": url}
     text = _speech_text(result.reply, engine.settings.max_text_chars) if speak else ""
     if text:
-        speech = await engine.synthesize(engine.request(text, body))
+        req = engine.request(text, body)
+        with tracked(engine, req):
+            speech = await engine.synthesize(req)
         wav = encode_wav(speech.pcm, speech.sample_rate)
         payload.audio_base64 = base64.b64encode(wav).decode("ascii")
         payload.sample_rate = speech.sample_rate
@@ -107,15 +117,19 @@ def _speech_text(reply: str, limit: int) -> str:
 
 
 @router.post("/chat", response_model=ChatResponse, response_model_exclude_none=True)
-async def chat(body: ChatRequest, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep) -> JSONResponse:
+async def chat(
+    body: ChatRequest, request: Request, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep
+) -> JSONResponse:
     """Answer a message, remembering the conversation; with `speak: true` the reply comes as speech too."""
-    return await _answer(body, body.speak, service, engine, owner)
+    return await _answer(body, body.speak, service, engine, owner, request)
 
 
 @router.post("/voice-chat", response_model=ChatResponse, response_model_exclude_none=True)
-async def voice_chat(body: ChatRequest, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep) -> JSONResponse:
+async def voice_chat(
+    body: ChatRequest, request: Request, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep
+) -> JSONResponse:
     """`POST /chat` with `speak: true` (the upstream route)."""
-    return await _answer(body, True, service, engine, owner)
+    return await _answer(body, True, service, engine, owner, request)
 
 
 @router.get("/llm/provider")

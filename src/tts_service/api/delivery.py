@@ -11,13 +11,19 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncGenerator
-from typing import Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from fastapi import Request
 
 from tts_service.audio import Encoder
 from tts_service.engine import Engine, SpeechChunk, SpeechRequest
 from tts_service.errors import ResponseTooLarge, ValidationFailed
+from tts_service.observability import tracing
+from tts_service.observability.liveness import get_liveness, observe_failure
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 BUFFERED_RESPONSE_LIMIT: Final = 6 * 1024 * 1024
 """Lambda's synchronous response payload limit, which API Gateway's integration inherits."""
@@ -43,24 +49,40 @@ def check_buffered_size(size: int, *, binary: bool, advice: str) -> None:
         )
 
 
-AudioChunks = tuple[SpeechChunk, AsyncGenerator[SpeechChunk, None]]
+@dataclass
+class AudioChunks:
+    """A stream whose first chunk is made: the rest to come, and its span (ended with the stream)."""
+
+    first: SpeechChunk
+    rest: AsyncGenerator[SpeechChunk, None]
+    engine: Engine
+    req: SpeechRequest
+    span: Span | None = None
 
 
 async def start_stream(engine: Engine, req: SpeechRequest) -> AudioChunks:
     """Start synthesis and wait for its first chunk.
 
     Answering only then makes "busy", a synthesis failure or text with nothing to speak a proper error response
-    rather than a 200 cut short.
+    rather than a 200 cut short. The stream's span (`tts.stream`, a child of the request's) lasts until the last
+    chunk is sent, with the time to first audio as an event.
     """
+    span = tracing.start_span("tts.stream", {"tts.voice": req.voice.id, "tts.text_chars": len(req.text)})
     chunks = engine.stream(req)
     try:
         first = await anext(chunks)
     except StopAsyncIteration:
-        raise ValidationFailed("text contains nothing to speak") from None
-    except BaseException:
+        error = ValidationFailed("text contains nothing to speak")
+        tracing.end_span(span, error)
+        raise error from None
+    except BaseException as exc:
+        observe_failure(engine, req.voice.id, exc)
+        tracing.end_span(span, exc)
         await chunks.aclose()
         raise
-    return first, chunks
+    if span is not None:
+        span.add_event("first_audio")
+    return AudioChunks(first, chunks, engine, req, span)
 
 
 async def encoded(stream: AudioChunks, encoder: Encoder) -> AsyncGenerator[bytes, None]:
@@ -68,9 +90,10 @@ async def encoded(stream: AudioChunks, encoder: Encoder) -> AsyncGenerator[bytes
 
     Encoding runs on a thread: a codec's few milliseconds per chunk stay off the event loop.
     """
-    first, chunks = stream
+    chunks = stream.rest
+    error: BaseException | None = None
     try:
-        data = await asyncio.to_thread(encoder.encode, first.pcm)
+        data = await asyncio.to_thread(encoder.encode, stream.first.pcm)
         if data:
             yield data
         async for chunk in chunks:
@@ -80,5 +103,12 @@ async def encoded(stream: AudioChunks, encoder: Encoder) -> AsyncGenerator[bytes
         tail = await asyncio.to_thread(encoder.finish)
         if tail:
             yield tail
+        get_liveness().succeeded(default_voice=stream.req.voice.id == stream.engine.registry.default_voice)
+    except BaseException as exc:
+        error = exc
+        observe_failure(stream.engine, stream.req.voice.id, exc)
+        raise
     finally:
         await chunks.aclose()
+        tracing.set_attributes(stream.span, {"tts.format": encoder.format, "tts.audio_ms": encoder.duration_ms})
+        tracing.end_span(stream.span, error)

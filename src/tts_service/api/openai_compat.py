@@ -39,6 +39,8 @@ from tts_service.engine import Engine, SpeechOptions, SpeechRequest
 from tts_service.engine.options import SPEED_MAX, SPEED_MIN
 from tts_service.engine.registry import VoiceRegistry
 from tts_service.errors import ModelNotFound, ValidationFailed, VoiceNotFound
+from tts_service.observability import tracing
+from tts_service.observability.liveness import tracked
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -131,10 +133,12 @@ async def _whole(engine: Engine, req: SpeechRequest, body: SpeechBody, headers: 
     """The whole answer at once, for a buffered response (Lambda), refused when it would not fit."""
     fmt = body.response_format
     output_rate(fmt, req.voice.sample_rate, body.sample_rate, OPENAI_PCM_RATE)  # a bad rate fails before synthesis
-    result = await engine.synthesize(req)
-    data, encoder = await asyncio.to_thread(
-        encode_whole, result.pcm, result.sample_rate, fmt, body.sample_rate, pcm_rate=OPENAI_PCM_RATE
-    )
+    with tracked(engine, req):
+        result = await engine.synthesize(req)
+    with tracing.span("tts.encode", {"tts.format": fmt}):
+        data, encoder = await asyncio.to_thread(
+            encode_whole, result.pcm, result.sample_rate, fmt, body.sample_rate, pcm_rate=OPENAI_PCM_RATE
+        )
     headers = headers | {"X-Sample-Rate": str(encoder.sample_rate), "X-Audio-Duration-Ms": str(result.duration_ms)}
     if body.stream_format == "sse":
         step = SSE_BUFFERED_DELTA_BYTES

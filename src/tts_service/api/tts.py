@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from tts_service.api.delivery import check_buffered_size, is_buffered
-from tts_service.api.deps import EngineDep
+from tts_service.api.deps import EngineDep, OwnerDep
 from tts_service.audio import AudioFormat, encode_whole, format_from_accept
-from tts_service.engine import SpeechOptions
-from tts_service.engine.audio import mel_spectrogram
+from tts_service.engine import Speech, SpeechOptions, SpeechRequest
+from tts_service.engine.audio import encode_wav, mel_spectrogram
 from tts_service.engine.subtitles import ms, render_subtitles, subtitle_cues
+from tts_service.observability import tracing
+from tts_service.observability.liveness import tracked
+from tts_service.observability.samples import get_sample_store
 
 router = APIRouter(tags=["tts"])
+logger = logging.getLogger(__name__)
 
 ResponseFormat = Literal["json", "mp3", "opus", "aac", "flac", "wav", "pcm", "mulaw", "alaw", "srt", "vtt"]
 """`json` (base64 WAV inside JSON), one of `tts_service.audio.FORMATS`, or subtitles of the speech (srt, vtt)."""
@@ -86,28 +92,36 @@ async def tts(
     body: TtsRequest,
     request: Request,
     engine: EngineDep,
+    owner: OwnerDep,
     format: Annotated[ResponseFormat | None, Query(description="Overrides the body and the Accept header.")] = None,
 ) -> Response:
     """Synthesize speech."""
     fmt = answer_format(format, body.format, request.headers.get("accept"))
-    speech = await engine.synthesize(engine.request(body.text, body))
+    req = engine.request(body.text, body)
+    with tracked(engine, req) as span:
+        speech = await engine.synthesize(req)
+        tracing.set_attributes(span, {"tts.audio_ms": speech.duration_ms, "tts.chunks": speech.chunks})
     if fmt == "srt" or fmt == "vtt":
         cues = subtitle_cues(speech.words, speech.sample_rate)
         media = "application/x-subrip" if fmt == "srt" else "text/vtt"
         return Response(render_subtitles(cues, fmt), media_type=f"{media}; charset=utf-8")
     audio_format: AudioFormat = "wav" if fmt == "json" else fmt
-    data, encoder = await asyncio.to_thread(
-        encode_whole, speech.pcm, speech.sample_rate, audio_format, body.sample_rate
-    )
+    with tracing.span("tts.encode", {"tts.format": audio_format}) as span:
+        data, encoder = await asyncio.to_thread(
+            encode_whole, speech.pcm, speech.sample_rate, audio_format, body.sample_rate
+        )
+        tracing.set_attributes(span, {"tts.bytes": len(data)})
     headers = {
         "X-Voice": speech.voice_id,
         "X-Audio-Duration-Ms": str(speech.duration_ms),
         "X-Sample-Rate": str(encoder.sample_rate),
     }
+    # DEBUG_SAMPLES: kept on disk after the answer has gone (a background task), never before it.
+    sample = _sample_task(request, owner, req, speech, audio_format)
     if fmt != "json":
         if is_buffered(request):
             check_buffered_size(len(data), binary=True, advice=TOO_LARGE_ADVICE)
-        return Response(data, media_type=encoder.media_type, headers=headers)
+        return Response(data, media_type=encoder.media_type, headers=headers, background=sample)
     payload = TtsResponse(
         audio_base64=base64.b64encode(data).decode("ascii"),
         sample_rate=encoder.sample_rate,
@@ -121,7 +135,39 @@ async def tts(
         if body.timestamps == "word"
         else None,
     )
-    response = JSONResponse(payload.model_dump(exclude_none=True), headers=headers)
+    response = JSONResponse(payload.model_dump(exclude_none=True), headers=headers, background=sample)
     if is_buffered(request):
         check_buffered_size(len(response.body), binary=False, advice=TOO_LARGE_ADVICE)
     return response
+
+
+def _sample_task(
+    request: Request, owner: str, req: SpeechRequest, speech: Speech, fmt: AudioFormat
+) -> BackgroundTask | None:
+    store = get_sample_store()
+    if store is None:
+        return None
+    details = {
+        "voice": speech.voice_id,
+        "answer_format": fmt,
+        "duration_ms": speech.duration_ms,
+        "synthesis_ms": round(speech.synthesis_seconds * 1000, 1),
+        "options": {
+            "speaker_id": req.speaker_id,
+            "length_scale": req.length_scale,
+            "noise_scale": req.noise_scale,
+            "noise_w": req.noise_w,
+            "volume": req.volume,
+            "sentence_silence": req.sentence_silence,
+        },
+        "request_id": request.scope.get("state", {}).get("request_id"),
+        "trace_id": (tracing.current_ids() or (None, None))[0],
+    }
+
+    def keep() -> None:
+        try:
+            store.record(owner, req.text, encode_wav(speech.pcm, speech.sample_rate), details)
+        except OSError as exc:  # a full or read-only disk must not fail the request that already succeeded
+            logger.warning("debug sample not kept", extra={"error_type": type(exc).__name__})
+
+    return BackgroundTask(asyncio.to_thread, keep)

@@ -7,7 +7,9 @@
   the same Powertools formatter, so every line of an invocation carries its `correlation_id`;
 - EMF metrics: `ColdStart`, `Latency`, `ServerError` (0/1, its average is the 5xx rate) per route, plus
   `AudioDuration` and `SynthesisRealTimeFactor` when the response carries synthesized audio;
-- an X-Ray segment when `POWERTOOLS_TRACE_DISABLED=false` (the template sets it from its `Tracing` parameter).
+- an X-Ray segment when `POWERTOOLS_TRACE_DISABLED=false` (the template sets it from its `Tracing` parameter);
+- OpenTelemetry spans when the OTEL_* variables configure them (tts_service.observability.tracing), exported
+  before each invocation returns; X-Ray and OTel are independent and may run together.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from functools import wraps
 from typing import Any
 
@@ -28,6 +31,7 @@ from mangum import Mangum
 from mangum.types import ASGI
 
 from tts_service.config import get_settings
+from tts_service.observability import tracing as otel
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
 
@@ -84,7 +88,8 @@ def lambda_handler(app: ASGI, *, service: str, tracing: bool | None = None) -> L
         _use_process_loop()
         return asgi(event, context)
 
-    return instrument(run, service=service, tracing=tracing)
+    # The app's own middleware opens the request's span (route template, status); no second one here.
+    return instrument(run, service=service, tracing=tracing, request_span=False)
 
 
 _LOOPS: list[asyncio.AbstractEventLoop] = []
@@ -108,8 +113,13 @@ def _use_process_loop() -> None:
         _LOOPS.append(loop)
 
 
-def instrument(fn: LambdaHandler, *, service: str, tracing: bool | None = None) -> LambdaHandler:
-    """Wrap any Lambda handler with Powertools: correlation-id JSON logs, EMF metrics, optional X-Ray."""
+def instrument(
+    fn: LambdaHandler, *, service: str, tracing: bool | None = None, request_span: bool = True
+) -> LambdaHandler:
+    """Wrap any Lambda handler with Powertools: correlation-id JSON logs, EMF metrics, optional X-Ray; and, when the
+    OTEL_* variables configure it, OpenTelemetry: a server span per invocation (`request_span`, for handlers
+    that are not an ASGI app) and the spans flushed before the instance may be frozen."""
+    otel.configure()
     # Powertools configures a service's logger once per process; a second Logger for it must get the same handler
     # back, or it would read its formatter from a fresh, unconfigured one.
     handler_out = _SERVICE_HANDLERS.setdefault(service, StdoutHandler())
@@ -127,13 +137,16 @@ def instrument(fn: LambdaHandler, *, service: str, tracing: bool | None = None) 
             logger.append_keys(connection_id=connection_id)
         started = time.perf_counter()
         try:
-            response = fn(event, context)
+            with otel.span(route, {"faas.trigger": "http", "tts.route": route}) if request_span else nullcontext():
+                response = fn(event, context)
         except Exception as exc:
             # The runtime reports the invocation as failed; the log says which error, with no traceback or
             # message (either may hold user text).
             metrics.add_metric(name="ServerError", unit=MetricUnit.Count, value=1)
             logger.error("invocation failed", extra={"route": route, "error_type": type(exc).__name__})
             raise
+        finally:
+            otel.flush()
         elapsed_ms = (time.perf_counter() - started) * 1000
         status = response.get("statusCode", 200) if isinstance(response, Mapping) else 200
         metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=round(elapsed_ms, 3))

@@ -40,6 +40,7 @@ from qdrant_client import models as qm
 
 from tts_service.config import Settings
 from tts_service.errors import MemoryUnavailable
+from tts_service.observability import tracing
 from tts_service.observability.metrics import get_metrics
 
 logger = logging.getLogger(__name__)
@@ -210,6 +211,12 @@ class ConversationMemory:
     async def _run(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         if not self.enabled:
             raise MemoryUnavailable("conversation memory is disabled (MEMORY_ENABLED=false)", memory="disabled")
+        # The database semantic conventions' names; the collection, never the owner or the conversation.
+        attributes = {"db.system": "qdrant", "db.operation": op, "db.collection.name": self.collection}
+        with tracing.span(f"qdrant.{op}", {**attributes, "tts.memory_mode": self.mode}):
+            return await self._run_traced(op, fn, *args)
+
+    async def _run_traced(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await asyncio.wait_for(asyncio.to_thread(self._locked, fn, *args), self.settings.memory_timeout_secs)
         except MemoryUnavailable as exc:

@@ -21,6 +21,7 @@ import openai
 
 from tts_service.config import Settings
 from tts_service.errors import LlmBadResponse, LlmNotConfigured, LlmTimeout, LlmUnavailable, ServiceError
+from tts_service.observability import tracing
 from tts_service.observability.metrics import get_metrics
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ class _PerLoop(Generic[T]):
             item = self._items[loop] = self._factory()
         return item
 
+    def pop(self) -> T | None:
+        """This loop's item, forgotten (to close it), or None."""
+        return self._items.pop(asyncio.get_running_loop(), None)
+
 
 class LlmClient(ABC):
     """A chat provider: replies, token streams, embeddings and a reachability probe."""
@@ -80,20 +85,22 @@ class LlmClient(ABC):
         self.require_configured()
         started = time.perf_counter()
         outcome = "error"
-        try:
-            async with asyncio.timeout(self.timeout):
-                reply = await self._complete(messages)
-            if not reply.strip():
-                raise LlmBadResponse("the LLM returned an empty reply")
-            outcome = "ok"
-        except TimeoutError:
-            outcome = "timeout"
-            raise self._timeout() from None
-        except LlmTimeout:
-            outcome = "timeout"
-            raise
-        finally:
-            self._observe(outcome, started)
+        with tracing.span("llm.chat", self._span_attributes()) as span:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    reply = await self._complete(messages)
+                if not reply.strip():
+                    raise LlmBadResponse("the LLM returned an empty reply")
+                outcome = "ok"
+            except TimeoutError:
+                outcome = "timeout"
+                raise self._timeout() from None
+            except LlmTimeout:
+                outcome = "timeout"
+                raise
+            finally:
+                tracing.set_attributes(span, {"tts.llm.outcome": outcome})
+                self._observe(outcome, started)
         return reply
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
@@ -107,6 +114,9 @@ class LlmClient(ABC):
         outcome = "cancelled"
         pieces = self._stream(messages)
         produced = False
+        # Not made current: the caller's code runs between the pieces, in its own context.
+        span = tracing.start_span("llm.chat", {**self._span_attributes(), "tts.llm.streamed": True})
+        error: BaseException | None = None
         try:
             while True:
                 try:
@@ -125,13 +135,24 @@ class LlmClient(ABC):
         except LlmTimeout:
             outcome = "timeout"
             raise
-        except ServiceError:
+        except ServiceError as exc:
             outcome = "error"
+            error = exc
             raise
         finally:
             await pieces.aclose()
             if outcome != "cancelled":  # a barge-in is the user's choice, not a provider outcome
                 self._observe(outcome, started)
+            tracing.set_attributes(span, {"tts.llm.outcome": outcome})
+            tracing.end_span(span, error)
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the running loop's HTTP client and its pooled connections (at shutdown)."""
+
+    def _span_attributes(self) -> tracing.Attributes:
+        # The GenAI semantic conventions' names; never the messages.
+        return {"gen_ai.system": self.provider, "gen_ai.request.model": self.model}
 
     def _observe(self, outcome: str, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -147,11 +168,13 @@ class LlmClient(ABC):
         self.require_configured()
         if not self.embedding_model:
             raise LlmNotConfigured("EMBEDDING_MODEL is not set")
-        try:
-            async with asyncio.timeout(self.timeout):
-                vectors = await self._embed(texts)
-        except TimeoutError:
-            raise self._timeout("embedding") from None
+        attributes = {**self._span_attributes(), "gen_ai.request.model": self.embedding_model, "tts.texts": len(texts)}
+        with tracing.span("llm.embed", attributes):
+            try:
+                async with asyncio.timeout(self.timeout):
+                    vectors = await self._embed(texts)
+            except TimeoutError:
+                raise self._timeout("embedding") from None
         if len(vectors) != len(texts) or any(not v for v in vectors):
             raise LlmBadResponse("the embeddings endpoint returned the wrong number of vectors")
         return vectors
@@ -201,6 +224,11 @@ class OpenAIClient(LlmClient):
 
     def not_configured_reason(self) -> str:
         return "LLM_PROVIDER=openai needs OPENAI_API_KEY (any placeholder for a keyless compatible server)"
+
+    async def aclose(self) -> None:
+        client = self._clients.pop()
+        if client is not None:
+            await client.close()
 
     def _make_client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -311,6 +339,11 @@ class OllamaClient(LlmClient):
         super().__init__(settings)
         self.base_url = settings.ollama_base_url.rstrip("/")
         self._clients: _PerLoop[httpx.AsyncClient] = _PerLoop(self._make_client)
+
+    async def aclose(self) -> None:
+        client = self._clients.pop()
+        if client is not None:
+            await client.aclose()
 
     def _make_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(self.timeout))

@@ -1,9 +1,9 @@
 """Pure-ASGI middleware (WebSockets and streamed responses pass through untouched) for running in production.
 
-Order, outermost first: request id -> access log and metrics -> shutdown drain -> CORS -> rate limit -> API key
--> body size -> timeout -> the app. So every answer, refusals included, carries the request id, is counted and
-logged, and gets CORS headers; requests with wrong keys spend their IP's budget (no unthrottled key guessing);
-a request over its budget never has its body read.
+Order, outermost first: request id -> trace span -> access log and metrics -> shutdown drain -> CORS -> rate limit
+-> API key -> body size -> timeout -> the app. So every answer, refusals included, carries the request id, is traced,
+counted and logged, and gets CORS headers; requests with wrong keys spend their IP's budget (no unthrottled key
+guessing); a request over its budget never has its body read.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tts_service.middleware.drain import Drain, DrainMiddleware
 from tts_service.middleware.limits import BodyLimitMiddleware, TimeoutMiddleware
 from tts_service.middleware.ratelimit import RateLimiter, RateLimitMiddleware
 from tts_service.middleware.request_id import RequestIdMiddleware
+from tts_service.middleware.tracing import TracingMiddleware
 from tts_service.observability import Metrics
 
 __all__ = ["Drain", "RateLimiter", "install"]
@@ -52,5 +53,8 @@ def install(
     # Shutdown refusals are counted and logged like any answer; `app.state.drain` is what the shim's server drains.
     app.state.drain = Drain()
     app.add_middleware(DrainMiddleware, drain=app.state.drain, metrics=metrics)
-    app.add_middleware(AccessMiddleware, metrics=metrics, routes=RouteTemplates(templates), clients=clients)
+    routes = RouteTemplates(templates)
+    app.add_middleware(AccessMiddleware, metrics=metrics, routes=routes, clients=clients)
+    # A no-op until tracing is configured (create_app does that from the OTEL_* variables).
+    app.add_middleware(TracingMiddleware, routes=routes)
     app.add_middleware(RequestIdMiddleware)

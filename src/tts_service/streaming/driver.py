@@ -16,6 +16,7 @@ from tts_service.audio import Encoder, new_encoder
 from tts_service.engine import Engine, SpeechChunk, SpeechOptions
 from tts_service.engine.audio import silence
 from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage, ValidationFailed
+from tts_service.observability.liveness import tracked
 from tts_service.streaming.events import (
     AudioEvent,
     ChunkEvent,
@@ -210,12 +211,15 @@ class StreamDriver:
             while (text := await stream.queue.get()) is not None:
                 req = self.engine.request(text, stream.options)
                 first = True
-                async for chunk in self.engine.stream(req):
-                    if first and stream.spoken > 0 and req.sentence_silence > 0:
-                        # Incremental sentences are separate requests; keep the gap the engine puts between them.
-                        chunk.pcm = np.concatenate([silence(req.sentence_silence, chunk.sample_rate), chunk.pcm])
-                    first = False
-                    await self._send_audio(stream, await self._audio_events(stream, chunk))
+                with tracked(self.engine, req, "tts.stream", ignore=(TransportGone,)) as span:
+                    async for chunk in self.engine.stream(req):
+                        if first and stream.spoken > 0 and req.sentence_silence > 0:
+                            # Incremental sentences are separate requests; keep the gap the engine puts between them.
+                            chunk.pcm = np.concatenate([silence(req.sentence_silence, chunk.sample_rate), chunk.pcm])
+                        if first and span is not None:
+                            span.add_event("first_audio")
+                        first = False
+                        await self._send_audio(stream, await self._audio_events(stream, chunk))
                 stream.spoken += 1
             if stream.encoder is not None:
                 await self._send_audio(stream, await self._audio_events(stream, None))

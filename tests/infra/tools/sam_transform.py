@@ -28,6 +28,9 @@ def main() -> None:
         if resource.get("Type") == "AWS::Serverless::Function" and props.get("PackageType") == "Image":
             # What `sam build` writes into the built template after building the image from Metadata.
             tag = resource.get("Metadata", {}).get("DockerTag", "latest")
+            if isinstance(tag, dict):  # !Sub python3.12-${ImageTag}: the parameter's default
+                default = template["Parameters"]["ImageTag"]["Default"]
+                tag = tag["Fn::Sub"].replace("${ImageTag}", default)
             props.setdefault("ImageUri", f"{logical_id.lower()}:{tag}")
     json.dump(transform(template, {}, NoManagedPolicies()), sys.stdout, indent=1, default=str)
 
