@@ -67,7 +67,8 @@ def test_a_tts_request_is_a_server_span_with_synthesis_and_encoding_children(
         tracing.flush()
 
     # THEN the collector gets the request's span, named by route template, continuing the caller's trace
-    spans = by_name(otlp.wait_for(lambda got: {"POST /tts", "tts.synthesize", "tts.encode"} <= {s.name for s in got}))
+    wanted = {"POST /tts", "tts.synthesize", "tts.phonemize", "tts.encode"}
+    spans = by_name(otlp.wait_for(lambda got: wanted <= {s.name for s in got}))
     server = spans["POST /tts"]
     assert server.kind == SERVER and server.trace_id == CALLER_TRACE and server.parent_span_id == CALLER_SPAN
     assert server.attributes["http.route"] == "/tts"
@@ -82,6 +83,10 @@ def test_a_tts_request_is_a_server_span_with_synthesis_and_encoding_children(
     assert synth.attributes["tts.text_chars"] == len(text)
     assert synth.attributes["tts.audio_ms"] > 1000
     assert encode.attributes["tts.format"] == "wav" and encode.attributes["tts.bytes"] == len(response.content)
+    # phonemizing runs on the request's conductor thread, and still nests under synthesis
+    phonemize = spans["tts.phonemize"]
+    assert phonemize.trace_id == CALLER_TRACE and phonemize.parent_span_id == synth.span_id
+    assert phonemize.attributes["tts.chars"] > 0
     assert "secret words" not in json.dumps([s.attributes for s in otlp.spans])
     # AND the JSON log lines written meanwhile carry the trace id, the access line included
     access = [r for r in logs.records if r.get("logger") == "tts_service.access" and r.get("route") == "/tts"]

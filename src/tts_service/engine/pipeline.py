@@ -34,6 +34,7 @@ from tts_service.engine.pool import WorkerPool, current_worker
 from tts_service.engine.text import cut_phonemes, split_sentences
 from tts_service.engine.words import WordTiming, owners, sound_spans, sounds_of, text_words, timings, word_groups
 from tts_service.errors import AudioTooLong, SynthesisFailed
+from tts_service.observability import tracing
 
 if TYPE_CHECKING:
     from tts_service.engine.synth import SpeechChunk, SpeechRequest
@@ -313,7 +314,8 @@ class Synthesis:
         """The sentence's pieces, each with its phoneme ids and the input words its phoneme words belong to."""
         piper = self.voice.piper
         try:
-            phonemes: list[list[str]] = piper.phonemize(sentence)
+            with tracing.span("tts.phonemize", {"tts.chars": len(sentence)}):
+                phonemes: list[list[str]] = piper.phonemize(sentence)
             cut = [p for sentence_phonemes in phonemes for p in cut_phonemes(sentence_phonemes, self.plan.max_phonemes)]
             id_map = piper.config.phoneme_id_map
             spoken = [sounds_of(p, id_map) for p in cut]
