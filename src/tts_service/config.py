@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # --- synthesis ---
     max_text_chars: int = Field(5000, ge=1)
     """Longest text accepted, in characters after trimming."""
+    max_audio_seconds: float = Field(600.0, gt=0)
+    """Longest speech one request may make (slow `speed` and long `sentence_silence` stretch text into hours):
+    refused with 413 `audio_too_long` when the estimate from text, speed and silences exceeds it, and stopped
+    there if synthesis gets past it."""
     synth_workers: int = Field(default_factory=_default_workers, ge=1)
     """Synthesis worker threads, each with its own sessions; a request's pieces are spread over them."""
     synth_queue_size: int = Field(32, ge=0)

@@ -109,6 +109,12 @@ class ResponseTooLarge(PayloadTooLarge):
     code = "response_too_large"
 
 
+class AudioTooLong(PayloadTooLarge):
+    """The speech would be longer than MAX_AUDIO_SECONDS, by estimate before synthesis or while it runs (413)."""
+
+    code = "audio_too_long"
+
+
 class UnsupportedMediaType(ServiceError):
     """The body's content type is not accepted (415)."""
 
