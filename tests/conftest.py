@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -30,6 +31,20 @@ def engine() -> Engine:
     eng = get_engine()
     eng.warm_blocking()
     return eng
+
+
+@pytest.fixture
+def admissions(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per synthesis the shared engine admits during the test."""
+    seen: list[int] = []
+    original = engine.pool.admit
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine.pool, "admit", counting)
+    return seen
 
 
 @pytest.fixture(scope="session")

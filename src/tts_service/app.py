@@ -93,7 +93,8 @@ def validation_error(exc: RequestValidationError) -> ServiceError:
         elif kind == "missing" and not loc:
             problems.append("request body is required")
         else:
-            problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+            message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{loc or 'body'}: {message}")
     fields = sorted({".".join(str(p) for p in err.get("loc", ()) if p != "body") for err in errors} - {""})
     return ValidationFailed("; ".join(problems) or "invalid request", fields=fields)
 

@@ -14,11 +14,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from tts_service.api.delivery import check_buffered_size, is_buffered
+from tts_service.api.delivery import check_buffered_estimate, check_buffered_size, is_buffered
 from tts_service.api.deps import EngineDep
 from tts_service.audio import AudioFormat, encode_whole, format_from_accept
 from tts_service.engine import SpeechOptions
 from tts_service.engine.audio import mel_spectrogram
+from tts_service.engine.options import SpeechText
 
 router = APIRouter(tags=["tts"])
 
@@ -34,7 +35,7 @@ TOO_LARGE_ADVICE = (
 class TtsRequest(SpeechOptions):
     """Body of POST /tts (and POST /tts/stream)."""
 
-    text: str = Field(description="Text to speak: 1 to MAX_TEXT_CHARS characters after trimming.")
+    text: SpeechText = Field(description="Text to speak: 1 to MAX_TEXT_CHARS characters after trimming.")
     include_spectrogram: bool = Field(False, description="Add an 80-band log-mel spectrogram for display.")
     format: ResponseFormat | None = Field(
         None, description="Answer format: JSON with base64 WAV, or raw bytes of an audio format (see README)."
@@ -77,8 +78,11 @@ async def tts(
 ) -> Response:
     """Synthesize speech."""
     fmt = answer_format(format, body.format, request.headers.get("accept"))
-    speech = await engine.synthesize(engine.request(body.text, body))
     audio_format: AudioFormat = "wav" if fmt == "json" else fmt
+    req = engine.request(body.text, body)
+    if is_buffered(request):
+        check_buffered_estimate(req, audio_format, body.sample_rate, advice=TOO_LARGE_ADVICE)
+    speech = await engine.synthesize(req)
     data, encoder = await asyncio.to_thread(
         encode_whole, speech.pcm, speech.sample_rate, audio_format, body.sample_rate
     )
@@ -91,12 +95,16 @@ async def tts(
         if is_buffered(request):
             check_buffered_size(len(data), binary=True, advice=TOO_LARGE_ADVICE)
         return Response(data, media_type=encoder.media_type, headers=headers)
+    spectrogram = None
+    if body.include_spectrogram:
+        # Seconds of numpy work on long audio: on a thread, or every connection would wait for it.
+        spectrogram = await asyncio.to_thread(mel_spectrogram, speech.pcm, speech.sample_rate)
     payload = TtsResponse(
         audio_base64=base64.b64encode(data).decode("ascii"),
         sample_rate=encoder.sample_rate,
         duration_ms=speech.duration_ms,
         voice=speech.voice_id,
-        spectrogram=mel_spectrogram(speech.pcm, speech.sample_rate) if body.include_spectrogram else None,
+        spectrogram=spectrogram,
     )
     response = JSONResponse(payload.model_dump(exclude_none=True), headers=headers)
     if is_buffered(request):

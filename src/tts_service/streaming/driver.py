@@ -236,7 +236,11 @@ class StreamDriver:
     async def _audio_events(stream: _Stream, chunk: SpeechChunk | None) -> list[AudioEvent | SpectrogramEvent]:
         """The events of one chunk (None: the encoder's tail), encoded on a thread when the stream has a format."""
         if stream.encoder is None:
-            return stream.maker.events(chunk) if chunk is not None else []
+            if chunk is None:
+                return []
+            if stream.maker.spectrogram:
+                return await asyncio.to_thread(stream.maker.events, chunk)  # numpy work: off the event loop
+            return stream.maker.events(chunk)
         if chunk is None:
             data = await asyncio.to_thread(stream.encoder.finish)
         else:
