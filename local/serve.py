@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator
 
-import uvicorn
 from fastapi import FastAPI
 
 from tts_service.api import chat, health, metrics, openai_compat, tickets, tts, voices
@@ -22,7 +20,7 @@ from tts_service.config import get_settings
 from tts_service.engine import get_engine
 from tts_service.engine.warm import warm
 from tts_service.logging import configure_logging
-from tts_service.middleware.graceful import GracefulServer
+from tts_service.middleware.graceful import GracefulServer, server_config
 
 logger = logging.getLogger("tts_service.local")
 
@@ -34,6 +32,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
     warm.cancel()
     get_engine().pool.shutdown()
+    await get_chat_service().llm.aclose()
     get_chat_service().memory.close()  # releases the embedded store's lock for the next process
 
 
@@ -65,15 +64,7 @@ def main() -> None:
     configure_logging(settings.effective_log_level)
     logger.info("serving", extra={"host": settings.host, "port": settings.port})
     # Our access log (request id, route template) replaces uvicorn's; SIGTERM drains (SHUTDOWN_GRACE_SECS).
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_secs),
-    )
-    GracefulServer(config, app.state.drain).run()
+    GracefulServer(server_config(app, settings), app.state.drain).run()
 
 
 if __name__ == "__main__":

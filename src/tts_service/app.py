@@ -28,7 +28,7 @@ from tts_service.errors import (
     ValidationFailed,
     VoiceNotFound,
 )
-from tts_service.middleware._asgi import path_of
+from tts_service.middleware._asgi import SlowClient, path_of
 from tts_service.observability import Metrics, get_metrics
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,8 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except SlowClient:
+            raise  # not a failure: the client stopped reading, and the middleware that timed it ends the response
         except Exception as exc:
             # The route template, never the raw path: a path may hold a conversation id.
             route = getattr(scope.get("route"), "path", None)

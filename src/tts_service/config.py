@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     """Bytes of synthesized audio kept for identical requests (LRU), in MiB; 0 disables the cache."""
     shutdown_grace_secs: float = Field(20.0, ge=0)
     """On SIGTERM, how long in-flight requests and streams get to finish before they are closed."""
+    stream_send_timeout_secs: float = Field(20.0, gt=0)
+    """A send to a client (a chunk of a streamed response, a WebSocket frame) not taken within this ends the
+    response or WebSocket and frees its synthesis. Above one chunk's playing time (~6 s, plus sentence_silence),
+    so players that read at the speed of speech are never cut."""
+    ws_idle_timeout_secs: float = Field(300.0, gt=0)
+    """A WebSocket with no message either way for this long is closed (1001)."""
+    ws_max_message_bytes: int = Field(256 * 1024, ge=16 * 1024)
+    """Largest WebSocket message the local server reads (the longest chat message, JSON-escaped, fits)."""
+    max_streams_per_client: int = Field(8, ge=1)
+    """Streams (WebSockets, POST /tts/stream, streamed /v1/audio/speech) one client may have open at once in one
+    process; more: 429 `too_many_streams`."""
 
     # --- voices ---
     models_dir: Path = Path("models")

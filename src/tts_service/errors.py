@@ -136,6 +136,12 @@ class RateLimited(ServiceError):
     code = "rate_limited"
 
 
+class TooManyStreams(RateLimited):
+    """The client already has MAX_STREAMS_PER_CLIENT streams (WebSockets, streamed responses) open (429)."""
+
+    code = "too_many_streams"
+
+
 # --- streaming protocol (issue 3): sent as `error` events; the connection stays usable ---
 
 

@@ -14,6 +14,8 @@ from collections.abc import AsyncGenerator
 from typing import Final
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from tts_service.audio import AudioFormat, Encoder, output_rate
 from tts_service.audio.formats import min_bytes_per_second
@@ -69,6 +71,19 @@ def check_buffered_estimate(
 def buffered_audio_budget(text_bytes: int) -> int:
     """Bytes of audio a buffered JSON answer can carry as base64 besides `text_bytes` of other JSON."""
     return max(0, (BUFFERED_RESPONSE_LIMIT - _ENVELOPE_BYTES - text_bytes) * 3 // 4)
+
+
+class AudioStreamingResponse(StreamingResponse):
+    """A streamed answer whose body is closed however the response ends (done, client gone, client too slow), so
+    its synthesis stops and its admission is freed at once rather than whenever the iterator is collected."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
 
 
 AudioChunks = tuple[SpeechChunk, AsyncGenerator[SpeechChunk, None]]

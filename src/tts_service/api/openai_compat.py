@@ -28,10 +28,16 @@ from contextlib import aclosing
 from typing import Any, Final, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from tts_service.api.delivery import check_buffered_estimate, check_buffered_size, encoded, is_buffered, start_stream
+from tts_service.api.delivery import (
+    AudioStreamingResponse,
+    check_buffered_estimate,
+    check_buffered_size,
+    encoded,
+    is_buffered,
+    start_stream,
+)
 from tts_service.api.deps import EngineDep
 from tts_service.audio import Encoder, encode_whole, new_encoder
 from tts_service.audio.formats import OPENAI_PCM_RATE
@@ -123,8 +129,8 @@ async def speech(body: SpeechBody, request: Request, engine: EngineDep) -> Respo
     headers |= {"X-Sample-Rate": str(encoder.sample_rate), "X-Accel-Buffering": "no"}
     if body.stream_format == "sse":
         events = _sse(encoded(chunks, encoder), req.text, encoder)
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    return StreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
+        return AudioStreamingResponse(events, media_type="text/event-stream", headers=headers)
+    return AudioStreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
 
 
 async def _whole(engine: Engine, req: SpeechRequest, body: SpeechBody, headers: dict[str, str]) -> Response:

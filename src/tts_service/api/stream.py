@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketState
 
-from tts_service.api.delivery import encoded, start_stream
+from tts_service.api.delivery import AudioStreamingResponse, encoded, start_stream
 from tts_service.api.deps import EngineDep
 from tts_service.api.tts import ResponseFormat, TtsRequest
 from tts_service.audio import AudioFormat, format_from_accept, new_encoder
@@ -63,7 +63,7 @@ async def tts_stream(body: TtsRequest, request: Request, engine: EngineDep) -> S
         "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",
     }
-    return StreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
+    return AudioStreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
 
 
 class _WebSocketTransport:

@@ -51,6 +51,10 @@ class _PerLoop(Generic[T]):
             item = self._items[loop] = self._factory()
         return item
 
+    def pop(self) -> T | None:
+        """This loop's client, forgotten (the caller closes it), or None."""
+        return self._items.pop(asyncio.get_running_loop(), None)
+
 
 class LlmClient(ABC):
     """A chat provider: replies, token streams, embeddings and a reachability probe."""
@@ -169,6 +173,10 @@ class LlmClient(ABC):
             return exc.code
         return None
 
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close this event loop's HTTP client and its pooled connections (at shutdown, before the loop ends)."""
+
     def _timeout(self, what: str = "reply") -> LlmTimeout:
         return LlmTimeout(f"the LLM {what} stalled past LLM_TIMEOUT_SECS={self.timeout:g}", provider=self.provider)
 
@@ -201,6 +209,11 @@ class OpenAIClient(LlmClient):
 
     def not_configured_reason(self) -> str:
         return "LLM_PROVIDER=openai needs OPENAI_API_KEY (any placeholder for a keyless compatible server)"
+
+    async def aclose(self) -> None:
+        client = self._clients.pop()
+        if client is not None:
+            await client.close()
 
     def _make_client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
@@ -311,6 +324,11 @@ class OllamaClient(LlmClient):
         super().__init__(settings)
         self.base_url = settings.ollama_base_url.rstrip("/")
         self._clients: _PerLoop[httpx.AsyncClient] = _PerLoop(self._make_client)
+
+    async def aclose(self) -> None:
+        client = self._clients.pop()
+        if client is not None:
+            await client.aclose()
 
     def _make_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(self.timeout))

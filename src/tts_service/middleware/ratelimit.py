@@ -94,6 +94,15 @@ class RateLimiter:
         self.storage.reset()
 
 
+def client_key(scope: Scope, credentials: Credentials, clients: ClientResolver) -> str:
+    """Who a budget belongs to: a valid API key's digest; otherwise the IP, so invented or guessed keys buy no
+    extra budget."""
+    key_id = identify(credentials, scope) if credentials.required else None
+    if key_id is not None:
+        return f"key:{key_id}"
+    return f"ip:{clients.resolve(scope)}"
+
+
 def _sync_uri(uri: str) -> str:
     # The async variants (`async+redis://`) need another client library; the middleware runs the sync one in a
     # worker thread instead, so either spelling works.
@@ -125,11 +134,7 @@ class RateLimitMiddleware:
         self._last_warning = 0.0
 
     def client_id(self, scope: Scope) -> str:
-        """A valid API key's digest; otherwise the IP, so invented or guessed keys buy no extra budget."""
-        key_id = identify(self.credentials, scope) if self.credentials.required else None
-        if key_id is not None:
-            return f"key:{key_id}"
-        return f"ip:{self.clients.resolve(scope)}"
+        return client_key(scope, self.credentials, self.clients)
 
     async def _decide(self, client: str) -> Decision | None:
         try:

@@ -34,7 +34,17 @@ _LLM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "WEBSOCKET"})
 _LLM_OUTCOMES = frozenset({"ok", "error", "timeout"})
 REJECT_REASONS = frozenset(
-    {"unauthorized", "rate_limited", "payload_too_large", "timeout", "busy", "origin_not_allowed", "shutting_down"}
+    {
+        "unauthorized",
+        "rate_limited",
+        "payload_too_large",
+        "timeout",
+        "busy",
+        "origin_not_allowed",
+        "shutting_down",
+        "slow_client",
+        "too_many_streams",
+    }
 )
 # Label values that come from code, not users, but are still checked so a bug cannot explode cardinality.
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.:/{}\-]{1,80}$")

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,7 +16,7 @@ import numpy as np
 from tts_service.audio import Encoder, new_encoder
 from tts_service.engine import Engine, SpeechChunk, SpeechOptions
 from tts_service.engine.audio import silence
-from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage, ValidationFailed
+from tts_service.errors import ServiceError, UnexpectedMessage, ValidationFailed
 from tts_service.streaming.events import (
     AudioEvent,
     Encoding,
@@ -135,10 +136,9 @@ class StreamDriver:
         if stream is None or stream.text is None or stream.ending:
             raise UnexpectedMessage(f"{msg.type} needs an open incremental stream: send start first")
         if isinstance(msg, TextMessage):
-            if stream.queue.qsize() >= MAX_QUEUED:
-                # Text arrives faster than speech is made; holding it all would grow memory without bound.
-                raise ServiceBusy(f"{MAX_QUEUED} sentences are waiting to be spoken; send more text later")
-            for sentence in stream.text.feed(msg.text):
+            # Text arrives faster than speech is made; holding it all would grow memory without bound. One
+            # message may complete many sentences, so the room is checked before any of them is taken.
+            for sentence in stream.text.feed(msg.text, room=MAX_QUEUED - stream.queue.qsize()):
                 stream.queue.put_nowait(sentence)
         elif isinstance(msg, FlushMessage):
             rest = stream.text.flush()
@@ -205,12 +205,15 @@ class StreamDriver:
             while (text := await stream.queue.get()) is not None:
                 req = self.engine.request(text, stream.options)
                 first = True
-                async for chunk in self.engine.stream(req):
-                    if first and stream.spoken > 0 and req.sentence_silence > 0:
-                        # Incremental sentences are separate requests; keep the gap the engine puts between them.
-                        chunk.pcm = np.concatenate([silence(req.sentence_silence, chunk.sample_rate), chunk.pcm])
-                    first = False
-                    await self._send_audio(stream, await self._audio_events(stream, chunk))
+                # Closed however the loop ends (a client gone or too slow): synthesis stops, its admission is freed.
+                async with aclosing(self.engine.stream(req)) as chunks:
+                    async for chunk in chunks:
+                        if first and stream.spoken > 0 and req.sentence_silence > 0:
+                            # Incremental sentences are separate requests; keep the gap the engine puts between them.
+                            silent = silence(req.sentence_silence, chunk.sample_rate)
+                            chunk.pcm = np.concatenate([silent, chunk.pcm])
+                        first = False
+                        await self._send_audio(stream, await self._audio_events(stream, chunk))
                 stream.spoken += 1
             if stream.encoder is not None:
                 await self._send_audio(stream, await self._audio_events(stream, None))
