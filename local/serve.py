@@ -16,6 +16,7 @@ from tts_service.api import chat, health, metrics, openai_compat, tickets, tts, 
 from tts_service.api import stream as stream_api
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
+from tts_service.chat.memory import purge_periodically
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
 from tts_service.engine.warm import warm
@@ -29,8 +30,12 @@ logger = logging.getLogger("tts_service.local")
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # Warm in the background: /health answers at once, /healthz turns ready when the voices have spoken.
     warm = asyncio.create_task(_warm())
+    # Expired turns are deleted on a timer, not only when a conversation happens to be written.
+    every = get_settings().memory_purge_interval_secs
+    purge = asyncio.create_task(purge_periodically(get_chat_service().memory, every))
     yield
     warm.cancel()
+    purge.cancel()
     get_engine().pool.shutdown()
     await get_chat_service().llm.aclose()
     get_chat_service().memory.close()  # releases the embedded store's lock for the next process

@@ -22,7 +22,9 @@ from tests.fakes.llm_server import FakeLlmServer  # noqa: E402
 from tests.support.logs import LogCapture, capture_logs  # noqa: E402
 from tts_service.api import health, tts, voices  # noqa: E402
 from tts_service.app import create_app  # noqa: E402
+from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine, get_engine  # noqa: E402
+from tts_service.observability import Metrics  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +47,17 @@ def admissions(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(engine.pool, "admit", counting)
     return seen
+
+
+@pytest.fixture
+def tiny_engine(engine: Engine) -> Iterator[Engine]:
+    """One worker, no queue: the second synthesis at a time is refused. Shares the warm voice map."""
+    small = Engine(
+        Settings(synth_workers=1, synth_queue_size=0), registry=engine.registry, metrics=Metrics(process=False)
+    )
+    small.voices = engine.voices  # the loaded voice, so a synthesis here costs no load
+    yield small
+    small.pool.shutdown()
 
 
 @pytest.fixture(scope="session")

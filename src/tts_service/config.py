@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     """Requests a client may send back to back; unset: the whole per-minute budget."""
     rate_limit_storage_uri: str | None = Field(None, repr=False)
     """`limits` storage for shared counters (`redis://host:6379/0`); unset: in this process's memory."""
+    rate_limit_storage_timeout_secs: float = Field(0.5, gt=0)
+    """Budget of one rate-limit check against that storage (and its socket timeouts); past it, or on any error,
+    the request goes through unlimited and the storage is left alone for 5 s."""
     trusted_proxies: str | None = None
     """Comma-separated IPs/CIDRs whose X-Forwarded-For is believed when finding the client IP."""
     tts_cache_mb: float = Field(64.0, ge=0)
@@ -165,6 +168,8 @@ class Settings(BaseSettings):
     """How many older turns most similar to the message are added (needs EMBEDDING_MODEL)."""
     memory_retention_days: float | None = Field(30.0, gt=0)
     """Turns older than this are deleted; unset: kept until DELETE /conversations/{id}."""
+    memory_purge_interval_secs: float = Field(3600.0, gt=0)
+    """How often the local server deletes expired turns (Lambda: the template's hourly EventBridge rule)."""
     memory_timeout_secs: float = Field(3.0, gt=0)
     """Budget for one memory operation; past it the reply goes on without memory."""
     aws_lambda_function_name: str | None = None

@@ -32,16 +32,6 @@ def parse_exposition(text: str) -> dict[str, float]:
 
 
 @pytest.fixture
-def tiny_engine(engine: Engine) -> Engine:
-    """One worker, no queue: the second synthesis at a time is refused. Shares the warm voice map."""
-    small = Engine(
-        Settings(synth_workers=1, synth_queue_size=0), registry=engine.registry, metrics=Metrics(process=False)
-    )
-    small.voices = engine.voices  # the loaded voice, so a synthesis here costs no load
-    return small
-
-
-@pytest.fixture
 def make_client(engine: Engine) -> Iterator[AppFactory]:
     """Build a client on a fresh app: `make_client(api_keys="k", ...)` -> (client, the app's metrics).
 

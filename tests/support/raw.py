@@ -34,12 +34,17 @@ def read_head(sock: socket.socket) -> bytes:
     return data
 
 
-def post_json(sock: socket.socket, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
-    """Send a JSON POST and return the response head, without reading the body."""
+def send_json(sock: socket.socket, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    """Send a JSON POST, reading nothing."""
     payload = json.dumps(body).encode()
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
     lines += [f"Content-Length: {len(payload)}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
     sock.sendall("\r\n".join(lines).encode() + b"\r\n\r\n" + payload)
+
+
+def post_json(sock: socket.socket, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
+    """Send a JSON POST and return the response head, without reading the body."""
+    send_json(sock, path, body, headers)
     return read_head(sock)
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from tts_service.api.delivery import buffered_audio_budget, check_buffered_size, is_buffered
-from tts_service.api.deps import EngineDep, OwnerDep
+from tts_service.api.deps import Charge, ChargeDep, EngineDep, OwnerDep
 from tts_service.chat.memory import MemoryState
 from tts_service.chat.service import CONVERSATION_ID_PATTERN, ChatService, get_chat_service
 from tts_service.chat.speech import speakable
@@ -206,11 +206,13 @@ async def get_conversation(conversation_id: ConversationId, service: ChatService
     messages = await service.memory.history(owner, conversation_id)
     if not messages:
         raise ConversationNotFound(f"no stored turns for conversation {conversation_id}")
+    # Stored turns carry sortable keys (made without reading the store); clients see their order: 0, 1, ...
+    order = {key: n for n, key in enumerate(sorted({m.turn for m in messages}))}
     return {
         "conversation_id": conversation_id,
-        "turns": len({m.turn for m in messages}),
+        "turns": len(order),
         "messages": [
-            {"role": m.role, "content": m.text, "turn": m.turn, "timestamp": _iso(m.timestamp)} for m in messages
+            {"role": m.role, "content": m.text, "turn": order[m.turn], "timestamp": _iso(m.timestamp)} for m in messages
         ],
     }
 
@@ -272,11 +274,12 @@ def _chat_message(data: dict[str, Any]) -> WsChatMessage:
 class _ChatSocket:
     """One /ws/chat connection: one turn at a time; `cancel` stops the turn in progress."""
 
-    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine, owner: str) -> None:
+    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine, owner: str, charge: Charge) -> None:
         self.ws = websocket
         self.service = service
         self.engine = engine
         self.owner = owner
+        self.charge = charge
         self.send_lock = asyncio.Lock()
         self.turn: asyncio.Task[None] | None = None
         self.cancel = asyncio.Event()
@@ -322,6 +325,7 @@ class _ChatSocket:
             return
         if busy:
             raise UnexpectedMessage("a turn is in progress; send cancel or wait for done")
+        await self.charge()  # every turn spends the client's budget, as a POST /chat would
         self.start(msg)
 
     def start(self, msg: WsChatMessage) -> None:
@@ -360,10 +364,12 @@ class _ChatSocket:
 
 
 @ws_router.websocket("/ws/chat")
-async def ws_chat(websocket: WebSocket, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep) -> None:
+async def ws_chat(
+    websocket: WebSocket, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep, charge: ChargeDep
+) -> None:
     """Send `{"type": "chat", "message"}`; receive start, token*, audio*, end, done.
 
-    `{"type": "cancel"}` stops the turn in progress.
+    `{"type": "cancel"}` stops the turn in progress. Each chat message is charged to the client's rate budget.
     """
     await websocket.accept()
-    await _ChatSocket(websocket, service, engine, owner).run()
+    await _ChatSocket(websocket, service, engine, owner, charge).run()

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketState
 
 from tts_service.api.delivery import AudioStreamingResponse, encoded, start_stream
-from tts_service.api.deps import EngineDep
+from tts_service.api.deps import ChargeDep, EngineDep
 from tts_service.api.tts import ResponseFormat, TtsRequest
 from tts_service.audio import AudioFormat, format_from_accept, new_encoder
 from tts_service.engine.audio import CHANNELS, SAMPLE_WIDTH
@@ -78,10 +78,13 @@ class _WebSocketTransport:
 
 
 @router.websocket("/ws/tts")
-async def ws_tts(ws: WebSocket, engine: EngineDep) -> None:
-    """The streaming protocol (see README, 'Streaming'): JSON messages in; start, audio, end or error out."""
+async def ws_tts(ws: WebSocket, engine: EngineDep, charge: ChargeDep) -> None:
+    """The streaming protocol (see README, 'Streaming'): JSON messages in; start, audio, end or error out.
+
+    Each `speak` and `start` is charged to the client's rate budget; a spent budget is an `error` event.
+    """
     await ws.accept()
-    driver = StreamDriver(engine, _WebSocketTransport(ws))
+    driver = StreamDriver(engine, _WebSocketTransport(ws), charge=charge)
 
     async def receive() -> Incoming:
         try:

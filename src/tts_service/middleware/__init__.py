@@ -23,11 +23,11 @@ from tts_service.middleware.cors import JsonCORSMiddleware, cors_options
 from tts_service.middleware.drain import Drain, DrainMiddleware
 from tts_service.middleware.limits import BodyLimitMiddleware, DisconnectMiddleware, TimeoutMiddleware
 from tts_service.middleware.pace import PaceMiddleware, StreamCapMiddleware
-from tts_service.middleware.ratelimit import RateLimiter, RateLimitMiddleware, client_key
+from tts_service.middleware.ratelimit import MessageBudget, RateLimiter, RateLimitMiddleware, client_key
 from tts_service.middleware.request_id import RequestIdMiddleware
 from tts_service.observability import Metrics
 
-__all__ = ["Drain", "RateLimiter", "install"]
+__all__ = ["Drain", "MessageBudget", "RateLimiter", "install"]
 
 STREAM_PATHS = ("/tts/stream", "/v1/audio/speech")
 """HTTP routes that stream their answer (on the local server) and count as streams of their client."""
@@ -61,9 +61,10 @@ def install(
     )
     # Always installed: without keys it still names the caller (the shared owner) for the routes.
     app.add_middleware(ApiKeyMiddleware, credentials=credentials, metrics=metrics)
-    if settings.rate_limit_enabled:
-        limiter = RateLimiter.from_settings(settings)
-        app.state.rate_limiter = limiter
+    limiter = RateLimiter.from_settings(settings, metrics) if settings.rate_limit_enabled else None
+    app.state.rate_limiter = limiter
+    app.state.message_budget = MessageBudget(limiter, lambda scope: client_key(scope, credentials, clients), metrics)
+    if limiter is not None:
         app.add_middleware(
             RateLimitMiddleware, limiter=limiter, clients=clients, credentials=credentials, metrics=metrics
         )

@@ -131,6 +131,13 @@ class Metrics:
             "tts_synthesis_capacity", "Syntheses admitted at most (workers + queue); more get 503.", registry=reg
         )
 
+        self.dependency_failures = Counter(
+            "tts_dependency_failures",
+            "Calls to a dependency that failed or timed out and were let through (fail open).",
+            ["dependency", "outcome"],
+            registry=reg,
+        )
+
         # --- LLM ---
         self.llm_requests = Counter(
             "tts_llm_requests",
@@ -149,6 +156,8 @@ class Metrics:
         # Series that exist from the start read 0 instead of "no data" on dashboards and in rate().
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
+        for outcome in ("timeout", "error"):
+            self.dependency_failures.labels("rate_limit_storage", outcome)
         self.cache_hits.labels("audio")
         self.cache_misses.labels("audio")
 
@@ -190,6 +199,10 @@ class Metrics:
         """The current size of a cache."""
         self.cache_entries.labels(_label(cache)).set(entries)
         self.cache_bytes.labels(_label(cache)).set(size_bytes)
+
+    def dependency_failure(self, dependency: str, outcome: str) -> None:
+        """A dependency call that failed (`error`) or ran out of time (`timeout`); the service went on without it."""
+        self.dependency_failures.labels(_label(dependency), "timeout" if outcome == "timeout" else "error").inc()
 
     def llm_request(self, provider: str, outcome: str, seconds: float) -> None:
         """One LLM call: outcome `ok`, `error` or `timeout`."""

@@ -83,9 +83,13 @@ class _Stream:
 class StreamDriver:
     """Runs the protocol for one connection: at most one stream at a time, then the next."""
 
-    def __init__(self, engine: Engine, transport: Transport) -> None:
+    def __init__(
+        self, engine: Engine, transport: Transport, charge: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.engine = engine
         self.transport = transport
+        self.charge = charge
+        """Charges a message that starts a stream to the client's budget (RateLimited when spent)."""
         settings = engine.settings
         self.max_text_chars = settings.max_text_chars
         self.max_pending = settings.stream_max_pending_chars
@@ -126,6 +130,8 @@ class StreamDriver:
         if isinstance(msg, SpeakMessage | StartMessage):
             if self.stream is not None:
                 raise UnexpectedMessage(f"a stream is running; send cancel or wait for its end before {msg.type}")
+            if self.charge is not None:
+                await self.charge()
             await self._open(msg)
             return
         stream = self.stream
