@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 BENCH_ARGS ?=
 BASE_IMAGE ?= tts-service/piper-base:1
 
-.PHONY: help install serve lint format test test-slow bench bench-quick verify-voices clean sam-venv sam-build deploy image
+.PHONY: help install serve lint format test test-slow test-reliability bench bench-quick verify-voices clean sam-venv sam-build deploy image
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,7 +43,10 @@ test: lint $(SAM_STAMP)  ## Lint, type-check and run the default test suite (tem
 	$(PY) -m pytest -m "not slow"
 
 test-slow: $(STAMP)  ## The slow suites (memory bounds, load); CI runs them after `make test`
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m "slow and not reliability"
+
+test-reliability: $(STAMP)  ## Schema fuzzing, dependency faults and a soak against the shim on loopback (~8 min; needs redis-server)
+	$(PY) -m pytest -m reliability
 
 $(SAM_STAMP): infra/requirements-sam.txt
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)

@@ -30,6 +30,7 @@ from tts_service.errors import (
 )
 from tts_service.middleware._asgi import SlowClient, path_of
 from tts_service.observability import Metrics, get_metrics
+from tts_service.openapi import document_errors
 
 logger = logging.getLogger(__name__)
 
@@ -216,4 +217,17 @@ def create_app(
         app.include_router(router, prefix=LEGACY_PREFIX, include_in_schema=False)
     app.state.metrics = metrics or get_metrics()
     middleware.install(app, settings or get_settings(), app.state.metrics, routers, prefixes=("", LEGACY_PREFIX))
+    _document_errors(app)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Serve an OpenAPI schema whose operations list the errors this module renders (`tts_service.openapi`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

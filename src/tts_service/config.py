@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     """`limits` storage for shared counters (`redis://host:6379/0`); unset: in this process's memory."""
     rate_limit_storage_timeout_secs: float = Field(0.5, gt=0)
     """Budget of one rate-limit check against that storage (and its socket timeouts); past it, or on any error,
-    the request goes through unlimited and the storage is left alone for 5 s."""
+    the request goes through unlimited."""
+    rate_limit_storage_retry_secs: float = Field(5.0, ge=0)
+    """After such a failure, how long the storage is left alone (requests go through unlimited, without waiting)."""
     trusted_proxies: str | None = None
     """Comma-separated IPs/CIDRs whose X-Forwarded-For is believed when finding the client IP."""
     tts_cache_mb: float = Field(64.0, ge=0)

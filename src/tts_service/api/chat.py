@@ -40,6 +40,7 @@ from tts_service.errors import (
     UnknownMessageType,
     ValidationFailed,
 )
+from tts_service.middleware.drain import BUSY_STATE
 from tts_service.streaming.events import AudioEvent, ErrorEvent
 
 router = APIRouter(tags=["chat"])
@@ -316,9 +317,12 @@ class _ChatSocket:
         finally:
             await self.stop()
 
+    def busy(self) -> bool:
+        return self.turn is not None and not self.turn.done()
+
     async def handle(self, raw: str | bytes) -> None:
         msg = parse_ws_message(raw)
-        busy = self.turn is not None and not self.turn.done()
+        busy = self.busy()
         if msg == "cancel":
             if busy:
                 self.cancel.set()
@@ -372,4 +376,6 @@ async def ws_chat(
     `{"type": "cancel"}` stops the turn in progress. Each chat message is charged to the client's rate budget.
     """
     await websocket.accept()
-    await _ChatSocket(websocket, service, engine, owner, charge).run()
+    socket = _ChatSocket(websocket, service, engine, owner, charge)
+    websocket.scope.setdefault("state", {})[BUSY_STATE] = socket.busy  # a drain lets the turn finish
+    await socket.run()

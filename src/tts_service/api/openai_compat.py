@@ -39,7 +39,7 @@ from tts_service.api.delivery import (
     start_stream,
 )
 from tts_service.api.deps import EngineDep
-from tts_service.audio import Encoder, encode_whole, new_encoder
+from tts_service.audio import AUDIO_MEDIA_TYPES, Encoder, encode_whole, new_encoder
 from tts_service.audio.formats import OPENAI_PCM_RATE
 from tts_service.engine import Engine, SpeechOptions, SpeechRequest
 from tts_service.engine.options import SPEED_MAX, SPEED_MIN, SpeechText
@@ -113,7 +113,12 @@ def _speech_request_text(engine: Engine, text: str) -> str:
 @router.post(
     "/audio/speech",
     response_class=Response,
-    responses={200: {"content": {"audio/mpeg": {}, "text/event-stream": {}}, "description": "Audio, or SSE events"}},
+    responses={
+        200: {
+            "content": {media: {} for media in (*AUDIO_MEDIA_TYPES, "text/event-stream")},
+            "description": "Audio, or SSE events",
+        }
+    },
 )
 async def speech(body: SpeechBody, request: Request, engine: EngineDep) -> Response:
     """OpenAI's text to speech."""

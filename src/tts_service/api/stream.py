@@ -19,9 +19,10 @@ from starlette.websockets import WebSocketState
 from tts_service.api.delivery import AudioStreamingResponse, encoded, start_stream
 from tts_service.api.deps import ChargeDep, EngineDep
 from tts_service.api.tts import ResponseFormat, TtsRequest
-from tts_service.audio import AudioFormat, format_from_accept, new_encoder
+from tts_service.audio import AUDIO_MEDIA_TYPES, AudioFormat, format_from_accept, new_encoder
 from tts_service.engine.audio import CHANNELS, SAMPLE_WIDTH
 from tts_service.errors import ValidationFailed
+from tts_service.middleware.drain import BUSY_STATE
 from tts_service.streaming.driver import Incoming, StreamDriver
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def stream_format(body: ResponseFormat | None, accept: str | None) -> AudioForma
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"audio/wav": {}, "audio/pcm": {}, "audio/mpeg": {}, "audio/ogg": {}, "audio/aac": {}},
+            "content": {media: {} for media in AUDIO_MEDIA_TYPES},
             "description": "Audio as it is made.",
         }
     },
@@ -85,6 +86,7 @@ async def ws_tts(ws: WebSocket, engine: EngineDep, charge: ChargeDep) -> None:
     """
     await ws.accept()
     driver = StreamDriver(engine, _WebSocketTransport(ws), charge=charge)
+    ws.scope.setdefault("state", {})[BUSY_STATE] = lambda: driver.stream is not None  # a drain lets it finish
 
     async def receive() -> Incoming:
         try:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from tts_service.api.delivery import check_buffered_estimate, check_buffered_size, is_buffered
 from tts_service.api.deps import EngineDep
-from tts_service.audio import AudioFormat, encode_whole, format_from_accept
+from tts_service.audio import AUDIO_MEDIA_TYPES, AudioFormat, encode_whole, format_from_accept
 from tts_service.engine import SpeechOptions
 from tts_service.engine.audio import mel_spectrogram
 from tts_service.engine.options import SpeechText
@@ -65,7 +65,7 @@ def answer_format(query: ResponseFormat | None, body: ResponseFormat | None, acc
     response_model=TtsResponse,
     responses={
         200: {
-            "content": {"audio/wav": {}, "audio/mpeg": {}, "audio/ogg": {}, "audio/aac": {}, "audio/flac": {}},
+            "content": {media: {} for media in AUDIO_MEDIA_TYPES},
             "description": "JSON, or audio bytes with `format` or an audio Accept type",
         }
     },

@@ -52,6 +52,9 @@ _MEDIA_TYPES: Final[dict[AudioFormat, str]] = {
     "alaw": "audio/PCMA",
 }
 
+AUDIO_MEDIA_TYPES: Final = tuple(dict.fromkeys(t.split(";")[0] for t in _MEDIA_TYPES.values()))
+"""The media types (without parameters) of the audio answers, for the OpenAPI schema."""
+
 # Accept header media types (lower case, no parameters) -> format; "json" for the JSON answer of POST /tts.
 _ACCEPT: Final[dict[str, AudioFormat | Literal["json"]]] = {
     "application/json": "json",

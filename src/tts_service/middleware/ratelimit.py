@@ -7,7 +7,7 @@ A remote store is a dependency that may fail or hang; it must never take the ser
 a few threads of their own (never the event loop's shared pool, which encodes audio), with socket timeouts and
 an overall budget of `RATE_LIMIT_STORAGE_TIMEOUT_SECS`; a failure lets the request through (fail open), is
 counted (`tts_dependency_failures_total{dependency="rate_limit_storage"}`) and logged, and the store is left
-alone for `SKIP_AFTER_FAILURE_SECS`, so while it is down no request waits for it.
+alone for `RATE_LIMIT_STORAGE_RETRY_SECS`, so while it is down no request waits for it.
 
 WebSocket sessions count once at connect as requests; then each message that starts work (`speak`, `start`,
 a chat message) is charged to the same budget (`MessageBudget`), refused with an `error` event when spent.
@@ -42,8 +42,6 @@ logger = logging.getLogger(__name__)
 EXEMPT_PATHS = frozenset({"/metrics"})
 _NAMESPACE = "tts"
 _WARN_EVERY_SECS = 60.0
-SKIP_AFTER_FAILURE_SECS = 5.0
-"""After a failed or slow call, how long the remote store is not asked (requests go through unlimited)."""
 _STORAGE_THREADS = 4
 
 
@@ -75,6 +73,7 @@ class RateLimiter:
         storage_uri: str | None = None,
         timeout_secs: float = 0.5,
         metrics: Metrics | None = None,
+        retry_secs: float = 5.0,
     ) -> None:
         self.per_minute = per_minute
         self.items: list[RateLimitItem] = [RateLimitItemPerMinute(per_minute)]
@@ -96,6 +95,8 @@ class RateLimiter:
         self.remote = not isinstance(self.storage, MemoryStorage)
         self.strategy = MovingWindowRateLimiter(self.storage)
         self.timeout_secs = timeout_secs
+        self.retry_secs = retry_secs
+        """After a failed or slow call, how long the remote store is not asked (requests go through unlimited)."""
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(_STORAGE_THREADS, thread_name_prefix="ratelimit") if self.remote else None
         self._skip_until = 0.0
@@ -110,6 +111,7 @@ class RateLimiter:
             settings.rate_limit_storage_uri,
             settings.rate_limit_storage_timeout_secs,
             metrics,
+            settings.rate_limit_storage_retry_secs,
         )
 
     async def decide(self, client: str) -> Decision | None:
@@ -134,7 +136,7 @@ class RateLimiter:
         return None
 
     def _failed(self, outcome: str, exc: Exception) -> None:
-        self._skip_until = time.monotonic() + SKIP_AFTER_FAILURE_SECS
+        self._skip_until = time.monotonic() + self.retry_secs
         self._failures += 1
         if self.metrics is not None:
             self.metrics.dependency_failure("rate_limit_storage", outcome)
