@@ -2,7 +2,9 @@
 
 Only intended refusals (429, 503) may interrupt them; after a 30 s warm-up the shim's resident memory may not grow
 by 10% or more, and its file descriptors and threads stay flat. The clients pause at the end of the warm-up and at
-the end, so both measurements are taken with the shim idle: what it holds then is what it keeps.
+the end, so memory and descriptors are measured with the shim idle: what it holds then is what it keeps. Threads
+are compared under load (the peak of the last 30 s against the peak of the warm-up): the request thread pools
+grow with concurrency and let idle threads go after a while, so an idle count depends on the moment.
 """
 
 from __future__ import annotations
@@ -221,6 +223,8 @@ def test_soak_mixed_clients_hold_steady(shim: tuple[Shim, list[str]], figures: d
         for thread in threads:
             thread.join(120)
     loaded_rss = [u.rss_mb for t, u in samples]
+    warm_threads = max(u.threads for t, u in samples if t <= WARM_UP_SECS)
+    last_threads = max(u.threads for t, u in samples if t >= samples[-1][0] - 30)
     growth = final.rss_mb / warm.rss_mb - 1
     figures["soak"] = {
         "clients": CLIENTS,
@@ -234,11 +238,12 @@ def test_soak_mixed_clients_hold_steady(shim: tuple[Shim, list[str]], figures: d
         "rss_mb_loaded_median": round(statistics.median(loaded_rss), 1),
         "rss_mb_loaded_max": round(max(loaded_rss), 1),
         "fds": [warm.fds, final.fds],
-        "threads": [warm.threads, final.threads],
+        "threads_loaded_peak": [warm_threads, last_threads],
+        "threads_idle": [warm.threads, final.threads],
     }
     assert not tally.unexpected, tally.unexpected[:20]
     assert sum(tally.ok.values()) > 100 and set(tally.ok) == {"tts", "tts_stream", "ws_tts", "ws_chat", "chat"}
     assert growth < MAX_GROWTH
     assert final.fds <= warm.fds + FD_SLACK
-    assert final.threads <= warm.threads + THREAD_SLACK
+    assert last_threads <= warm_threads + THREAD_SLACK
     assert running.proc.poll() is None
