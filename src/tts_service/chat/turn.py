@@ -24,6 +24,7 @@ from tts_service.chat.service import ChatService
 from tts_service.chat.speech import speakable
 from tts_service.credentials import conversation_ref
 from tts_service.engine import Engine, SpeechOptions
+from tts_service.engine.audio import SAMPLE_WIDTH
 from tts_service.engine.text import split_complete
 from tts_service.errors import ServiceError, ValidationFailed
 from tts_service.streaming.events import AudioEvent, Encoding, EndEvent, EventMaker, StartEvent
@@ -169,6 +170,8 @@ async def spoken_turn(
         tasks.append(asyncio.create_task(guard("say", say())))
     cancelled_wait = asyncio.create_task(cancel.wait())
     cancelled = False
+    sent_chunks = 0
+    sent_bytes = 0
     try:
         finished = 0
         while finished < len(tasks):
@@ -185,7 +188,11 @@ async def spoken_turn(
                 break
             item = getter.result()
             if item[0] == "event":
-                yield item[1]
+                event = item[1]
+                if isinstance(event, AudioEvent):
+                    sent_chunks += 1
+                    sent_bytes += len(event.pcm)
+                yield event
             elif item[0] == "finished":
                 finished += 1
             else:
@@ -204,7 +211,10 @@ async def spoken_turn(
 
     reply = "".join(parts)
     if req.speak:
-        yield maker.end(cancelled=cancelled)
+        # What was delivered: synthesis may have made more than the client got before a cancel.
+        rate = maker.sample_rate
+        duration_ms = round(1000 * sent_bytes / SAMPLE_WIDTH / rate) if rate else 0
+        yield EndEvent(chunks=sent_chunks, duration_ms=duration_ms, cancelled=cancelled)
     if cancelled:
         logger.info(
             "chat turn cancelled", extra={"conversation": conversation_ref(turn.conversation_id), "chars": len(reply)}
