@@ -19,8 +19,8 @@ BASE_IMAGE ?= tts-service/piper-base:$(IMAGE_TAG)
 URL ?= http://127.0.0.1:8085
 SMOKE_ARGS ?=
 
-.PHONY: help install serve lint format test test-slow test-browser bench bench-quick verify-voices clean sam-venv sam-build \
-	deploy image image-tag compose-up smoke frontend frontend-image
+.PHONY: help install serve lint format test test-slow test-browser test-reliability bench bench-quick verify-voices clean \
+	sam-venv sam-build deploy image image-tag compose-up smoke frontend frontend-image
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -63,7 +63,10 @@ test-browser: $(STAMP)  ## Only the web console's tests in chromium (apt-get ins
 	$(PY) -m pytest -m browser tests/console
 
 test-slow: $(STAMP)  ## The slow suites (memory bounds, load); CI runs them after `make test`
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m "slow and not reliability"
+
+test-reliability: $(STAMP)  ## Schema fuzzing, dependency faults and a soak against the shim on loopback (~8 min; needs redis-server)
+	$(PY) -m pytest -m reliability
 
 $(SAM_STAMP): infra/requirements-sam.txt
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)

@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from tts_service.api import chat, client_config, health, metrics, openai_compat, samples, tickets, tts, voices
@@ -20,11 +18,12 @@ from tts_service.api import stream as stream_api
 from tts_service.api.console import console_router
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
+from tts_service.chat.memory import purge_periodically
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
 from tts_service.engine.warm import warm
 from tts_service.logging import configure_logging
-from tts_service.middleware.graceful import GracefulServer
+from tts_service.middleware.graceful import GracefulServer, server_config
 from tts_service.observability import tracing
 from tts_service.observability.liveness import observe_failure
 from tts_service.observability.samples import get_sample_store, run_purger
@@ -46,8 +45,12 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             "DEBUG_SAMPLES is on: request text and audio are kept on disk", extra={"folder": str(store.folder)}
         )
         purger = asyncio.create_task(run_purger(store, get_settings().debug_samples_purge_secs))
+    # Expired turns are deleted on a timer, not only when a conversation happens to be written.
+    every = get_settings().memory_purge_interval_secs
+    purge = asyncio.create_task(purge_periodically(get_chat_service().memory, every))
     yield
     warm.cancel()
+    purge.cancel()
     if purger is not None:
         purger.cancel()
     get_engine().pool.shutdown()
@@ -95,15 +98,7 @@ def main() -> None:
         "serving", extra={"host": settings.host, "port": settings.port, "public_base_url": settings.public_base_url}
     )
     # Our access log (request id, route template) replaces uvicorn's; SIGTERM drains (SHUTDOWN_GRACE_SECS).
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_secs),
-    )
-    GracefulServer(config, app.state.drain).run()
+    GracefulServer(server_config(app, settings), app.state.drain).run()
 
 
 if __name__ == "__main__":

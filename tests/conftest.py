@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,8 +23,9 @@ from tests.support.logs import LogCapture, capture_logs  # noqa: E402
 from tests.support.otlp import OtlpReceiver  # noqa: E402
 from tts_service.api import health, tts, voices  # noqa: E402
 from tts_service.app import create_app  # noqa: E402
+from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine, get_engine  # noqa: E402
-from tts_service.observability import tracing  # noqa: E402
+from tts_service.observability import Metrics, tracing  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,31 @@ def engine() -> Engine:
     eng = get_engine()
     eng.warm_blocking()
     return eng
+
+
+@pytest.fixture
+def admissions(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per synthesis the shared engine admits during the test."""
+    seen: list[int] = []
+    original = engine.pool.admit
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine.pool, "admit", counting)
+    return seen
+
+
+@pytest.fixture
+def tiny_engine(engine: Engine) -> Iterator[Engine]:
+    """One worker, no queue: the second synthesis at a time is refused. Shares the warm voice map."""
+    small = Engine(
+        Settings(synth_workers=1, synth_queue_size=0), registry=engine.registry, metrics=Metrics(process=False)
+    )
+    small.voices = engine.voices  # the loaded voice, so a synthesis here costs no load
+    yield small
+    small.pool.shutdown()
 
 
 @pytest.fixture(scope="session")

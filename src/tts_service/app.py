@@ -28,8 +28,9 @@ from tts_service.errors import (
     ValidationFailed,
     VoiceNotFound,
 )
-from tts_service.middleware._asgi import path_of
+from tts_service.middleware._asgi import SlowClient, path_of
 from tts_service.observability import Metrics, get_metrics, tracing
+from tts_service.openapi import document_errors
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def validation_error(exc: RequestValidationError) -> ServiceError:
         elif kind == "missing" and not loc:
             problems.append("request body is required")
         else:
-            problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+            message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{loc or 'body'}: {message}")
     fields = sorted({".".join(str(p) for p in err.get("loc", ()) if p != "body") for err in errors} - {""})
     return ValidationFailed("; ".join(problems) or "invalid request", fields=fields)
 
@@ -151,6 +153,8 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except SlowClient:
+            raise  # not a failure: the client stopped reading, and the middleware that timed it ends the response
         except Exception as exc:
             # The route template, never the raw path: a path may hold a conversation id.
             route = getattr(scope.get("route"), "path", None)
@@ -215,4 +219,17 @@ def create_app(
     app.state.settings = settings or get_settings()
     tracing.configure()
     middleware.install(app, app.state.settings, app.state.metrics, routers, prefixes=("", LEGACY_PREFIX))
+    _document_errors(app)
     return app
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Serve an OpenAPI schema whose operations list the errors this module renders (`tts_service.openapi`)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     """Requests a client may send back to back; unset: the whole per-minute budget."""
     rate_limit_storage_uri: str | None = Field(None, repr=False)
     """`limits` storage for shared counters (`redis://host:6379/0`); unset: in this process's memory."""
+    rate_limit_storage_timeout_secs: float = Field(0.5, gt=0)
+    """Budget of one rate-limit check against that storage (and its socket timeouts); past it, or on any error,
+    the request goes through unlimited."""
+    rate_limit_storage_retry_secs: float = Field(5.0, ge=0)
+    """After such a failure, how long the storage is left alone (requests go through unlimited, without waiting)."""
     trusted_proxies: str | None = None
     """Comma-separated IPs/CIDRs whose X-Forwarded-For is believed when finding the client IP."""
     tts_cache_mb: float = Field(64.0, ge=0)
@@ -100,6 +105,17 @@ class Settings(BaseSettings):
     """The local shim serves the web console at `/` (its files are public: no data, no key needed)."""
     console_dir: Path | None = None
     """The console's folder (`index.html`, `assets/`); unset: `frontend/` beside the shim's `local/` folder."""
+    stream_send_timeout_secs: float = Field(20.0, gt=0)
+    """A send to a client (a chunk of a streamed response, a WebSocket frame) not taken within this ends the
+    response or WebSocket and frees its synthesis. Above one chunk's playing time (~6 s, plus sentence_silence),
+    so players that read at the speed of speech are never cut."""
+    ws_idle_timeout_secs: float = Field(300.0, gt=0)
+    """A WebSocket with no message either way for this long is closed (1001)."""
+    ws_max_message_bytes: int = Field(256 * 1024, ge=16 * 1024)
+    """Largest WebSocket message the local server reads (the longest chat message, JSON-escaped, fits)."""
+    max_streams_per_client: int = Field(8, ge=1)
+    """Streams (WebSockets, POST /tts/stream, streamed /v1/audio/speech) one client may have open at once in one
+    process; more: 429 `too_many_streams`."""
 
     # --- voices ---
     models_dir: Path = Path("models")
@@ -118,6 +134,10 @@ class Settings(BaseSettings):
     # --- synthesis ---
     max_text_chars: int = Field(5000, ge=1)
     """Longest text accepted, in characters after trimming."""
+    max_audio_seconds: float = Field(600.0, gt=0)
+    """Longest speech one request may make (slow `speed` and long `sentence_silence` stretch text into hours):
+    refused with 413 `audio_too_long` when the estimate from text, speed and silences exceeds it, and stopped
+    there if synthesis gets past it."""
     synth_workers: int = Field(default_factory=_default_workers, ge=1)
     """Synthesis worker threads, each with its own sessions; a request's pieces are spread over them. Default: the
     cores this process may use (its affinity, capped by a container's CPU limit)."""
@@ -138,9 +158,6 @@ class Settings(BaseSettings):
     """Folder of the split graphs made once per voice; must be ours and not writable by others."""
     stream_first_chunk_frames: int = Field(24, ge=4, le=512)
     """Frames (256 samples each) in the first decoded chunk of a sentence: the time-to-first-audio knob."""
-    max_audio_seconds: float = Field(600.0, gt=0)
-    """Longest speech one request may produce: refused up front when the text, speed and silences promise more
-    (413 audio_too_long), and stopped when synthesis gets there."""
     decode_window_frames: int = Field(512, ge=64, le=8192)
     """Most frames (256 samples each) per decoder run: bounds each session's memory arena (~190 MB at 512)."""
     arena_trim_idle_secs: float = Field(2.0, ge=0)
@@ -200,6 +217,8 @@ class Settings(BaseSettings):
     """How many older turns most similar to the message are added (needs EMBEDDING_MODEL)."""
     memory_retention_days: float | None = Field(30.0, gt=0)
     """Turns older than this are deleted; unset: kept until DELETE /conversations/{id}."""
+    memory_purge_interval_secs: float = Field(3600.0, gt=0)
+    """How often the local server deletes expired turns (Lambda: the template's hourly EventBridge rule)."""
     memory_timeout_secs: float = Field(3.0, gt=0)
     """Budget for one memory operation; past it the reply goes on without memory."""
     aws_lambda_function_name: str | None = None

@@ -116,6 +116,12 @@ class ResponseTooLarge(PayloadTooLarge):
     code = "response_too_large"
 
 
+class AudioTooLong(PayloadTooLarge):
+    """The speech would be longer than MAX_AUDIO_SECONDS, by estimate before synthesis or while it runs (413)."""
+
+    code = "audio_too_long"
+
+
 class UnsupportedMediaType(ServiceError):
     """The body's content type is not accepted (415)."""
 
@@ -135,6 +141,12 @@ class RateLimited(ServiceError):
 
     status_code = 429
     code = "rate_limited"
+
+
+class TooManyStreams(RateLimited):
+    """The client already has MAX_STREAMS_PER_CLIENT streams (WebSockets, streamed responses) open (429)."""
+
+    code = "too_many_streams"
 
 
 # --- streaming protocol (issue 3): sent as `error` events; the connection stays usable ---
@@ -169,12 +181,6 @@ class UnexpectedMessage(ProtocolError):
 
     status_code = 409
     code = "unexpected_message"
-
-
-class AudioTooLong(PayloadTooLarge):
-    """The speech would last longer than MAX_AUDIO_SECONDS (413)."""
-
-    code = "audio_too_long"
 
 
 class TextTooLong(PayloadTooLarge):

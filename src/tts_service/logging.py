@@ -36,6 +36,13 @@ def _install_request_id_factory() -> None:
 _install_request_id_factory()
 
 
+response_abandoned_var: contextvars.ContextVar[bool] = contextvars.ContextVar("response_abandoned", default=False)
+"""Set when the service gave up a response on purpose (a client too slow to read it); uvicorn then closes the
+connection and would log that at ERROR as if the app had failed."""
+
+_ABANDONED = "ASGI callable returned without completing response."
+
+
 class UvicornRequestLineFilter(logging.Filter):
     """Drop the lines of uvicorn's logger that copy requests: its access log, its WebSocket handshake lines, and
     the wire dumps the `websockets` library writes through it at DEBUG.
@@ -51,6 +58,8 @@ class UvicornRequestLineFilter(logging.Filter):
         if record.name == "uvicorn.access":
             return False
         message = record.msg if isinstance(record.msg, str) else ""
+        if message == _ABANDONED and response_abandoned_var.get():
+            return False  # the service ended it and logged why ("client too slow")
         return '"WebSocket %s"' not in message and not message.startswith(self._WIRE)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from qdrant_client import QdrantClient
 from tests.chat.conftest import AppFactory, SettingsFactory
 from tests.fakes.llm_server import FakeLlmServer
 from tts_service.chat import ChatService
+from tts_service.chat.memory import purge_expired
 from tts_service.observability.metrics import get_metrics
 
 PROVIDERS = ("openai", "ollama")
@@ -286,10 +288,9 @@ def test_embedder_failure_does_not_fail_chat(fault: str, make_client: AppFactory
 
 
 def test_retention_expires_old_turns(
-    make_settings: SettingsFactory, make_client: AppFactory, fake_llm: FakeLlmServer, monkeypatch: pytest.MonkeyPatch
+    make_settings: SettingsFactory, make_client: AppFactory, fake_llm: FakeLlmServer
 ) -> None:
-    # GIVEN a retention of about 0.3 s, and purges on every write
-    monkeypatch.setattr("tts_service.chat.memory.PURGE_EVERY_SECS", 0.0)
+    # GIVEN a retention of about 0.3 s
     settings = make_settings(memory_retention_days=0.3 / 86400)
     client, service = make_client(settings=settings)
     client.post("/chat", json={"message": "Old news.", "conversation_id": "ret"})
@@ -300,7 +301,8 @@ def test_retention_expires_old_turns(
     assert history_sent(fake_llm) == [("user", "Fresh.")]
     listed = client.get("/conversations/ret").json()["messages"]
     assert [m["content"] for m in listed if m["role"] == "user"] == ["Fresh."]
-    # AND it is gone from the store itself
+    # AND the scheduled purge deletes it from the store itself
+    assert asyncio.run(purge_expired(service.memory)) == {"purged": 2, "memory": "ok"}
     service.memory.close()
     store = QdrantClient(path=str(settings.qdrant_local_path))
     try:

@@ -129,6 +129,34 @@ def test_service_and_hpa_point_at_the_deployment() -> None:
     assert hpa["minReplicas"] >= 2
 
 
+def test_several_replicas_share_one_qdrant_server_on_a_persistent_volume() -> None:
+    # More than one replica (the Deployment's, or the autoscaler's floor) with the embedded store would split
+    # conversations between pods and lose them with each pod: every replica must point at one Qdrant server.
+    replicas = max(
+        manifest("Deployment", "tts-service")["spec"]["replicas"],
+        manifest("HorizontalPodAutoscaler", "tts-service")["spec"]["minReplicas"],
+    )
+    assert replicas > 1
+    url = manifest("ConfigMap", "tts-service-config")["data"]["QDRANT_URL"]
+    match = re.fullmatch(r"https?://([a-z0-9-]+):(\d+)", url)
+    assert match, f"QDRANT_URL {url!r} does not name a Service of these manifests"
+    service = manifest("Service", match[1])
+    assert any(int(match[2]) == p["port"] for p in service["spec"]["ports"])
+    (server,) = [
+        d
+        for where, d in manifests()
+        if where == "base"
+        and d["kind"] == "StatefulSet"
+        and service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    ]
+    assert server["spec"]["replicas"] == 1
+    (claim,) = server["spec"]["volumeClaimTemplates"]
+    (container,) = server["spec"]["template"]["spec"]["containers"]
+    storage = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert storage[claim["metadata"]["name"]] == "/qdrant/storage"
+    assert server["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
 def test_voice_map_configmap_is_models_map_json() -> None:
     data = manifest("ConfigMap", "tts-service-voice-map")["data"]["map.json"]
     assert json.loads(data) == json.loads((REPO / "models" / "map.json").read_text())

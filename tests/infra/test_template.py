@@ -402,6 +402,14 @@ def test_the_stream_function_is_bounded(template: dict[str, Any]) -> None:
     assert int(env["STREAM_MAX_PENDING_CHARS"]) == limit and int(env["MAX_MESSAGE_CHARS"]) == limit
 
 
+def test_the_chat_function_purges_expired_turns_on_a_schedule(cfn: dict[str, Any]) -> None:
+    rules = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    (rule,) = [r for r in rules if "ChatFunction" in json.dumps(r["Properties"]["Targets"])]
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    permissions = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert any(p["Principal"] == "events.amazonaws.com" and "ChatFunction" in json.dumps(p) for p in permissions)
+
+
 def test_qdrant_must_be_https_unless_allowed(template: dict[str, Any]) -> None:
     pattern = template["Parameters"]["QdrantUrl"]["AllowedPattern"]
     assert all(re.fullmatch(pattern, url) for url in ("", "https://q.example:6333", "http://10.0.0.5:6333"))

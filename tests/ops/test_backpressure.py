@@ -9,21 +9,9 @@ from typing import Any
 import pytest
 
 from tests.ops.conftest import AppFactory, parse_exposition
-from tts_service.config import Settings
 from tts_service.engine import Engine
 from tts_service.engine.pipeline import Synthesis
 from tts_service.errors import ServiceBusy
-from tts_service.observability import Metrics
-
-
-@pytest.fixture
-def tiny_engine(engine: Engine) -> Engine:
-    """One worker, no queue: the second synthesis at a time is refused. Shares the warm voice map."""
-    small = Engine(
-        Settings(synth_workers=1, synth_queue_size=0), registry=engine.registry, metrics=Metrics(process=False)
-    )
-    small.voices = engine.voices  # the loaded voice, so a synthesis here costs no load
-    return small
 
 
 def test_full_queue_is_503_with_retry_after(make_client: AppFactory, tiny_engine: Engine) -> None:

@@ -9,22 +9,26 @@ import base64
 import contextlib
 import json
 import logging
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from tts_service.api.deps import EngineDep, OwnerDep
+from tts_service.api.delivery import buffered_audio_budget, check_buffered_size, is_buffered
+from tts_service.api.deps import Charge, ChargeDep, EngineDep, OwnerDep
 from tts_service.chat.memory import MemoryState
 from tts_service.chat.service import CONVERSATION_ID_PATTERN, ChatService, get_chat_service
 from tts_service.chat.speech import speakable
 from tts_service.chat.turn import TurnEvent, TurnRequest, spoken_turn
 from tts_service.credentials import conversation_ref
-from tts_service.engine import Engine, SpeechOptions
-from tts_service.engine.audio import encode_wav
+from tts_service.engine import Engine, SpeechOptions, SpeechRequest
+from tts_service.engine.audio import SAMPLE_WIDTH, WAV_HEADER_BYTES, Int16Array, encode_wav
+from tts_service.engine.options import SpeechText
 from tts_service.engine.text import split_sentences
 from tts_service.errors import (
     BinaryMessage,
@@ -36,6 +40,7 @@ from tts_service.errors import (
     UnknownMessageType,
     ValidationFailed,
 )
+from tts_service.middleware.drain import BUSY_STATE
 from tts_service.observability.liveness import tracked
 from tts_service.streaming.events import AudioEvent, ErrorEvent
 from tts_service.urls import absolute
@@ -51,7 +56,7 @@ ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID_PATTERN, max_length
 class ChatRequest(SpeechOptions):
     """Body of POST /chat and POST /voice-chat; the speech options apply when the reply is spoken."""
 
-    message: str = Field(description="The user's message: 1 to MAX_MESSAGE_CHARS characters after trimming.")
+    message: SpeechText = Field(description="The user's message: 1 to MAX_MESSAGE_CHARS characters after trimming.")
     conversation_id: str | None = Field(
         None,
         pattern=CONVERSATION_ID_PATTERN,
@@ -77,26 +82,76 @@ class ChatResponse(BaseModel):
 async def _answer(
     body: ChatRequest, speak: bool, service: ChatService, engine: Engine, owner: str, request: Request
 ) -> JSONResponse:
+    buffered = is_buffered(request)
     if speak:
         engine.request("Hello.", body)  # refuse a bad voice or option before the LLM spends anything
-    result = await service.reply(body.message, body.conversation_id, owner)
-    url = absolute(request, f"/conversations/{result.conversation_id}")
-    payload = ChatResponse(
-        reply=result.reply, conversation_id=result.conversation_id, conversation_url=url, memory=result.memory
-    )
-    headers = {"X-Conversation-Id": result.conversation_id, "X-Memory": result.memory, "Content-Location": url}
-    text = _speech_text(result.reply, engine.settings.max_text_chars) if speak else ""
+    turn = await service.prepare(body.message, body.conversation_id, owner)
+    reply = await service.llm.complete(turn.messages)
+    url = absolute(request, f"/conversations/{turn.conversation_id}")
+    payload = ChatResponse(reply=reply, conversation_id=turn.conversation_id, conversation_url=url, memory=turn.memory)
+    text = _speech_text(reply, engine.settings.max_text_chars) if speak else ""
     if text:
+        # A buffered answer (Lambda) carries whole sentences up to what fits; synthesis stops there.
+        budget = buffered_audio_budget(_JSON_BYTES_PER_CHAR * (len(reply) + len(text) + len(url))) if buffered else None
         req = engine.request(text, body)
         with tracked(engine, req):
-            speech = await engine.synthesize(req)
-        wav = encode_wav(speech.pcm, speech.sample_rate)
+            spoken, pcm, sample_rate = await _speech(engine, req, budget)
+        wav = encode_wav(pcm, sample_rate)
         payload.audio_base64 = base64.b64encode(wav).decode("ascii")
-        payload.sample_rate = speech.sample_rate
-        payload.duration_ms = speech.duration_ms
-        payload.voice = speech.voice_id
-        payload.cleaned_text = text
+        payload.sample_rate = sample_rate
+        payload.duration_ms = round(1000 * pcm.size / sample_rate)
+        payload.voice = req.voice.id
+        payload.cleaned_text = spoken
+    if buffered:
+        check_buffered_size(len(_render(payload).body), binary=False, advice=_TOO_LARGE_ADVICE)
+    # Stored only now that the whole answer is made: a reply the user never gets is not remembered.
+    payload.memory = await service.finish(turn, reply)
+    return _render(payload)
+
+
+_JSON_BYTES_PER_CHAR = 6
+"""The most a character of text can take in the JSON answer (a `\\u0000` escape)."""
+_TOO_LARGE_ADVICE = "ask for a shorter reply, or use WS /ws/chat (or the WebSocket API), which streams it"
+
+
+def _render(payload: ChatResponse) -> JSONResponse:
+    headers = {"X-Conversation-Id": payload.conversation_id, "X-Memory": payload.memory}
+    if payload.conversation_url:
+        headers["Content-Location"] = payload.conversation_url
     return JSONResponse(payload.model_dump(exclude_none=True), headers=headers)
+
+
+async def _speech(engine: Engine, req: SpeechRequest, budget: int | None) -> tuple[str, Int16Array, int]:
+    """The text spoken, its PCM and rate: all of `req`, or the whole sentences whose 16-bit PCM (and WAV header)
+    fit in `budget` bytes, the synthesis closed at the first that does not."""
+    if budget is None:
+        speech = await engine.synthesize(req)
+        return req.text, speech.pcm, speech.sample_rate
+    room = max(0, (budget - WAV_HEADER_BYTES) // SAMPLE_WIDTH)
+    kept: list[Int16Array] = []
+    sentences: list[str] = []
+    pending: list[Int16Array] = []
+    used = 0
+    sample_rate = req.voice.sample_rate
+    whole = True
+    async with aclosing(engine.stream(req)) as chunks:
+        async for chunk in chunks:
+            sample_rate = chunk.sample_rate
+            size = sum(p.size for p in pending) + chunk.pcm.size
+            if used + size > room:
+                whole = False
+                break
+            pending.append(chunk.pcm)
+            if chunk.sentence_end:
+                kept += pending
+                used += size
+                sentences.append(chunk.text)
+                pending = []
+    if not kept:
+        # Not even the first sentence fits: as much of it as does.
+        first = np.concatenate(pending)[:room] if pending else np.zeros(0, dtype=np.int16)
+        return req.text if whole else (split_sentences(req.text) or [req.text])[0], first, sample_rate
+    return req.text if whole else " ".join(sentences), np.concatenate(kept), sample_rate
 
 
 def _speech_text(reply: str, limit: int) -> str:
@@ -180,11 +235,13 @@ async def get_conversation(conversation_id: ConversationId, service: ChatService
     messages = await service.memory.history(owner, conversation_id)
     if not messages:
         raise ConversationNotFound(f"no stored turns for conversation {conversation_id}")
+    # Stored turns carry sortable keys (made without reading the store); clients see their order: 0, 1, ...
+    order = {key: n for n, key in enumerate(sorted({m.turn for m in messages}))}
     return {
         "conversation_id": conversation_id,
-        "turns": len({m.turn for m in messages}),
+        "turns": len(order),
         "messages": [
-            {"role": m.role, "content": m.text, "turn": m.turn, "timestamp": _iso(m.timestamp)} for m in messages
+            {"role": m.role, "content": m.text, "turn": order[m.turn], "timestamp": _iso(m.timestamp)} for m in messages
         ],
     }
 
@@ -211,7 +268,7 @@ class WsChatMessage(SpeechOptions):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["chat"] = "chat"
-    message: str
+    message: SpeechText
     conversation_id: str | None = Field(None, pattern=CONVERSATION_ID_PATTERN)
     speak: bool = True
     encoding: Literal["binary", "base64"] = "binary"
@@ -246,11 +303,12 @@ def _chat_message(data: dict[str, Any]) -> WsChatMessage:
 class _ChatSocket:
     """One /ws/chat connection: one turn at a time; `cancel` stops the turn in progress."""
 
-    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine, owner: str) -> None:
+    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine, owner: str, charge: Charge) -> None:
         self.ws = websocket
         self.service = service
         self.engine = engine
         self.owner = owner
+        self.charge = charge
         self.send_lock = asyncio.Lock()
         self.turn: asyncio.Task[None] | None = None
         self.cancel = asyncio.Event()
@@ -287,15 +345,19 @@ class _ChatSocket:
         finally:
             await self.stop()
 
+    def busy(self) -> bool:
+        return self.turn is not None and not self.turn.done()
+
     async def handle(self, raw: str | bytes) -> None:
         msg = parse_ws_message(raw)
-        busy = self.turn is not None and not self.turn.done()
+        busy = self.busy()
         if msg == "cancel":
             if busy:
                 self.cancel.set()
             return
         if busy:
             raise UnexpectedMessage("a turn is in progress; send cancel or wait for done")
+        await self.charge()  # every turn spends the client's budget, as a POST /chat would
         self.start(msg)
 
     def start(self, msg: WsChatMessage) -> None:
@@ -334,10 +396,14 @@ class _ChatSocket:
 
 
 @ws_router.websocket("/ws/chat")
-async def ws_chat(websocket: WebSocket, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep) -> None:
+async def ws_chat(
+    websocket: WebSocket, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep, charge: ChargeDep
+) -> None:
     """Send `{"type": "chat", "message"}`; receive start, token*, audio*, end, done.
 
-    `{"type": "cancel"}` stops the turn in progress.
+    `{"type": "cancel"}` stops the turn in progress. Each chat message is charged to the client's rate budget.
     """
     await websocket.accept()
-    await _ChatSocket(websocket, service, engine, owner).run()
+    socket = _ChatSocket(websocket, service, engine, owner, charge)
+    websocket.scope.setdefault("state", {})[BUSY_STATE] = socket.busy  # a drain lets the turn finish
+    await socket.run()

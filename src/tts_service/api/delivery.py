@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from tts_service.audio import Encoder
+from tts_service.audio import AudioFormat, Encoder, output_rate
+from tts_service.audio.formats import min_bytes_per_second
 from tts_service.engine import Engine, SpeechChunk, SpeechRequest
+from tts_service.engine.estimate import min_audio_seconds
 from tts_service.errors import ResponseTooLarge, ValidationFailed
 from tts_service.observability import tracing
 from tts_service.observability.liveness import get_liveness, observe_failure
@@ -47,6 +51,45 @@ def check_buffered_size(size: int, *, binary: bool, advice: str) -> None:
             limit_bytes=BUFFERED_RESPONSE_LIMIT,
             size_bytes=wire,
         )
+
+
+def check_buffered_estimate(
+    req: SpeechRequest, fmt: AudioFormat, sample_rate: int | None, *, advice: str, pcm_rate: int | None = None
+) -> None:
+    """Refuse (413) before synthesis an answer that cannot fit a buffered response even at the fastest speech.
+
+    `min_audio_seconds` is a floor, so nothing refused here could have fitted; what passes is still checked once
+    encoded (`check_buffered_size`). Variable-rate codecs have no floor on their size and are not refused here.
+    """
+    rate = output_rate(fmt, req.voice.sample_rate, sample_rate, pcm_rate)
+    least = min_bytes_per_second(fmt, rate) * min_audio_seconds(req)
+    wire = 4 * math.ceil(least / 3)
+    if wire + _ENVELOPE_BYTES > BUFFERED_RESPONSE_LIMIT:
+        limit_mb = f"{BUFFERED_RESPONSE_LIMIT / 2**20:.3g}"
+        raise ResponseTooLarge(
+            f"this speech would take at least {wire / 2**20:.1f} MB on the wire and a buffered response holds at "
+            f"most {limit_mb} MB, so it was not synthesized; {advice}",
+            limit_bytes=BUFFERED_RESPONSE_LIMIT,
+            size_bytes=int(wire),
+        )
+
+
+def buffered_audio_budget(text_bytes: int) -> int:
+    """Bytes of audio a buffered JSON answer can carry as base64 besides `text_bytes` of other JSON."""
+    return max(0, (BUFFERED_RESPONSE_LIMIT - _ENVELOPE_BYTES - text_bytes) * 3 // 4)
+
+
+class AudioStreamingResponse(StreamingResponse):
+    """A streamed answer whose body is closed however the response ends (done, client gone, client too slow), so
+    its synthesis stops and its admission is freed at once rather than whenever the iterator is collected."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
 
 
 @dataclass

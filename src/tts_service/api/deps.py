@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
@@ -22,6 +23,22 @@ def get_owner(connection: HTTPConnection) -> str:
     return owner
 
 
+Charge = Callable[[], Awaitable[None]]
+"""Charge one message that starts work to the caller's budget (RateLimited when it is spent)."""
+
+
+def get_charge(connection: HTTPConnection) -> Charge:
+    """The caller's message budget (`tts_service.middleware.MessageBudget`); free in an app without one."""
+    budget = getattr(connection.app.state, "message_budget", None)
+
+    async def charge() -> None:
+        if budget is not None:
+            await budget.charge(connection.scope)
+
+    return charge
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
+ChargeDep = Annotated[Charge, Depends(get_charge)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 OwnerDep = Annotated[str, Depends(get_owner)]

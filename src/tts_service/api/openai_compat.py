@@ -28,15 +28,21 @@ from contextlib import aclosing
 from typing import Any, Final, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from tts_service.api.delivery import check_buffered_size, encoded, is_buffered, start_stream
+from tts_service.api.delivery import (
+    AudioStreamingResponse,
+    check_buffered_estimate,
+    check_buffered_size,
+    encoded,
+    is_buffered,
+    start_stream,
+)
 from tts_service.api.deps import EngineDep
-from tts_service.audio import Encoder, encode_whole, new_encoder, output_rate
+from tts_service.audio import AUDIO_MEDIA_TYPES, Encoder, encode_whole, new_encoder
 from tts_service.audio.formats import OPENAI_PCM_RATE
 from tts_service.engine import Engine, SpeechOptions, SpeechRequest
-from tts_service.engine.options import SPEED_MAX, SPEED_MIN
+from tts_service.engine.options import SPEED_MAX, SPEED_MIN, SpeechText
 from tts_service.engine.registry import VoiceRegistry
 from tts_service.errors import ModelNotFound, ValidationFailed, VoiceNotFound
 from tts_service.observability import tracing
@@ -70,7 +76,7 @@ class SpeechBody(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field(min_length=1, max_length=200)
-    input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
+    input: SpeechText = Field(min_length=1, max_length=MAX_INPUT_CHARS)
     voice: str | VoiceRef = Field(union_mode="left_to_right")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "mulaw", "alaw"] = "mp3"
     speed: float = Field(1.0, ge=SPEED_MIN, le=SPEED_MAX)
@@ -109,7 +115,12 @@ def _speech_request_text(engine: Engine, text: str) -> str:
 @router.post(
     "/audio/speech",
     response_class=Response,
-    responses={200: {"content": {"audio/mpeg": {}, "text/event-stream": {}}, "description": "Audio, or SSE events"}},
+    responses={
+        200: {
+            "content": {media: {} for media in (*AUDIO_MEDIA_TYPES, "text/event-stream")},
+            "description": "Audio, or SSE events",
+        }
+    },
 )
 async def speech(body: SpeechBody, request: Request, engine: EngineDep) -> Response:
     """OpenAI's text to speech."""
@@ -125,14 +136,15 @@ async def speech(body: SpeechBody, request: Request, engine: EngineDep) -> Respo
     headers |= {"X-Sample-Rate": str(encoder.sample_rate), "X-Accel-Buffering": "no"}
     if body.stream_format == "sse":
         events = _sse(encoded(chunks, encoder), req.text, encoder)
-        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    return StreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
+        return AudioStreamingResponse(events, media_type="text/event-stream", headers=headers)
+    return AudioStreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
 
 
 async def _whole(engine: Engine, req: SpeechRequest, body: SpeechBody, headers: dict[str, str]) -> Response:
     """The whole answer at once, for a buffered response (Lambda), refused when it would not fit."""
     fmt = body.response_format
-    output_rate(fmt, req.voice.sample_rate, body.sample_rate, OPENAI_PCM_RATE)  # a bad rate fails before synthesis
+    # A bad rate, or an answer that cannot fit, is refused before synthesis is paid for.
+    check_buffered_estimate(req, fmt, body.sample_rate, advice=TOO_LARGE_ADVICE, pcm_rate=OPENAI_PCM_RATE)
     with tracked(engine, req):
         result = await engine.synthesize(req)
     with tracing.span("tts.encode", {"tts.format": fmt}):

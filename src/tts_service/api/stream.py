@@ -16,12 +16,13 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketState
 
-from tts_service.api.delivery import encoded, start_stream
-from tts_service.api.deps import EngineDep
+from tts_service.api.delivery import AudioStreamingResponse, encoded, start_stream
+from tts_service.api.deps import ChargeDep, EngineDep
 from tts_service.api.tts import ResponseFormat, TtsRequest
-from tts_service.audio import AudioFormat, format_from_accept, new_encoder
+from tts_service.audio import AUDIO_MEDIA_TYPES, AudioFormat, format_from_accept, new_encoder
 from tts_service.engine.audio import CHANNELS, SAMPLE_WIDTH
 from tts_service.errors import ValidationFailed
+from tts_service.middleware.drain import BUSY_STATE
 from tts_service.streaming.driver import Incoming, StreamDriver
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def stream_format(body: ResponseFormat | None, accept: str | None) -> AudioForma
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"audio/wav": {}, "audio/pcm": {}, "audio/mpeg": {}, "audio/ogg": {}, "audio/aac": {}},
+            "content": {media: {} for media in AUDIO_MEDIA_TYPES},
             "description": "Audio as it is made.",
         }
     },
@@ -65,7 +66,7 @@ async def tts_stream(body: TtsRequest, request: Request, engine: EngineDep) -> S
         "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",
     }
-    return StreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
+    return AudioStreamingResponse(encoded(chunks, encoder), media_type=encoder.media_type, headers=headers)
 
 
 class _WebSocketTransport:
@@ -80,10 +81,14 @@ class _WebSocketTransport:
 
 
 @router.websocket("/ws/tts")
-async def ws_tts(ws: WebSocket, engine: EngineDep) -> None:
-    """The streaming protocol (see README, 'Streaming'): JSON messages in; start, audio, end or error out."""
+async def ws_tts(ws: WebSocket, engine: EngineDep, charge: ChargeDep) -> None:
+    """The streaming protocol (see README, 'Streaming'): JSON messages in; start, audio, end or error out.
+
+    Each `speak` and `start` is charged to the client's rate budget; a spent budget is an `error` event.
+    """
     await ws.accept()
-    driver = StreamDriver(engine, _WebSocketTransport(ws))
+    driver = StreamDriver(engine, _WebSocketTransport(ws), charge=charge)
+    ws.scope.setdefault("state", {})[BUSY_STATE] = lambda: driver.stream is not None  # a drain lets it finish
 
     async def receive() -> Incoming:
         try:

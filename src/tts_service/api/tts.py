@@ -16,11 +16,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from tts_service.api.delivery import check_buffered_size, is_buffered
+from tts_service.api.delivery import check_buffered_estimate, check_buffered_size, is_buffered
 from tts_service.api.deps import EngineDep, OwnerDep
-from tts_service.audio import AudioFormat, encode_whole, format_from_accept
+from tts_service.audio import AUDIO_MEDIA_TYPES, AudioFormat, encode_whole, format_from_accept
 from tts_service.engine import Speech, SpeechOptions, SpeechRequest
 from tts_service.engine.audio import encode_wav, mel_spectrogram
+from tts_service.engine.options import SpeechText
 from tts_service.engine.subtitles import ms, render_subtitles, subtitle_cues
 from tts_service.observability import tracing
 from tts_service.observability.liveness import tracked
@@ -41,7 +42,7 @@ TOO_LARGE_ADVICE = (
 class TtsRequest(SpeechOptions):
     """Body of POST /tts (and POST /tts/stream)."""
 
-    text: str = Field(description="Text to speak: 1 to MAX_TEXT_CHARS characters after trimming.")
+    text: SpeechText = Field(description="Text to speak: 1 to MAX_TEXT_CHARS characters after trimming.")
     include_spectrogram: bool = Field(False, description="Add an 80-band log-mel spectrogram for display.")
     format: ResponseFormat | None = Field(
         None, description="Answer format: JSON with base64 WAV, or raw bytes of an audio format (see README)."
@@ -83,7 +84,7 @@ def answer_format(query: ResponseFormat | None, body: ResponseFormat | None, acc
     response_model=TtsResponse,
     responses={
         200: {
-            "content": {"audio/wav": {}, "audio/mpeg": {}, "audio/ogg": {}, "audio/aac": {}, "audio/flac": {}},
+            "content": {media: {} for media in AUDIO_MEDIA_TYPES},
             "description": "JSON, or audio bytes with `format` or an audio Accept type",
         }
     },
@@ -98,14 +99,18 @@ async def tts(
     """Synthesize speech."""
     fmt = answer_format(format, body.format, request.headers.get("accept"))
     req = engine.request(body.text, body)
-    with tracked(engine, req) as span:
-        speech = await engine.synthesize(req)
-        tracing.set_attributes(span, {"tts.audio_ms": speech.duration_ms, "tts.chunks": speech.chunks})
     if fmt == "srt" or fmt == "vtt":
+        with tracked(engine, req):
+            speech = await engine.synthesize(req)
         cues = subtitle_cues(speech.words, speech.sample_rate)
         media = "application/x-subrip" if fmt == "srt" else "text/vtt"
         return Response(render_subtitles(cues, fmt), media_type=f"{media}; charset=utf-8")
     audio_format: AudioFormat = "wav" if fmt == "json" else fmt
+    if is_buffered(request):
+        check_buffered_estimate(req, audio_format, body.sample_rate, advice=TOO_LARGE_ADVICE)
+    with tracked(engine, req) as span:
+        speech = await engine.synthesize(req)
+        tracing.set_attributes(span, {"tts.audio_ms": speech.duration_ms, "tts.chunks": speech.chunks})
     with tracing.span("tts.encode", {"tts.format": audio_format}) as span:
         data, encoder = await asyncio.to_thread(
             encode_whole, speech.pcm, speech.sample_rate, audio_format, body.sample_rate
@@ -122,12 +127,16 @@ async def tts(
         if is_buffered(request):
             check_buffered_size(len(data), binary=True, advice=TOO_LARGE_ADVICE)
         return Response(data, media_type=encoder.media_type, headers=headers, background=sample)
+    spectrogram = None
+    if body.include_spectrogram:
+        # Seconds of numpy work on long audio: on a thread, or every connection would wait for it.
+        spectrogram = await asyncio.to_thread(mel_spectrogram, speech.pcm, speech.sample_rate)
     payload = TtsResponse(
         audio_base64=base64.b64encode(data).decode("ascii"),
         sample_rate=encoder.sample_rate,
         duration_ms=speech.duration_ms,
         voice=speech.voice_id,
-        spectrogram=mel_spectrogram(speech.pcm, speech.sample_rate) if body.include_spectrogram else None,
+        spectrogram=spectrogram,
         words=[
             WordOut(word=w.word, start_ms=ms(w.start, speech.sample_rate), end_ms=ms(w.end, speech.sample_rate))
             for w in speech.words

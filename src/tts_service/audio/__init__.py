@@ -7,6 +7,7 @@ LAME through lameenc, libsoxr): no system ffmpeg at run time.
 
 from tts_service.audio.encode import Encoder, encode_whole, new_encoder
 from tts_service.audio.formats import (
+    AUDIO_MEDIA_TYPES,
     FORMATS,
     OPENAI_FORMATS,
     SAMPLE_RATES,
@@ -18,6 +19,7 @@ from tts_service.audio.formats import (
 )
 
 __all__ = [
+    "AUDIO_MEDIA_TYPES",
     "FORMATS",
     "OPENAI_FORMATS",
     "SAMPLE_RATES",

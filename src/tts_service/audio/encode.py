@@ -17,10 +17,9 @@ from typing import Final, Protocol
 import numpy as np
 import soxr
 
-from tts_service.audio.formats import AudioFormat, media_type, output_rate
+from tts_service.audio.formats import MP3_KBPS, AudioFormat, media_type, output_rate
 from tts_service.engine.audio import Int16Array, wav_header
 
-MP3_KBPS: Final = 64
 MP3_QUALITY: Final = 3
 """LAME's -q: 3 costs no more than 5 here (~40 ms for 14 s of speech, bench/bench_encode.py), 2 costs ~2.5x."""
 AAC_BIT_RATE: Final = 64_000

@@ -26,6 +26,7 @@ WEBSOCKET_FORMATS: Final[tuple[AudioFormat, ...]] = ("pcm", "mp3", "opus", "mula
 SAMPLE_RATES: Final = (8000, 16000, 22050, 24000, 44100, 48000)
 """Rates `sample_rate` may ask of pcm and wav."""
 TELEPHONY_RATE: Final = 8000
+MP3_KBPS: Final = 64
 OPENAI_PCM_RATE: Final = 24000
 
 # The rates each codec takes as they are; any other voice rate is resampled to 24 kHz, which all three take.
@@ -50,6 +51,9 @@ _MEDIA_TYPES: Final[dict[AudioFormat, str]] = {
     "mulaw": "audio/PCMU",
     "alaw": "audio/PCMA",
 }
+
+AUDIO_MEDIA_TYPES: Final = tuple(dict.fromkeys(t.split(";")[0] for t in _MEDIA_TYPES.values()))
+"""The media types (without parameters) of the audio answers, for the OpenAPI schema."""
 
 # Accept header media types (lower case, no parameters) -> format; "json" for the JSON answer of POST /tts.
 _ACCEPT: Final[dict[str, AudioFormat | Literal["json"]]] = {
@@ -89,6 +93,18 @@ def media_type(fmt: AudioFormat, sample_rate: int) -> str:
     if fmt in ("mulaw", "alaw"):
         return f"{base};rate={sample_rate}"
     return base
+
+
+def min_bytes_per_second(fmt: AudioFormat, sample_rate: int) -> int:
+    """Bytes a second of `fmt` takes at least: exact for PCM and G.711, the constant bit rate of mp3; 0 for the
+    variable-rate codecs (opus, aac, flac), whose silence costs next to nothing."""
+    if fmt in ("wav", "pcm"):
+        return 2 * sample_rate
+    if fmt in ("mulaw", "alaw"):
+        return sample_rate
+    if fmt == "mp3":
+        return MP3_KBPS * 1000 // 8
+    return 0
 
 
 def format_from_accept(accept: str | None) -> AudioFormat | Literal["json"] | None:

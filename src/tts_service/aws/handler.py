@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import nullcontext
 from functools import wraps
 from typing import Any
@@ -74,8 +74,17 @@ _ROOT_HANDLER = RootHandler()
 _SERVICE_HANDLERS: dict[str, StdoutHandler] = {}
 
 
-def lambda_handler(app: ASGI, *, service: str, tracing: bool | None = None) -> LambdaHandler:
-    """The Lambda entry for an ASGI app: `Mangum(app)` behind Powertools logging, metrics and tracing."""
+def lambda_handler(
+    app: ASGI,
+    *,
+    service: str,
+    tracing: bool | None = None,
+    on_schedule: Callable[[], Awaitable[Any]] | None = None,
+) -> LambdaHandler:
+    """The Lambda entry for an ASGI app: `Mangum(app)` behind Powertools logging, metrics and tracing.
+
+    `on_schedule` answers the function's EventBridge schedule (`source: aws.events`), which Mangum cannot read.
+    """
     # lifespan="off": Mangum would run the lifespan on every invocation; heavy objects load at module scope.
     asgi = Mangum(app, lifespan="off")
     state = getattr(app, "state", None)
@@ -86,6 +95,8 @@ def lambda_handler(app: ASGI, *, service: str, tracing: bool | None = None) -> L
 
     def run(event: dict[str, Any], context: Any) -> Any:
         _use_process_loop()
+        if on_schedule is not None and is_scheduled(event):
+            return asyncio.get_event_loop().run_until_complete(on_schedule())
         return asgi(event, context)
 
     # The app's own middleware opens the request's span (route template, status); no second one here.
@@ -178,8 +189,15 @@ def instrument(
     return wrapped
 
 
+def is_scheduled(event: Mapping[str, Any]) -> bool:
+    """An EventBridge schedule's event (a `Schedule` event source of the template)."""
+    return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+
+
 def route_key(event: Mapping[str, Any]) -> str:
     """The route template of an API Gateway event (`POST /tts`, `$connect`), never the raw path."""
+    if is_scheduled(event):
+        return "schedule"
     context = event.get("requestContext") or {}
     if isinstance(event.get("routeKey"), str):
         return str(event["routeKey"])  # HTTP API v2

@@ -9,34 +9,50 @@ On AWS Lambda an embedded store would live in one instance's /tmp and vanish wit
 needs QDRANT_URL and is otherwise reported unavailable.
 
 Points: one per message (role user or assistant), payload `owner`, `conversation_id`, `role`, `text`,
-`timestamp` (epoch seconds), `turn` (0, 1, ...). Every read, recall, write and delete is filtered on the owner
-(`tts_service.credentials`: a digest of the caller's API key, one shared owner without keys), so conversation
-ids are per owner: another owner's id is simply a conversation of the caller's own, empty until it writes to it.
+`timestamp` (epoch seconds), `turn`: a key that orders a conversation's turns and is made without reading the
+store (`new_turn_key`: microseconds since the epoch and 10 random bits), so replicas writing the same
+conversation never compute the same number (turns stored before were 0, 1, ...; they still sort first).
+Every read, recall, write and delete is filtered on the owner (`tts_service.credentials`: a digest of the
+caller's API key, one shared owner without keys), so conversation ids are per owner: another owner's id is
+simply a conversation of the caller's own, empty until it writes to it.
 Points stored before owners existed have none and are never returned; retention removes them.
 Vectors only when EMBEDDING_MODEL is set (named vector `text`, from the LLM provider's embeddings endpoint);
 without one the collection has no vectors and recall is by order.
 Every failure here becomes `MemoryUnavailable`; the chat service answers without memory when it sees one.
+
+A Qdrant server is a dependency that may fail or hang: its calls run on a few threads of their own (not the
+event loop's shared pool, which encodes audio), no lock is held across them, and after a timeout or a failure
+to reach it memory answers "unavailable" at once for REOPEN_AFTER_SECS instead of queueing calls behind a dead
+connection. The embedded store is a local folder whose client is not thread-safe: its calls take a lock.
+
+Expired turns (MEMORY_RETENTION_DAYS) are filtered out of every read and deleted by `purge_expired`, on a
+schedule: a timer in the local server (MEMORY_PURGE_INTERVAL_SECS), an EventBridge rule on Lambda.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fcntl
 import logging
+import secrets
 import threading
 import time
 import uuid
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
 from prometheus_client import Counter
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from tts_service.config import Settings
 from tts_service.errors import MemoryUnavailable
@@ -54,8 +70,15 @@ CONVERSATION_LIST_LIMIT = 50
 CONVERSATION_SCAN_LIMIT = 2000
 """Most of the owner's messages (the newest first) read to find them: the listing's cost stays bounded."""
 REOPEN_AFTER_SECS = 10.0
-"""After a failed open, how long to answer 'unavailable' at once before trying again."""
-PURGE_EVERY_SECS = 600.0
+"""After a failed open, or a server call that failed or timed out, how long to answer 'unavailable' at once."""
+_THREADS = 4
+_TURN_RANDOM_BITS = 10
+
+
+def new_turn_key() -> int:
+    """A turn's key: later turns sort after earlier ones, and two writers never pick the same key by reading the
+    same last one. Fits Qdrant's 64-bit integers for millennia."""
+    return (time.time_ns() // 1000) << _TURN_RANDOM_BITS | secrets.randbits(_TURN_RANDOM_BITS)
 
 
 @lru_cache
@@ -148,11 +171,12 @@ class ConversationMemory:
         self.mode = "server" if settings.qdrant_url else "embedded"
         self._client: QdrantClient | None = None
         self._lock = threading.Lock()  # the embedded client is not thread-safe; the server one is cheap to share
+        self._open_lock = threading.Lock()  # makes the server client once; held for no network call
+        self._executor: ThreadPoolExecutor | None = None
         self._retry_at = 0.0
         self._reason = ""
         self._collection_ready = False
         self._vector_size: int | None = None
-        self._last_purge: float | None = None
 
     # --- state ---
 
@@ -167,6 +191,9 @@ class ConversationMemory:
     def close(self) -> None:
         """Release the store (and, in embedded mode, its lock so another process may open it)."""
         with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
             if self._client is not None:
                 try:
                     self._client.close()
@@ -188,7 +215,7 @@ class ConversationMemory:
         assistant: str,
         vectors: tuple[list[float], list[float]] | None,
     ) -> int:
-        """Append one whole turn (user message + reply) to the owner's conversation; returns its turn index."""
+        """Append one whole turn (user message + reply) to the owner's conversation; returns its turn key."""
         return await self._run("store", self._store, owner, conversation_id, user, assistant, vectors)
 
     async def history(self, owner: str, conversation_id: str) -> list[StoredMessage]:
@@ -202,6 +229,10 @@ class ConversationMemory:
     async def delete(self, owner: str, conversation_id: str) -> int:
         """Erase the owner's conversation; returns how many messages were deleted."""
         return await self._run("delete", self._delete, owner, conversation_id)
+
+    async def purge(self) -> int:
+        """Delete every message older than MEMORY_RETENTION_DAYS, of every owner; returns how many."""
+        return await self._run("purge", self._purge)
 
     @property
     def wants_vectors(self) -> bool:
@@ -217,8 +248,15 @@ class ConversationMemory:
             return await self._run_traced(op, fn, *args)
 
     async def _run_traced(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+        if time.monotonic() < self._retry_at:
+            _failures().labels(op).inc()
+            raise MemoryUnavailable(self._reason)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(_THREADS, thread_name_prefix="memory")
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self._executor, contextvars.copy_context().run, self._call, fn, *args)
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._locked, fn, *args), self.settings.memory_timeout_secs)
+            return await asyncio.wait_for(call, self.settings.memory_timeout_secs)
         except MemoryUnavailable as exc:
             _failures().labels(op).inc()
             logger.warning("memory unavailable", extra={"op": op, "reason": exc.message, "memory_mode": self.mode})
@@ -226,21 +264,31 @@ class ConversationMemory:
         except TimeoutError:
             _failures().labels(op).inc()
             logger.warning("memory timed out", extra={"op": op, "memory_mode": self.mode})
+            if self.mode == "server":
+                self._fail("the conversation store did not answer in time")
             raise MemoryUnavailable("the conversation store did not answer in time") from None
         except Exception as exc:
             _failures().labels(op).inc()
             logger.warning(
                 "memory failed", extra={"op": op, "error_type": type(exc).__name__, "memory_mode": self.mode}
             )
+            if self.mode == "server" and _unreachable(exc):
+                self._fail(f"cannot reach the conversation store ({type(exc).__name__})")
             raise MemoryUnavailable("the conversation store failed") from None
 
-    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.mode == "server":
+            return fn(self._open(), *args)
         with self._lock:
             return fn(self._open(), *args)
 
     # --- blocking core (worker thread, under the lock) ---
 
     def _open(self) -> QdrantClient:
+        with self._open_lock:
+            return self._open_locked()
+
+    def _open_locked(self) -> QdrantClient:
         if self._client is not None:
             return self._client
         if time.monotonic() < self._retry_at:
@@ -297,7 +345,8 @@ class ConversationMemory:
                 timeout=max(1, round(settings.memory_timeout_secs)),
                 check_compatibility=False,  # its background probe logs a traceback when the server is down
             )
-            client.get_collections()  # fail now, not on the first turn, if the server is not there
+            # No call here: this runs under the open lock, and a server that hangs must hold no lock. The first
+            # real call finds out, and a failure there answers "unavailable" for a while (`_run`).
             return client
         if settings.aws_lambda_function_name:
             raise MemoryUnavailable(
@@ -340,7 +389,13 @@ class ConversationMemory:
         vectors_config = (
             {VECTOR_NAME: qm.VectorParams(size=vector_size, distance=qm.Distance.COSINE)} if vector_size else {}
         )
-        client.create_collection(self.collection, vectors_config=vectors_config)
+        try:
+            client.create_collection(self.collection, vectors_config=vectors_config)
+        except Exception:
+            if not client.collection_exists(self.collection):
+                raise
+            self._adopt(client)  # another replica made it first
+            return
         with warnings.catch_warnings():
             # Embedded mode accepts payload indexes but warns they do nothing there; a server uses them.
             warnings.simplefilter("ignore", UserWarning)
@@ -427,8 +482,7 @@ class ConversationMemory:
     ) -> int:
         self._ensure(client, len(vectors[0]) if vectors else None)
         use_vectors = vectors is not None and self._vector_size == len(vectors[0])
-        latest = self._latest(client, owner, conversation_id, 1)
-        turn = latest[0].turn + 1 if latest else 0
+        turn = new_turn_key()
         now = time.time()
         points = []
         for i, (role, text) in enumerate((("user", user), ("assistant", assistant))):
@@ -445,20 +499,17 @@ class ConversationMemory:
             payload["timestamp"] = now + i * 1e-3
             points.append(qm.PointStruct(id=str(uuid.uuid4()), vector=vector, payload=payload))
         client.upsert(self.collection, points=points, wait=True)
-        self._purge(client)
         return turn
 
-    def _purge(self, client: QdrantClient) -> None:
+    def _purge(self, client: QdrantClient) -> int:
         cutoff = self._cutoff()
-        if cutoff is None or (self._last_purge is not None and time.monotonic() - self._last_purge < PURGE_EVERY_SECS):
-            return
-        self._last_purge = time.monotonic()
-        client.delete(
-            self.collection,
-            points_selector=qm.FilterSelector(
-                filter=qm.Filter(must=[qm.FieldCondition(key="timestamp", range=qm.Range(lt=cutoff))])
-            ),
-        )
+        if cutoff is None or not self._exists(client):
+            return 0
+        expired = qm.Filter(must=[qm.FieldCondition(key="timestamp", range=qm.Range(lt=cutoff))])
+        count = client.count(self.collection, count_filter=expired, exact=True).count
+        if count:
+            client.delete(self.collection, points_selector=qm.FilterSelector(filter=expired), wait=True)
+        return int(count)
 
     def _history(self, client: QdrantClient, owner: str, conversation_id: str) -> list[StoredMessage]:
         if not self._exists(client):
@@ -517,3 +568,29 @@ class ConversationMemory:
         if count:
             client.delete(self.collection, points_selector=qm.FilterSelector(filter=flt), wait=True)
         return int(count)
+
+
+def _unreachable(exc: Exception) -> bool:
+    """A failure of the server or the way to it (not of one request): worth leaving it alone for a while."""
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code is None or exc.status_code >= 500
+    return isinstance(exc, ResponseHandlingException | OSError | httpx.TransportError)
+
+
+async def purge_expired(memory: ConversationMemory) -> dict[str, Any]:
+    """One scheduled purge of expired turns: what it did, for the log (and the scheduled Lambda's answer)."""
+    if not memory.enabled or memory.settings.memory_retention_days is None:
+        return {"purged": 0, "memory": "disabled" if not memory.enabled else "ok"}
+    try:
+        deleted = await memory.purge()
+    except MemoryUnavailable:
+        return {"purged": 0, "memory": "unavailable"}
+    logger.info("expired turns purged", extra={"deleted": deleted})
+    return {"purged": deleted, "memory": "ok"}
+
+
+async def purge_periodically(memory: ConversationMemory, every_secs: float) -> None:
+    """The local server's purge timer: at start, then every `every_secs` (a task cancelled at shutdown)."""
+    while True:
+        await purge_expired(memory)
+        await asyncio.sleep(every_secs)

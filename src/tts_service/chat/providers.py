@@ -53,7 +53,7 @@ class _PerLoop(Generic[T]):
         return item
 
     def pop(self) -> T | None:
-        """This loop's item, forgotten (to close it), or None."""
+        """This loop's client, forgotten (the caller closes it), or None."""
         return self._items.pop(asyncio.get_running_loop(), None)
 
 
@@ -146,10 +146,6 @@ class LlmClient(ABC):
             tracing.set_attributes(span, {"tts.llm.outcome": outcome})
             tracing.end_span(span, error)
 
-    @abstractmethod
-    async def aclose(self) -> None:
-        """Close the running loop's HTTP client and its pooled connections (at shutdown)."""
-
     def _span_attributes(self) -> tracing.Attributes:
         # The GenAI semantic conventions' names; never the messages.
         return {"gen_ai.system": self.provider, "gen_ai.request.model": self.model}
@@ -191,6 +187,10 @@ class LlmClient(ABC):
         except ServiceError as exc:
             return exc.code
         return None
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close this event loop's HTTP client and its pooled connections (at shutdown, before the loop ends)."""
 
     def _timeout(self, what: str = "reply") -> LlmTimeout:
         return LlmTimeout(f"the LLM {what} stalled past LLM_TIMEOUT_SECS={self.timeout:g}", provider=self.provider)

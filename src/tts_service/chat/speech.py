@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from tts_service.engine.text import drop_unspeakable
+
 _FENCE_RE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 _LINK_RE = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 # A URL never ends in sentence punctuation: "see https://x.org." keeps its full stop.
@@ -21,6 +23,7 @@ _SPACE_BEFORE_PUNCT_RE = re.compile(r"[ \t]+([.,!?;:])")
 
 def speakable(text: str) -> str:
     """The words of `text` without formatting, keeping sentence punctuation and paragraph breaks."""
+    text = drop_unspeakable(text)  # an LLM may write anything; no voice takes a NUL or a lone surrogate
     text = _FENCE_RE.sub(" ", text)
     text = _LINK_RE.sub(r"\1", text)
     text = _URL_RE.sub("link", text)

@@ -30,6 +30,11 @@ from tts_service.streaming.events import AudioEvent, Encoding, EndEvent, EventMa
 
 logger = logging.getLogger(__name__)
 
+MAX_QUEUED_EVENTS = 64
+"""Events (tokens, audio of at most STREAM_MAX_AUDIO_BYTES) made but not yet sent, per turn."""
+MAX_QUEUED_SENTENCES = 16
+"""Sentences the LLM wrote that wait for synthesis, per turn."""
+
 
 @dataclass(frozen=True)
 class TurnStartEvent:
@@ -109,8 +114,10 @@ async def spoken_turn(
         start = StartEvent(uuid.uuid4().hex, probe.voice.id, voice.sample_rate, req.encoding)
     yield TurnStartEvent(turn.conversation_id, turn.memory, start)
 
-    out: asyncio.Queue[_Item] = asyncio.Queue()
-    sentences: asyncio.Queue[str | None] = asyncio.Queue()
+    # Bounded: when the transport is slower than synthesis (or synthesis than the LLM), the producers wait instead
+    # of holding the whole reply's audio in memory; a client that stops reading is cut off by the send timeout.
+    out: asyncio.Queue[_Item] = asyncio.Queue(MAX_QUEUED_EVENTS)
+    sentences: asyncio.Queue[str | None] = asyncio.Queue(MAX_QUEUED_SENTENCES)
     maker = EventMaker(req.max_audio_bytes or engine.settings.stream_max_audio_bytes)
     parts: list[str] = []
     timing = {"started": time.perf_counter()}
@@ -139,12 +146,13 @@ async def spoken_turn(
                 speech = engine.request(text[: engine.settings.max_text_chars], options)
             except ValidationFailed:
                 continue  # nothing speakable in it
-            async for chunk in engine.stream(speech):
-                for event in maker.events(chunk):
-                    if isinstance(event, AudioEvent):
-                        if "first_audio" not in timing:
-                            timing["first_audio"] = time.perf_counter()
-                        await out.put(("event", event))
+            async with contextlib.aclosing(engine.stream(speech)) as chunks:  # a cancel frees the admission now
+                async for chunk in chunks:
+                    for event in maker.events(chunk):
+                        if isinstance(event, AudioEvent):
+                            if "first_audio" not in timing:
+                                timing["first_audio"] = time.perf_counter()
+                            await out.put(("event", event))
 
     async def guard(name: str, work: Any) -> None:
         try:

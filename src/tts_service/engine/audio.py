@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from functools import lru_cache
 from typing import Any, Final
@@ -10,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 SAMPLE_WIDTH: Final = 2
+WAV_HEADER_BYTES: Final = 44
 CHANNELS: Final = 1
 # A data size that tells streaming players "length unknown, read until the end" (what ffmpeg/sox write).
 STREAMING_DATA_SIZE: Final = 0xFFFFFFFF - 36
@@ -17,6 +19,8 @@ STREAMING_DATA_SIZE: Final = 0xFFFFFFFF - 36
 N_MELS: Final = 80
 N_FFT: Final = 1024
 HOP_LENGTH: Final = 256
+MAX_SPECTROGRAM_FRAMES: Final = 2048
+"""Most spectrogram frames one answer carries (~24 s at hop 256 and 22050 Hz; longer audio gets a longer hop)."""
 
 Int16Array = npt.NDArray[np.int16]
 FloatArray = npt.NDArray[np.float32]
@@ -82,29 +86,37 @@ def _mel_filterbank(sample_rate: int) -> npt.NDArray[np.float64]:
     return weights
 
 
-def mel_spectrogram(pcm: Int16Array, sample_rate: int) -> dict[str, Any]:
-    """Log-mel spectrogram for display: 80 mels, n_fft 1024, hop 256, periodic Hann window, centred frames.
+def mel_spectrogram(pcm: Int16Array, sample_rate: int, max_frames: int = MAX_SPECTROGRAM_FRAMES) -> dict[str, Any]:
+    """Log-mel spectrogram for display: 80 mels, n_fft 1024, periodic Hann window, centred frames.
 
     Values are log10 of mel power, scaled as Whisper does (`(max(x, x.max() - 8) + 4) / 4`), so they sit
-    roughly in [-1, 1.5]; `frames[t][m]` is frame t (hop 256 samples), mel band m (low to high).
+    roughly in [-1, 1.5]; `frames[t][m]` is frame t, mel band m (low to high). Frames are every 256 samples,
+    or, when that would make more than `max_frames`, every multiple of 256 that keeps them within it (the
+    answer's `hop_length` says which): a display needs no more columns, and the work and memory stay bounded
+    (float32, about 8 KB per frame) however long the audio. CPU-bound: call it off the event loop.
     """
-    audio = pcm.astype(np.float64) / 32768.0
-    if audio.size == 0:
-        frames: npt.NDArray[np.float64] = np.zeros((0, N_MELS))
+    hop = HOP_LENGTH
+    if pcm.size == 0:
+        frames: npt.NDArray[np.float32] = np.zeros((0, N_MELS), dtype=np.float32)
     else:
-        padded = np.pad(audio, N_FFT // 2, mode="reflect" if audio.size > N_FFT // 2 else "constant")
-        n_frames = 1 + (padded.size - N_FFT) // HOP_LENGTH
-        idx = np.arange(N_FFT)[None, :] + HOP_LENGTH * np.arange(n_frames)[:, None]
-        window = np.hanning(N_FFT + 1)[:-1]
-        power = np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2
-        mel = power @ _mel_filterbank(sample_rate).T
-        log_mel = np.log10(np.maximum(mel, 1e-10))
-        log_mel = np.maximum(log_mel, log_mel.max() - 8.0)
-        frames = (log_mel + 4.0) / 4.0
+        natural = 1 + pcm.size // HOP_LENGTH
+        hop = HOP_LENGTH * max(1, math.ceil(natural / max(1, max_frames)))
+        # Padded as int16 and converted frame by frame: no float copy of the whole audio.
+        padded = np.pad(pcm, N_FFT // 2, mode="reflect" if pcm.size > N_FFT // 2 else "constant")
+        n_frames = 1 + (padded.size - N_FFT) // hop
+        idx = np.arange(N_FFT)[None, :] + hop * np.arange(n_frames)[:, None]
+        window = (np.hanning(N_FFT + 1)[:-1] / 32768.0).astype(np.float32)
+        spectrum = np.fft.rfft(padded[idx].astype(np.float32) * window, axis=1)
+        power = spectrum.real**2 + spectrum.imag**2
+        mel = power @ _mel_filterbank(sample_rate).T.astype(np.float32)
+        log_mel = np.log10(np.maximum(mel, np.float32(1e-10)))
+        log_mel = np.maximum(log_mel, log_mel.max() - np.float32(8.0))
+        frames = (log_mel + np.float32(4.0)) / np.float32(4.0)
     return {
         "n_mels": N_MELS,
         "n_fft": N_FFT,
-        "hop_length": HOP_LENGTH,
+        "hop_length": hop,
         "sample_rate": sample_rate,
-        "frames": np.round(frames, 3).tolist(),
+        # Rounded in float64: float32 values would print with all their binary digits (0.86100000143...).
+        "frames": np.round(frames.astype(np.float64), 3).tolist(),
     }

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from tts_service.engine.text import find_unspeakable
 
 SPEED_MIN = 0.25
 SPEED_MAX = 4.0
+
+
+def _speakable(text: str) -> str:
+    at = find_unspeakable(text)
+    if at is not None:
+        raise ValueError(
+            f"character U+{ord(text[at]):04X} at position {at} cannot be spoken: control characters other than "
+            "whitespace, and unpaired surrogates, are refused"
+        )
+    return text
+
+
+SpeechText = Annotated[str, AfterValidator(_speakable)]
+"""Text from a client that will be spoken or stored: refused (422) when it holds characters no voice can take."""
 
 
 class SpeechOptions(BaseModel):

@@ -13,9 +13,25 @@ ABBREVIATIONS = frozenset(
     """.split()
 )
 
+# Control characters that are not whitespace, and unpaired surrogates: espeak-ng cannot take them (NUL ends its
+# C string, a surrogate has no UTF-8), and no reader speaks them.
+_UNSPEAKABLE_RE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]")
+
 _TERMINATORS = ".!?…。！？"
 _CLOSERS = "\"')]}»”’"
 _SPACE_RE = re.compile(r"\s+")
+
+
+def find_unspeakable(text: str) -> int | None:
+    """The index of the first character no voice can take (a non-whitespace control character or an unpaired
+    surrogate), or None."""
+    found = _UNSPEAKABLE_RE.search(text)
+    return None if found is None else found.start()
+
+
+def drop_unspeakable(text: str) -> str:
+    """`text` with every such character replaced by a space (for text the service did not get from a client)."""
+    return _UNSPEAKABLE_RE.sub(" ", text)
 
 
 def _ends_sentence(text: str, i: int) -> bool:

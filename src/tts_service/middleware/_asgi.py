@@ -23,6 +23,13 @@ WS_GOING_AWAY = 1001
 WS_TRY_AGAIN_LATER = 1013
 
 
+class SlowClient(OSError):
+    """A send to the client did not complete in time: the response or WebSocket is given up.
+
+    An OSError, as a vanished client's send is, so every handler that copes with a disconnect copes with this.
+    """
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     """The first value of a request header (name in lower case), decoded as latin-1."""
     for key, value in scope.get("headers", ()):

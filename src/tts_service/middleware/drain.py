@@ -23,18 +23,26 @@ logger = logging.getLogger(__name__)
 # Liveness stays 200 while draining (the process is fine); readiness and everything else say 503.
 _LIVENESS = frozenset({"/health", "/api/health"})
 QUIET_SECS = 1.0
-"""A WebSocket with no message either way for this long has no utterance in progress."""
+"""A WebSocket with no message either way for this long has no utterance in progress (unless it says otherwise)."""
+BUSY_STATE = "stream_in_progress"
+"""Key of the connection's state under which a WebSocket handler may put a callable saying a stream is in progress:
+under load a stream can fall silent between its chunks for longer than QUIET_SECS, and is still closed only at
+the deadline."""
 
 
 class _Session:
     """One WebSocket session: when it last moved, and a way to close it from outside."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, scope: Scope) -> None:
         self._send = send
+        self.scope = scope
         self.last_activity = time.monotonic()
         self.closed = asyncio.Event()
 
     def quiet(self, now: float) -> bool:
+        busy = self.scope.get("state", {}).get(BUSY_STATE)
+        if callable(busy) and busy():
+            return False
         return now - self.last_activity >= QUIET_SECS
 
     async def close(self) -> None:
@@ -130,7 +138,7 @@ class DrainMiddleware:
         if self.drain.draining:
             await self._refuse(scope, receive, send)
             return
-        session = _Session(send)
+        session = _Session(send, scope)
         self.drain.sessions.add(session)
 
         async def tracked_send(message: Message) -> None:

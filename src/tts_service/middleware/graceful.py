@@ -5,10 +5,27 @@ from __future__ import annotations
 import math
 import socket
 import time
+from typing import Any
 
 import uvicorn
 
+from tts_service.config import Settings
 from tts_service.middleware.drain import Drain
+
+
+def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The local server's uvicorn settings: our JSON logs instead of uvicorn's access log, the drain's grace period,
+    and WebSocket messages bounded at WS_MAX_MESSAGE_BYTES (uvicorn's own default is 16 MiB, read into memory
+    before any handler could refuse it)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": math.ceil(settings.shutdown_grace_secs),
+        "ws_max_size": settings.ws_max_message_bytes,
+    }
+    return uvicorn.Config(app, **(options | overrides))
 
 
 class GracefulServer(uvicorn.Server):

@@ -98,3 +98,70 @@ class TimeoutMiddleware:
             logger.warning("request timed out", extra={"timeout_secs": self.seconds})
             exc = GatewayTimeout(f"the request did not complete within {self.seconds:g} s", timeout_secs=self.seconds)
             await refuse(scope, receive, send, exc, 0)
+
+
+class DisconnectMiddleware:
+    """Stop serving a request whose client went away before its response was complete.
+
+    Servers only report a disconnect to the next `receive()`, which a route that computes (a whole `/tts`, a chat
+    reply) never calls: it would synthesize the whole text for nobody. Once the body is read, this waits on
+    `receive()` itself, and a disconnect cancels the request, which closes its synthesis between pieces and
+    frees its admission. Later `receive()` calls of the app get the disconnect from here.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        gone = asyncio.Event()
+        cancelled_by_us = False
+        watcher: asyncio.Task[None] | None = None
+        final: Message | None = None
+
+        async def watch() -> None:
+            nonlocal cancelled_by_us, final
+            message = await receive()
+            while message["type"] == "http.request":  # a body nobody read (a route without one): drain it
+                message = await receive()
+            final = message
+            gone.set()
+            if not done:
+                cancelled_by_us = True
+                task.cancel()
+
+        async def body_then_watch() -> Message:
+            nonlocal watcher
+            if watcher is not None:
+                await gone.wait()
+                assert final is not None
+                return final
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                watcher = asyncio.ensure_future(watch())
+            elif message["type"] == "http.disconnect":
+                gone.set()
+            return message
+
+        done = False
+
+        async def finishing_send(message: Message) -> None:
+            nonlocal done
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                done = True
+            await send(message)
+
+        try:
+            await self.app(scope, body_then_watch, finishing_send)
+        except asyncio.CancelledError:
+            if not cancelled_by_us or task.uncancel() > 0:
+                raise
+            logger.info("client went away; request stopped")
+        finally:
+            done = True
+            if watcher is not None and not watcher.done():
+                watcher.cancel()

@@ -2,6 +2,15 @@
 
 The client is its API key (by digest) when it presented a valid one, else its IP. Counters live in this
 process's memory, or in Redis (`RATE_LIMIT_STORAGE_URI`) so several replicas share one budget per client.
+
+A remote store is a dependency that may fail or hang; it must never take the service with it. Its calls run on
+a few threads of their own (never the event loop's shared pool, which encodes audio), with socket timeouts and
+an overall budget of `RATE_LIMIT_STORAGE_TIMEOUT_SECS`; a failure lets the request through (fail open), is
+counted (`tts_dependency_failures_total{dependency="rate_limit_storage"}`) and logged, and the store is left
+alone for `RATE_LIMIT_STORAGE_RETRY_SECS`, so while it is down no request waits for it.
+
+WebSocket sessions count once at connect as requests; then each message that starts work (`speak`, `start`,
+a chat message) is charged to the same budget (`MessageBudget`), refused with an `error` event when spent.
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
@@ -31,6 +42,7 @@ logger = logging.getLogger(__name__)
 EXEMPT_PATHS = frozenset({"/metrics"})
 _NAMESPACE = "tts"
 _WARN_EVERY_SECS = 60.0
+_STORAGE_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,15 @@ class Decision:
 class RateLimiter:
     """The limits of one app: `per_minute` per client per minute, at most `burst` back to back."""
 
-    def __init__(self, per_minute: int, burst: int | None = None, storage_uri: str | None = None) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        burst: int | None = None,
+        storage_uri: str | None = None,
+        timeout_secs: float = 0.5,
+        metrics: Metrics | None = None,
+        retry_secs: float = 5.0,
+    ) -> None:
         self.per_minute = per_minute
         self.items: list[RateLimitItem] = [RateLimitItemPerMinute(per_minute)]
         self.policy = f"{per_minute};w=60"
@@ -64,16 +84,73 @@ class RateLimiter:
             refill_secs = max(1, math.ceil(burst * 60 / per_minute))
             self.items.insert(0, RateLimitItemPerSecond(burst, refill_secs))
             self.policy += f", {burst};w={refill_secs}"
-        storage = storage_from_string(_sync_uri(storage_uri)) if storage_uri else MemoryStorage()
+        storage = (
+            storage_from_string(_sync_uri(storage_uri), **_timeouts(storage_uri, timeout_secs))
+            if storage_uri
+            else MemoryStorage()
+        )
         if not isinstance(storage, Storage):
             raise ValueError("RATE_LIMIT_STORAGE_URI names a storage without a synchronous client")
         self.storage = storage
         self.remote = not isinstance(self.storage, MemoryStorage)
         self.strategy = MovingWindowRateLimiter(self.storage)
+        self.timeout_secs = timeout_secs
+        self.retry_secs = retry_secs
+        """After a failed or slow call, how long the remote store is not asked (requests go through unlimited)."""
+        self.metrics = metrics
+        self._executor = ThreadPoolExecutor(_STORAGE_THREADS, thread_name_prefix="ratelimit") if self.remote else None
+        self._skip_until = 0.0
+        self._last_warning = 0.0
+        self._failures = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimiter:
-        return cls(settings.rate_limit_per_minute, settings.rate_limit_burst, settings.rate_limit_storage_uri)
+    def from_settings(cls, settings: Settings, metrics: Metrics | None = None) -> RateLimiter:
+        return cls(
+            settings.rate_limit_per_minute,
+            settings.rate_limit_burst,
+            settings.rate_limit_storage_uri,
+            settings.rate_limit_storage_timeout_secs,
+            metrics,
+            settings.rate_limit_storage_retry_secs,
+        )
+
+    async def decide(self, client: str) -> Decision | None:
+        """Count one request for `client`; None when the store failed, was too slow, or is being left alone after
+        a failure: the caller lets the request through."""
+        if self._executor is None:
+            try:
+                return self.check(client)
+            except Exception as exc:
+                self._failed("error", exc)
+                return None
+        if time.monotonic() < self._skip_until:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.timeout_secs):
+                return await loop.run_in_executor(self._executor, self.check, client)
+        except TimeoutError as exc:
+            self._failed("timeout", exc)
+        except Exception as exc:
+            self._failed("error", exc)
+        return None
+
+    def _failed(self, outcome: str, exc: Exception) -> None:
+        self._skip_until = time.monotonic() + self.retry_secs
+        self._failures += 1
+        if self.metrics is not None:
+            self.metrics.dependency_failure("rate_limit_storage", outcome)
+        now = time.monotonic()
+        if now - self._last_warning > _WARN_EVERY_SECS:
+            self._last_warning = now
+            logger.warning(
+                "rate limit storage failed; not limiting",
+                extra={"error_type": type(exc).__name__, "outcome": outcome, "failures": self._failures},
+            )
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def check(self, client: str) -> Decision:
         """Count one request for `client` (blocking for remote storage) and say whether it may go on."""
@@ -94,18 +171,46 @@ class RateLimiter:
         self.storage.reset()
 
 
+def client_key(scope: Scope, credentials: Credentials, clients: ClientResolver) -> str:
+    """Who a budget belongs to: a valid API key's digest; otherwise the IP, so invented or guessed keys buy no
+    extra budget."""
+    key_id = identify(credentials, scope) if credentials.required else None
+    if key_id is not None:
+        return f"key:{key_id}"
+    return f"ip:{clients.resolve(scope)}"
+
+
+def _timeouts(uri: str, seconds: float) -> dict[str, float]:
+    """Socket timeouts for a Redis store: redis-py has none by default, and one unanswered call would hang."""
+    scheme = uri.removeprefix("async+").split(":", 1)[0]
+    if scheme.split("+")[0] in ("redis", "rediss") and scheme != "redis+sentinel":
+        return {"socket_timeout": seconds, "socket_connect_timeout": seconds}
+    return {}
+
+
 def _sync_uri(uri: str) -> str:
     # The async variants (`async+redis://`) need another client library; the middleware runs the sync one in a
     # worker thread instead, so either spelling works.
     return uri.removeprefix("async+")
 
 
+def refusal(limiter: RateLimiter, decision: Decision) -> RateLimited:
+    """The 429 of a spent budget, with Retry-After and the RateLimit-* headers."""
+    headers = decision.headers(limiter.policy)
+    return RateLimited(
+        f"rate limit of {limiter.per_minute} requests per minute exceeded; retry in {decision.reset_secs} s",
+        headers={"Retry-After": str(decision.reset_secs), **{k.decode(): v.decode() for k, v in headers}},
+        limit=limiter.per_minute,
+        retry_after=decision.reset_secs,
+    )
+
+
 class RateLimitMiddleware:
     """429 JSON with Retry-After and RateLimit-* headers when a client is over its budget.
 
-    Health checks and /metrics are exempt. A WebSocket counts once, at connect. If the shared storage is down
-    the request is let through (and a warning logged): an outage of the counter must not become an outage
-    of the service.
+    Health checks and /metrics are exempt. A WebSocket counts once, at connect (its messages that start work are
+    charged by `MessageBudget`). If the shared storage fails or hangs the request is let through
+    (`RateLimiter.decide`): an outage of the counter must not become an outage of the service.
     """
 
     def __init__(
@@ -122,26 +227,9 @@ class RateLimitMiddleware:
         self.clients = clients
         self.credentials = credentials
         self.metrics = metrics
-        self._last_warning = 0.0
 
     def client_id(self, scope: Scope) -> str:
-        """A valid API key's digest; otherwise the IP, so invented or guessed keys buy no extra budget."""
-        key_id = identify(self.credentials, scope) if self.credentials.required else None
-        if key_id is not None:
-            return f"key:{key_id}"
-        return f"ip:{self.clients.resolve(scope)}"
-
-    async def _decide(self, client: str) -> Decision | None:
-        try:
-            if self.limiter.remote:
-                return await asyncio.to_thread(self.limiter.check, client)
-            return self.limiter.check(client)
-        except Exception as exc:  # any storage failure: fail open, loudly but not once per request
-            now = time.monotonic()
-            if now - self._last_warning > _WARN_EVERY_SECS:
-                self._last_warning = now
-                logger.warning("rate limit storage failed; not limiting", extra={"error_type": type(exc).__name__})
-            return None
+        return client_key(scope, self.credentials, self.clients)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -153,22 +241,15 @@ class RateLimitMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        decision = await self._decide(self.client_id(scope))
+        decision = await self.limiter.decide(self.client_id(scope))
         if decision is None:
             await self.app(scope, receive, send)
             return
-        headers = decision.headers(self.limiter.policy)
         if not decision.allowed:
             self.metrics.observe_rejected("rate_limited")
-            exc = RateLimited(
-                f"rate limit of {self.limiter.per_minute} requests per minute exceeded; "
-                f"retry in {decision.reset_secs} s",
-                headers={"Retry-After": str(decision.reset_secs), **{k.decode(): v.decode() for k, v in headers}},
-                limit=self.limiter.per_minute,
-                retry_after=decision.reset_secs,
-            )
-            await refuse(scope, receive, send, exc, WS_TRY_AGAIN_LATER)
+            await refuse(scope, receive, send, refusal(self.limiter, decision), WS_TRY_AGAIN_LATER)
             return
+        headers = decision.headers(self.limiter.policy)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -176,3 +257,22 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class MessageBudget:
+    """Charges each WebSocket message that starts work (a `speak`, a `start`, a chat message) to its client's
+    budget, the one its HTTP requests spend; without rate limiting it charges nothing."""
+
+    def __init__(self, limiter: RateLimiter | None, client_id: Callable[[Scope], str], metrics: Metrics) -> None:
+        self.limiter = limiter
+        self.client_id = client_id
+        self.metrics = metrics
+
+    async def charge(self, scope: Scope) -> None:
+        """RateLimited when the client's budget is spent (the transport sends it as an `error` event)."""
+        if self.limiter is None:
+            return
+        decision = await self.limiter.decide(self.client_id(scope))
+        if decision is not None and not decision.allowed:
+            self.metrics.observe_rejected("rate_limited")
+            raise refusal(self.limiter, decision)

@@ -34,7 +34,17 @@ _LLM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "WEBSOCKET"})
 _LLM_OUTCOMES = frozenset({"ok", "error", "timeout"})
 REJECT_REASONS = frozenset(
-    {"unauthorized", "rate_limited", "payload_too_large", "timeout", "busy", "origin_not_allowed", "shutting_down"}
+    {
+        "unauthorized",
+        "rate_limited",
+        "payload_too_large",
+        "timeout",
+        "busy",
+        "origin_not_allowed",
+        "shutting_down",
+        "slow_client",
+        "too_many_streams",
+    }
 )
 # Label values that come from code, not users, but are still checked so a bug cannot explode cardinality.
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9_.:/{}\-]{1,80}$")
@@ -121,6 +131,13 @@ class Metrics:
             "tts_synthesis_capacity", "Syntheses admitted at most (workers + queue); more get 503.", registry=reg
         )
 
+        self.dependency_failures = Counter(
+            "tts_dependency_failures",
+            "Calls to a dependency that failed or timed out and were let through (fail open).",
+            ["dependency", "outcome"],
+            registry=reg,
+        )
+
         # --- LLM ---
         self.llm_requests = Counter(
             "tts_llm_requests",
@@ -139,6 +156,8 @@ class Metrics:
         # Series that exist from the start read 0 instead of "no data" on dashboards and in rate().
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
+        for outcome in ("timeout", "error"):
+            self.dependency_failures.labels("rate_limit_storage", outcome)
         self.cache_hits.labels("audio")
         self.cache_misses.labels("audio")
 
@@ -180,6 +199,10 @@ class Metrics:
         """The current size of a cache."""
         self.cache_entries.labels(_label(cache)).set(entries)
         self.cache_bytes.labels(_label(cache)).set(size_bytes)
+
+    def dependency_failure(self, dependency: str, outcome: str) -> None:
+        """A dependency call that failed (`error`) or ran out of time (`timeout`); the service went on without it."""
+        self.dependency_failures.labels(_label(dependency), "timeout" if outcome == "timeout" else "error").inc()
 
     def llm_request(self, provider: str, outcome: str, seconds: float) -> None:
         """One LLM call: outcome `ok`, `error` or `timeout`."""

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,7 +16,7 @@ import numpy as np
 from tts_service.audio import Encoder, new_encoder
 from tts_service.engine import Engine, SpeechChunk, SpeechOptions
 from tts_service.engine.audio import silence
-from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage, ValidationFailed
+from tts_service.errors import ServiceError, UnexpectedMessage, ValidationFailed
 from tts_service.observability.liveness import tracked
 from tts_service.streaming.events import (
     AudioEvent,
@@ -83,9 +84,13 @@ class _Stream:
 class StreamDriver:
     """Runs the protocol for one connection: at most one stream at a time, then the next."""
 
-    def __init__(self, engine: Engine, transport: Transport) -> None:
+    def __init__(
+        self, engine: Engine, transport: Transport, charge: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.engine = engine
         self.transport = transport
+        self.charge = charge
+        """Charges a message that starts a stream to the client's budget (RateLimited when spent)."""
         settings = engine.settings
         self.max_text_chars = settings.max_text_chars
         self.max_pending = settings.stream_max_pending_chars
@@ -126,6 +131,8 @@ class StreamDriver:
         if isinstance(msg, SpeakMessage | StartMessage):
             if self.stream is not None:
                 raise UnexpectedMessage(f"a stream is running; send cancel or wait for its end before {msg.type}")
+            if self.charge is not None:
+                await self.charge()
             await self._open(msg)
             return
         stream = self.stream
@@ -136,10 +143,9 @@ class StreamDriver:
         if stream is None or stream.text is None or stream.ending:
             raise UnexpectedMessage(f"{msg.type} needs an open incremental stream: send start first")
         if isinstance(msg, TextMessage):
-            if stream.queue.qsize() >= MAX_QUEUED:
-                # Text arrives faster than speech is made; holding it all would grow memory without bound.
-                raise ServiceBusy(f"{MAX_QUEUED} sentences are waiting to be spoken; send more text later")
-            for sentence in stream.text.feed(msg.text):
+            # Text arrives faster than speech is made; holding it all would grow memory without bound. One
+            # message may complete many sentences, so the room is checked before any of them is taken.
+            for sentence in stream.text.feed(msg.text, room=MAX_QUEUED - stream.queue.qsize()):
                 stream.queue.put_nowait(sentence)
         elif isinstance(msg, FlushMessage):
             rest = stream.text.flush()
@@ -211,15 +217,19 @@ class StreamDriver:
             while (text := await stream.queue.get()) is not None:
                 req = self.engine.request(text, stream.options)
                 first = True
+                # Closed however the loop ends (a client gone or too slow): synthesis stops, its admission is freed.
                 with tracked(self.engine, req, "tts.stream", ignore=(TransportGone,)) as span:
-                    async for chunk in self.engine.stream(req):
-                        if first and stream.spoken > 0 and req.sentence_silence > 0:
-                            # Incremental sentences are separate requests; keep the gap the engine puts between them.
-                            chunk.pcm = np.concatenate([silence(req.sentence_silence, chunk.sample_rate), chunk.pcm])
-                        if first and span is not None:
-                            span.add_event("first_audio")
-                        first = False
-                        await self._send_audio(stream, await self._audio_events(stream, chunk))
+                    async with aclosing(self.engine.stream(req)) as chunks:
+                        async for chunk in chunks:
+                            if first and stream.spoken > 0 and req.sentence_silence > 0:
+                                # Incremental sentences are separate requests; keep the gap the engine puts between
+                                # them.
+                                silent = silence(req.sentence_silence, chunk.sample_rate)
+                                chunk.pcm = np.concatenate([silent, chunk.pcm])
+                            if first and span is not None:
+                                span.add_event("first_audio")
+                            first = False
+                            await self._send_audio(stream, await self._audio_events(stream, chunk))
                 stream.spoken += 1
             if stream.encoder is not None:
                 await self._send_audio(stream, await self._audio_events(stream, None))
@@ -245,7 +255,11 @@ class StreamDriver:
     async def _audio_events(stream: _Stream, chunk: SpeechChunk | None) -> list[ChunkEvent]:
         """The events of one chunk (None: the encoder's tail), encoded on a thread when the stream has a format."""
         if stream.encoder is None:
-            return stream.maker.events(chunk) if chunk is not None else []
+            if chunk is None:
+                return []
+            if stream.maker.spectrogram:
+                return await asyncio.to_thread(stream.maker.events, chunk)  # numpy work: off the event loop
+            return stream.maker.events(chunk)
         if chunk is None:
             data = await asyncio.to_thread(stream.encoder.finish)
         else:

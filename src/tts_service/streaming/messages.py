@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from tts_service.engine.options import SpeechOptions
+from tts_service.engine.options import SpeechOptions, SpeechText
 from tts_service.errors import (
     BinaryMessage,
     MessageNotJSON,
@@ -24,7 +24,7 @@ class SpeakMessage(SpeechOptions):
     """Speak this text, then end the stream."""
 
     type: Literal["speak"]
-    text: str
+    text: SpeechText
     encoding: Literal["binary", "base64"] = "binary"
     spectrogram: bool = False
     format: StreamFormat = "pcm"
@@ -60,7 +60,7 @@ class TextMessage(_Control):
     """More text of an incremental stream (any split: tokens, words, characters)."""
 
     type: Literal["text"]
-    text: str
+    text: SpeechText
 
 
 class FlushMessage(_Control):
@@ -131,5 +131,5 @@ def _validation_failed(exc: ValidationError) -> ValidationFailed:
         elif err.get("type") == "extra_forbidden":
             problems.append(f"{loc}: unknown field")
         else:
-            problems.append(f"{loc}: {err.get('msg', 'invalid')}")
+            problems.append(f"{loc}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
     return ValidationFailed("; ".join(problems) or "invalid message", fields=sorted(fields - {""}))
