@@ -14,6 +14,7 @@ import numpy as np
 from tts_service.config import Settings, get_settings
 from tts_service.engine.audio import Int16Array, float_to_int16
 from tts_service.engine.cache import AudioCache, cached_speech, cached_stream
+from tts_service.engine.estimate import min_audio_seconds
 from tts_service.engine.loudness import to_loudness
 from tts_service.engine.options import SpeechOptions
 from tts_service.engine.pipeline import Plan, Synthesis
@@ -27,7 +28,6 @@ from tts_service.observability import Metrics, get_metrics
 logger = logging.getLogger(__name__)
 
 _WARMUP_TEXT = "Ready."
-_BRISK_CHARS_PER_SECOND = 20.0
 _CONTROL = frozenset(chr(c) for c in [*range(0, 32), 127])
 _CONTROL_TO_SPACE = {ord(c): " " for c in _CONTROL}
 
@@ -149,35 +149,35 @@ class Engine:
         if options.speed is not None:
             base = float(voice.config_dict.get("inference", {}).get("length_scale", 1.0))
             length_scale = base / options.speed
-        self._check_budget(clean, options)
-        return SpeechRequest(
-            text=clean,
-            voice=voice,
-            speaker_id=speaker_id,
-            length_scale=length_scale,
-            noise_scale=options.noise_scale,
-            noise_w=options.noise_w,
-            volume=options.volume,
-            sentence_silence=options.sentence_silence,
-            loudness=options.loudness,
+        return self._check_budget(
+            SpeechRequest(
+                text=clean,
+                voice=voice,
+                speaker_id=speaker_id,
+                length_scale=length_scale,
+                noise_scale=options.noise_scale,
+                noise_w=options.noise_w,
+                volume=options.volume,
+                sentence_silence=options.sentence_silence,
+                loudness=options.loudness,
+            )
         )
 
-    def _check_budget(self, text: str, options: SpeechOptions) -> None:
-        """Refuse up front what would surely speak longer than MAX_AUDIO_SECONDS, before any work is paid for.
+    def _check_budget(self, req: SpeechRequest) -> SpeechRequest:
+        """Refuse up front what will surely speak longer than MAX_AUDIO_SECONDS, before any work is paid for.
 
-        The estimate is deliberately low (a brisk 20 characters a second at speed 1, measured voices speak 13-16),
-        so nothing that could fit is refused; synthesis enforces the budget exactly as audio is made.
+        The estimate is a floor (`engine/estimate.py`), so nothing that could fit is refused; synthesis enforces
+        the budget exactly as audio is made.
         """
-        speed = options.speed or 1.0
-        sentences = max(1, sum(text.count(ch) for ch in ".!?"))
-        estimate = len(text) / _BRISK_CHARS_PER_SECOND / speed + options.sentence_silence * (sentences - 1)
+        least = min_audio_seconds(req)
         limit = self.settings.max_audio_seconds
-        if estimate > limit:
+        if least > limit:
             raise AudioTooLong(
-                f"this text would speak for about {estimate:.0f} s or more; the limit is {limit:g} s "
+                f"this text would speak for at least {least:.0f} s; the limit is {limit:g} s "
                 "(MAX_AUDIO_SECONDS): send less text, or a faster speed or shorter silences",
                 limit_seconds=limit,
             )
+        return req
 
     # --- blocking API (Lambda handlers, tools; never from a worker thread) ---
 
