@@ -22,8 +22,10 @@ MAX_ALNUM_PER_SECOND: Final = 30.0
 def min_audio_seconds(req: SpeechRequest) -> float:
     """A lower bound of the speech's duration: its letters at the fastest pace, stretched by the speed, plus the
     silence between its sentences."""
-    base = float(req.voice.config_dict.get("inference", {}).get("length_scale", 1.0)) or 1.0
-    stretch = (req.length_scale if req.length_scale is not None else base) / base
+    stretch = 1.0
+    if req.length_scale is not None:  # the voice's config is read only when a speed needs it
+        base = float(req.voice.config_dict.get("inference", {}).get("length_scale", 1.0)) or 1.0
+        stretch = req.length_scale / base
     spoken = sum(ch.isalnum() for ch in req.text) / MAX_ALNUM_PER_SECOND * stretch
     gaps = max(0, len(split_sentences(req.text)) - 1) if req.sentence_silence > 0 else 0
     return spoken + gaps * req.sentence_silence
