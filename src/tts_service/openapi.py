@@ -101,6 +101,9 @@ def _document(path: str, operation: dict[str, Any]) -> None:
         statuses |= _LLM
     if path.startswith("/conversations"):
         statuses[503] = "the conversation store is unavailable (`memory_unavailable`), or draining"
+    if path.startswith("/debug/samples"):
+        statuses[403] = "debug samples are served only with API keys set (`forbidden`)"
+        statuses[404] = "debug samples are off, or no such sample (`not_found`)"
     openai = path.startswith("/v1/")
     if openai and 422 in statuses:
         statuses[400] = statuses.pop(422)  # OpenAI answers invalid parameters with 400

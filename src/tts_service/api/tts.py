@@ -22,7 +22,7 @@ from tts_service.audio import AUDIO_MEDIA_TYPES, AudioFormat, encode_whole, form
 from tts_service.engine import Speech, SpeechOptions, SpeechRequest
 from tts_service.engine.audio import encode_wav, mel_spectrogram
 from tts_service.engine.options import SpeechText
-from tts_service.engine.subtitles import ms, render_subtitles, subtitle_cues
+from tts_service.engine.subtitles import SUBTITLE_MEDIA_TYPES, ms, render_subtitles, subtitle_cues
 from tts_service.observability import tracing
 from tts_service.observability.liveness import tracked
 from tts_service.observability.samples import get_sample_store
@@ -84,8 +84,8 @@ def answer_format(query: ResponseFormat | None, body: ResponseFormat | None, acc
     response_model=TtsResponse,
     responses={
         200: {
-            "content": {media: {} for media in AUDIO_MEDIA_TYPES},
-            "description": "JSON, or audio bytes with `format` or an audio Accept type",
+            "content": {media: {} for media in (*AUDIO_MEDIA_TYPES, *SUBTITLE_MEDIA_TYPES.values())},
+            "description": "JSON, audio bytes with `format` or an audio Accept type, or subtitles (srt, vtt)",
         }
     },
 )
@@ -103,8 +103,7 @@ async def tts(
         with tracked(engine, req):
             speech = await engine.synthesize(req)
         cues = subtitle_cues(speech.words, speech.sample_rate)
-        media = "application/x-subrip" if fmt == "srt" else "text/vtt"
-        return Response(render_subtitles(cues, fmt), media_type=f"{media}; charset=utf-8")
+        return Response(render_subtitles(cues, fmt), media_type=f"{SUBTITLE_MEDIA_TYPES[fmt]}; charset=utf-8")
     audio_format: AudioFormat = "wav" if fmt == "json" else fmt
     if is_buffered(request):
         check_buffered_estimate(req, audio_format, body.sample_rate, advice=TOO_LARGE_ADVICE)

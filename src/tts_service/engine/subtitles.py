@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from tts_service.engine.words import WordTiming
 
+SUBTITLE_MEDIA_TYPES: Final = {"srt": "application/x-subrip", "vtt": "text/vtt"}
 LINE_CHARS = 42
 LINES = 2
 _PAUSE_MS = 700
