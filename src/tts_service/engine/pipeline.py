@@ -216,7 +216,8 @@ class Synthesis:
                 # Here, on the conductor's thread: measuring the voice (once) takes a few decodes.
                 self._gain *= gain_for(graphs.reference_lufs(), self.req.loudness)
             index = 0
-            for sentence in split_sentences(self.req.text):
+            sentences = split_sentences(self.req.text)
+            for sentence in sentences:
                 pieces = self._pieces(sentence)
                 for n, piece in enumerate(pieces):
                     end = n == len(pieces) - 1
@@ -227,6 +228,9 @@ class Synthesis:
                     elif index == 0 and self.plan.first_frames is not None:
                         if not self._head_and_rest(piece, end):
                             return
+                    elif len(sentences) == 1 and len(pieces) == 1 and self.pool.idle_workers == self.pool.workers:
+                        # One piece on an idle machine: all cores on it (the head sessions), not one of them.
+                        self._slot(self.pool.submit(self._alone, piece, index, end))
                     else:
                         self._split_piece(piece, index, end)
                     index += 1
@@ -366,6 +370,13 @@ class Synthesis:
         return self._window_chunks(
             piece, state, [(0, first)], 0, end and first == state.frames, True, [audio], piece_end=end
         )
+
+    def _alone(self, piece: _Piece, index: int, end: bool) -> list[SpeechChunk]:
+        """A request of one piece while nothing else runs: frontend and windows on the all-core head sessions."""
+        state = self._frontend(piece.ids, worker=HEAD)
+        windows = cuts(state.frames, self.plan.window)
+        parts = [self._decode(state, a, b, worker=HEAD) for a, b in windows]
+        return self._piece_chunks(piece, state, windows, parts, index, end)
 
     def _whole_piece(self, piece: _Piece, index: int, end: bool) -> list[SpeechChunk]:
         """The fallback for voices that cannot be split: Piper's whole graph, one run per piece (no word timings)."""
