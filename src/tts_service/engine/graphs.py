@@ -273,6 +273,9 @@ class VoiceGraphs:
         )
         """Multi-threaded sessions for the one run a listener waits on: a stream's first audio. With single-
         threaded workers that run took ~135 ms of a paragraph's first audio, ~90 ms on two threads (engine/pool.py)."""
+        # Every frontend session runs the same graph: where its durations output sits is known once, not per run.
+        names = [o.name for o in self.sessions[0][0].get_outputs()]
+        self._durations_at = names.index(files.durations) if files.durations in names else None
         self.margin = MARGIN_FRAMES
         self.gain = 1.0
         """Fixed gain for streamed audio: per-piece peak normalisation would need the whole piece first."""
@@ -411,13 +414,10 @@ class VoiceGraphs:
         run_options: ort.RunOptions | None = None,
     ) -> tuple[FloatArray, FloatArray, FloatArray | None, npt.NDArray[np.int64] | None]:
         """The frontend's outputs, and the frames of each phoneme id when the graph gives them."""
-        session = self._pair(worker)[0]
-        out = session.run(None, self._frontend_feed(ids, scales, speaker_id), run_options)
-        names = [o.name for o in session.get_outputs()]
+        out = self._pair(worker)[0].run(None, self._frontend_feed(ids, scales, speaker_id), run_options)
         durations = None
-        if self.files.durations in names:
-            durations = np.asarray(out[names.index(self.files.durations)]).reshape(-1).astype(np.int64)
-            out = [o for name, o in zip(names, out, strict=True) if name != self.files.durations]
+        if self._durations_at is not None:
+            durations = np.asarray(out.pop(self._durations_at)).reshape(-1).astype(np.int64)
         return out[0], out[1], (out[2] if len(out) > 2 else None), durations
 
     def _frontend_feed(

@@ -154,11 +154,7 @@ class Synthesis:
         self._start(slots.put)
         try:
             while (slot := slots.get()) is not _END:
-                chunks = slot.result()
-                self._room.release()
-                for chunk in chunks:
-                    self._count(chunk)
-                    yield chunk
+                yield from self._taken(slot.result())
         finally:
             self.close()
 
@@ -172,13 +168,17 @@ class Synthesis:
         self._start(deliver)
         try:
             while (slot := await slots.get()) is not _END:
-                chunks = await asyncio.wrap_future(slot)
-                self._room.release()
-                for chunk in chunks:
-                    self._count(chunk)
+                for chunk in self._taken(await asyncio.wrap_future(slot)):
                     yield chunk
         finally:
             self.close()
+
+    def _taken(self, chunks: list[SpeechChunk]) -> list[SpeechChunk]:
+        """A slot's chunks, handed over: room for the next job, and the audio budget checked."""
+        self._room.release()
+        for chunk in chunks:
+            self._count(chunk)
+        return chunks
 
     def _count(self, chunk: SpeechChunk) -> None:
         """Enforce the audio budget on what was made (the estimate before synthesis can be wrong)."""
