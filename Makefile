@@ -19,7 +19,7 @@ BASE_IMAGE ?= tts-service/piper-base:$(IMAGE_TAG)
 URL ?= http://127.0.0.1:8085
 SMOKE_ARGS ?=
 
-.PHONY: help install serve lint format test test-slow test-browser test-reliability bench bench-quick verify-voices clean \
+.PHONY: help install serve lint format test test-slow test-browser test-reliability bench bench-quick verify-voices docs clean \
 	sam-venv sam-build deploy image image-tag compose-up smoke frontend frontend-image
 
 help:  ## List the targets
@@ -79,7 +79,7 @@ sam-build: $(SAM_STAMP)  ## Build the shared Piper base image, then every functi
 	docker build --label org.opencontainers.image.revision=$(GIT_SHA) -t $(BASE_IMAGE) layers/piper
 	$(SAM_VENV)/bin/sam build --parameter-overrides ImageTag=$(IMAGE_TAG)
 
-deploy: sam-build  ## sam deploy --guided (asks for the parameters; README "Deploy")
+deploy: sam-build  ## sam deploy --guided (asks for the parameters; docs/deploy.md)
 	$(SAM_VENV)/bin/sam deploy --guided
 
 image:  ## The shim image (infra/Dockerfile) and, when frontend/ exists, the console's, tagged $$(IMAGE_TAG)
@@ -95,6 +95,9 @@ compose-up: image  ## The Docker host layout (infra/compose.yaml): server, conso
 
 smoke: $(STAMP)  ## Post-deploy checks against URL=... (SMOKE_ARGS=--api-key ... --ws-url ...); exit 1 on any failure
 	$(VENV)/bin/tts-smoke $(URL) $(SMOKE_ARGS)
+
+docs: $(STAMP)  ## Rewrite docs/configuration.md from the Settings fields and their docstrings
+	$(PY) -m tts_service.config_doc --write
 
 verify-voices: $(STAMP)  ## Check every voice in models/map.json (files, hashes, configs)
 	$(VENV)/bin/tts-voices verify

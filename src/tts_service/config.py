@@ -41,58 +41,77 @@ def _default_workers() -> int:
 
 
 class Settings(BaseSettings):
-    """Service configuration; every field maps to the upper-case environment variable of its name."""
+    """Service configuration; every field maps to the upper-case environment variable of its name.
 
-    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", case_sensitive=False)
+    Each field's docstring is its description (`use_attribute_docstrings`), and the `# --- <section> ---` comments
+    group them: `python -m tts_service.config_doc` renders both into docs/configuration.md (`make docs`).
+    """
+
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True, extra="ignore", case_sensitive=False, use_attribute_docstrings=True
+    )
 
     # --- HTTP ---
     port: int = Field(8085, ge=1, le=65535)
     """HTTP + WebSocket port of the local shim."""
     host: str = "0.0.0.0"
+    """Bind address of the local shim."""
     public_base_url: str | None = None
     """Where clients reach the service (`https://tts.example.com`, or with a path prefix): absolute URLs in
-    responses (`conversation_url`, `GET /client-config`) and in the start-up log. Unset: the request's own
-    scheme and host, which behind a TLS proxy are the inner ones."""
+    responses (`conversation_url` and `Content-Location` of `/chat`, `GET /client-config`) and in the start-up log.
+    Unset: the request's own scheme and host, which behind a TLS proxy are the inner ones (`http://tts:8085`), so set
+    it in every layout with a proxy."""
     public_ws_url: str | None = None
     """The streaming WebSocket endpoint clients use when it is not under PUBLIC_BASE_URL (the API Gateway
-    WebSocket API); unset: PUBLIC_BASE_URL as ws(s) with `/ws/tts` and `/ws/chat`."""
+    WebSocket API, whose URL the SAM template sets); unset: PUBLIC_BASE_URL as ws(s) with `/ws/tts` and
+    `/ws/chat`."""
     request_timeout_secs: float = Field(60.0, gt=0)
-    """Time until a response starts; later -> 504 JSON. Keep the LLM timeout below it."""
+    """Time until a response starts; later -> 504 `timeout`. A stream that has started runs on (the send timeout
+    bounds a stalled one); WebSockets are not timed. Keep LLM_TIMEOUT_SECS below it."""
     rate_limit_per_minute: int = Field(60, ge=1)
-    """Requests per client per minute (API key when presented, else client IP); more -> 429."""
+    """Requests per client per minute (a moving window; the client is its API key when it presented a valid one,
+    else its IP); more -> 429 `rate_limited` with `Retry-After`. Health checks and `/metrics` are exempt."""
 
-    # --- operations (issue 6) ---
+    # --- Operations ---
     environment: Literal["production", "development"] = "production"
-    """`development` allows localhost CORS origins when CORS_ALLOWED_ORIGINS is unset."""
+    """`development` allows localhost CORS origins when CORS_ALLOWED_ORIGINS is unset; nothing else changes."""
     api_keys: str | None = Field(None, repr=False)
-    """Comma-separated API keys, or the path of a file with one key per line; unset: no auth."""
+    """Comma-separated API keys, or the path of a file with one key per line (`#` comments; a path that does not
+    exist fails at start). Set: every endpoint but `/health`, `/healthz` and the console's static files needs
+    `Authorization: Bearer <key>` or `X-API-Key: <key>` (401 `unauthorized`). Unset: no auth."""
     ws_ticket_ttl_secs: int = Field(60, ge=5, le=3600)
     """How long a ticket from POST /ws-ticket may wait for the WebSocket handshake that spends it."""
     cors_allowed_origins: str | None = None
-    """Comma-separated allowed browser origins (`*` for any); unset: none (production) or localhost (development)."""
+    """Comma-separated allowed browser origins (`*` for any). Unset: none in production; in development
+    `http(s)://localhost`, `127.0.0.1` or `[::1]` on any port. A refused preflight is 403 `origin_not_allowed`."""
     max_body_bytes: int = Field(1 << 20, ge=1024)
-    """Largest request body accepted; more -> 413 JSON."""
+    """Largest request body accepted; more -> 413 `payload_too_large` (from `Content-Length` at once, or while
+    reading a chunked body)."""
     rate_limit_enabled: bool = True
-    """Per-client rate limiting; switch off where API Gateway already throttles (Lambda)."""
+    """Per-client rate limiting; switch off where a gateway already throttles (API Gateway on Lambda)."""
     rate_limit_burst: int | None = Field(None, ge=1)
-    """Requests a client may send back to back; unset: the whole per-minute budget."""
+    """Requests a client may send back to back (a second window of BURST requests per BURST x 60 / PER_MINUTE s,
+    the bound of a token bucket); unset: the whole per-minute budget."""
     rate_limit_storage_uri: str | None = Field(None, repr=False)
-    """`limits` storage for shared counters (`redis://host:6379/0`); unset: in this process's memory."""
+    """`limits` storage for counters shared by all replicas (`redis://host:6379/0`); unset: in this process's
+    memory."""
     rate_limit_storage_timeout_secs: float = Field(0.5, gt=0)
     """Budget of one rate-limit check against that storage (and its socket timeouts); past it, or on any error,
     the request goes through unlimited."""
     rate_limit_storage_retry_secs: float = Field(5.0, ge=0)
     """After such a failure, how long the storage is left alone (requests go through unlimited, without waiting)."""
     trusted_proxies: str | None = None
-    """Comma-separated IPs/CIDRs whose X-Forwarded-For is believed when finding the client IP."""
+    """Comma-separated IPs/CIDRs (`10.0.0.0/8,127.0.0.1`) whose X-Forwarded-For is believed: the client is the
+    last address not in the list. From anyone else the header is ignored."""
     tts_cache_mb: float = Field(64.0, ge=0)
-    """Bytes of synthesized audio kept for identical requests (LRU), in MiB; 0 disables the cache."""
+    """Synthesized audio kept for identical requests (text after trimming, voice, speaker, speed, noise, volume,
+    sentence silence), LRU by bytes, in MiB; 0 disables the cache."""
     liveness_max_synth_failures: int = Field(3, ge=1)
     """Syntheses failing in a row on the server's side (no success between) before /health fails (restart)."""
     debug_samples: bool = False
     """Keep recent /tts requests (PII-redacted text and audio) on local disk for debugging; off by default."""
     debug_samples_dir: Path | None = None
-    """Folder of the debug samples; unset: `<data_dir>/debug-samples`."""
+    """Folder of the debug samples; unset: `<DATA_DIR>/debug-samples`."""
     debug_samples_ttl_secs: float = Field(3600.0, gt=0)
     """How long a debug sample is kept."""
     debug_samples_max: int = Field(100, ge=1)
@@ -112,74 +131,86 @@ class Settings(BaseSettings):
     ws_idle_timeout_secs: float = Field(300.0, gt=0)
     """A WebSocket with no message either way for this long is closed (1001)."""
     ws_max_message_bytes: int = Field(256 * 1024, ge=16 * 1024)
-    """Largest WebSocket message the local server reads (the longest chat message, JSON-escaped, fits)."""
+    """Largest WebSocket message the local server reads (the longest chat message, JSON-escaped, fits); a larger
+    one closes the connection with 1009 (uvicorn's own default would be 16 MiB)."""
     max_streams_per_client: int = Field(8, ge=1)
-    """Streams (WebSockets, POST /tts/stream, streamed /v1/audio/speech) one client may have open at once in one
-    process; more: 429 `too_many_streams`."""
+    """Streams (WebSockets, POST /tts/stream, streamed /v1/audio/speech) one client (API key, else IP) may have
+    open at once in one process; more: 429 `too_many_streams`."""
 
-    # --- voices ---
+    # --- Voices ---
     models_dir: Path = Path("models")
     """Folder holding `map.json` and any voice files it names by relative path."""
     voice_map: Path | None = None
-    """Voice map file; defaults to `<models_dir>/map.json`."""
+    """Voice map file; unset: `<MODELS_DIR>/map.json`."""
     voice_cache_size: int = Field(4, ge=1)
-    """How many voices stay loaded at once (LRU)."""
+    """How many voices stay loaded at once (LRU; the default voice is pinned)."""
     verify_voice_hashes: bool = True
     """Check each voice file's sha256 against the map before loading it."""
     warm_voices: str | None = None
-    """Comma-separated voice ids loaded and spoken once at start besides the default; readiness waits for them."""
+    """Comma-separated voice ids loaded and spoken once at start besides the default; readiness waits for them.
+    Keep them within VOICE_CACHE_SIZE - 1 so none is evicted."""
     piper_espeakng_data_directory: Path | None = None
     """eSpeak-ng data: the `espeak-ng-data` folder or its parent. Unset: the data bundled with piper-tts."""
 
-    # --- synthesis ---
+    # --- Synthesis ---
     max_text_chars: int = Field(5000, ge=1)
     """Longest text accepted, in characters after trimming."""
     max_audio_seconds: float = Field(600.0, gt=0)
     """Longest speech one request may make (slow `speed` and long `sentence_silence` stretch text into hours):
     refused with 413 `audio_too_long` when the estimate from text, speed and silences exceeds it, and stopped
     there if synthesis gets past it."""
-    synth_workers: int = Field(default_factory=_default_workers, ge=1)
+    synth_workers: int = Field(default_factory=_default_workers, ge=1, json_schema_extra={"doc_default": "cores"})
     """Synthesis worker threads, each with its own sessions; a request's pieces are spread over them. Default: the
-    cores this process may use (its affinity, capped by a container's CPU limit)."""
+    cores this process may use (its affinity, capped by a container's CPU limit: cgroup `cpu.max`)."""
     synth_queue_size: int = Field(32, ge=0)
-    """Syntheses that may wait for a worker; one more is refused with 503 at once."""
+    """Syntheses that may wait for a worker; one more is refused with 503 `busy` at once."""
     ort_intra_op_threads: int = Field(1, ge=1)
-    """onnxruntime threads of each worker's sessions; keep SYNTH_WORKERS x this at the cores (engine/pool.py)."""
+    """onnxruntime threads of each worker's sessions; keep SYNTH_WORKERS x this at the cores."""
     ort_allow_spinning: bool = True
     """Let idle onnxruntime threads spin (matters only with ORT_INTRA_OP_THREADS > 1)."""
     max_sentence_phonemes: int = Field(300, ge=50)
     """Sentences longer than this many phonemes are cut before synthesis to bound memory."""
 
-    # --- streaming (issue 3) ---
+    # --- Streaming ---
     stream_chunked_decode: bool = True
     """Split voices into frontend + decoder graphs and decode in bounded windows (fast, bounded memory, early
     first audio); false: whole-graph synthesis with the CPU arena off (slower)."""
-    stream_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "tts-service" / "streaming")
-    """Folder of the split graphs made once per voice; must be ours and not writable by others."""
+    stream_cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "tts-service" / "streaming",
+        json_schema_extra={"doc_default": "`~/.cache/tts-service/streaming`"},
+    )
+    """Folder of the split graphs made once per voice (the default voice lives in site-packages, so not beside
+    it); must be ours and not writable by others. On Lambda: baked into the image, or a path under `/tmp`."""
     stream_first_chunk_frames: int = Field(24, ge=4, le=512)
     """Frames (256 samples each) in the first decoded chunk of a sentence: the time-to-first-audio knob."""
     decode_window_frames: int = Field(512, ge=64, le=8192)
-    """Most frames (256 samples each) per decoder run: bounds each session's memory arena (~190 MB at 512)."""
+    """Most frames (256 samples each) per decoder run: bounds each session's memory arena (~190 MB at 512),
+    whatever the text or the speed."""
     arena_trim_idle_secs: float = Field(2.0, ge=0)
     """After this long with no synthesis, the sessions' arenas are given back (the next request regrows them,
     ~25% slower for that one request); 0 keeps them for the life of the process (fastest, most memory)."""
     stream_max_audio_bytes: int = Field(16384, ge=1024, le=1 << 20)
-    """Largest PCM payload of one audio event (16 KB -> ~22 KB base64, under API Gateway's 32 KB frames)."""
+    """Largest PCM payload of one audio event (16 KB -> ~22 KB base64, under API Gateway's 32 KB frames; the API
+    Gateway WebSocket always uses 16384)."""
     stream_max_pending_chars: int = Field(5000, ge=1)
-    """Incremental text held before a sentence ends; more is refused (text_too_long)."""
+    """Incremental text held before a sentence ends; more is refused (`text_too_long`)."""
     stream_table_name: str | None = None
     """DynamoDB table of API Gateway WebSocket connections (partition key connection_id, TTL expires_at)."""
     stream_state_ttl_secs: int = Field(7200, ge=60)
     """How long a WebSocket connection's state lives in DynamoDB after its last message."""
 
-    # --- LLM (issue 4) ---
+    # --- LLM ---
     llm_provider: Literal["openai", "ollama"] = "openai"
+    """Chat provider: OpenAI (or any OpenAI-compatible server, see OPENAI_BASE_URL) or Ollama."""
     llm_model: str | None = None
     """Chat model; unset: gpt-3.5-turbo (openai) or llama3 (ollama)."""
     openai_api_key: str | None = Field(None, repr=False)
+    """Required for `openai` (without it chat answers 503 `llm_not_configured`); a keyless compatible server takes
+    any placeholder."""
     openai_base_url: str | None = None
     """Any OpenAI-compatible server (`http://host:8000/v1`); unset: api.openai.com. Keyless ones: any key."""
     ollama_base_url: str = "http://localhost:11434"
+    """The Ollama server (LLM_PROVIDER=ollama)."""
     llm_timeout_secs: float = Field(30.0, gt=0)
     """Budget for a whole LLM reply (streamed: each next token) and each embedding; below REQUEST_TIMEOUT_SECS."""
     llm_max_retries: int = Field(1, ge=0, le=5)
@@ -198,17 +229,20 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(10000, ge=1)
     """Longest chat message accepted, in characters after trimming."""
 
-    # --- storage ---
+    # --- Storage ---
     qdrant_url: str | None = None
-    """A Qdrant server (`http://qdrant:6333`); unset: the embedded store at QDRANT_PATH."""
+    """A Qdrant server (`http://qdrant:6333`); any number of workers may share it. Unset: the embedded store at
+    QDRANT_PATH."""
     qdrant_api_key: str | None = Field(None, repr=False)
+    """API key of the Qdrant server at QDRANT_URL."""
     qdrant_allow_http: bool = False
     """On AWS Lambda QDRANT_URL must be https (turn text and the Qdrant key cross the network); true allows http."""
     data_dir: Path = Path("data")
-    """Where the service keeps state on disk (the embedded Qdrant store)."""
+    """Where the service keeps state on disk (the embedded Qdrant store, debug samples)."""
     qdrant_path: Path | None = None
-    """Embedded Qdrant folder; unset: `<data_dir>/qdrant`. One process at a time (a lock file enforces it)."""
+    """Embedded Qdrant folder; unset: `<DATA_DIR>/qdrant`. One process at a time (a lock file enforces it)."""
     qdrant_collection: str = "conversations"
+    """Qdrant collection of the conversation turns."""
     memory_enabled: bool = True
     """Store turns and send history to the LLM; off: every message is a new conversation."""
     memory_turns: int = Field(4, ge=0, le=100)
@@ -224,22 +258,28 @@ class Settings(BaseSettings):
     aws_lambda_function_name: str | None = None
     """Set by AWS Lambda; there the embedded store is refused (it would live in one instance's /tmp)."""
 
-    # --- AWS (issue 5) ---
+    # --- AWS ---
     openai_api_key_secret: str | None = None
-    """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding OPENAI_API_KEY; read at Lambda init."""
+    """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding OPENAI_API_KEY; read at Lambda
+    init. A key given directly wins."""
     qdrant_api_key_secret: str | None = None
-    """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding QDRANT_API_KEY; read at Lambda init."""
+    """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding QDRANT_API_KEY; read at Lambda
+    init."""
     api_keys_secret: str | None = None
     """Secrets Manager secret (name or ARN), or `ssm:<parameter name>`, holding API_KEYS; read at Lambda init."""
     voices_s3_uri: str | None = None
-    """`s3://bucket/prefix/` holding map.json and voice files, copied to VOICES_DOWNLOAD_DIR at Lambda init."""
+    """`s3://bucket/prefix/` holding map.json and the voice files it names, copied to VOICES_DOWNLOAD_DIR at Lambda
+    init; that folder then becomes MODELS_DIR."""
     voices_download_dir: Path = Path("/tmp/models")
-    """Where VOICES_S3_URI is copied; it then becomes MODELS_DIR."""
+    """Where VOICES_S3_URI is copied."""
 
-    # --- logging ---
+    # --- Logging ---
     log_level: str | None = None
+    """Log level (`debug`, `info`, `warning`, `error`); unset: RUST_LOG, else `info`. Logs are one JSON object per
+    line."""
     rust_log: str | None = None
-    """Honoured when LOG_LEVEL is unset, for operators used to the old server."""
+    """Honoured when LOG_LEVEL is unset, for operators used to the old server; its first bare level wins
+    (`warn,hyper=info` -> WARNING)."""
 
     @field_validator("public_base_url", "public_ws_url")
     @classmethod
