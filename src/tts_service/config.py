@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     """How long a ticket from POST /ws-ticket may wait for the WebSocket handshake that spends it."""
     cors_allowed_origins: str | None = None
     """Comma-separated allowed browser origins (`*` for any). Unset: none in production; in development
-    `http(s)://localhost`, `127.0.0.1` or `[::1]` on any port. A refused preflight is 403 `origin_not_allowed`."""
+    `http(s)://localhost`, `127.0.0.1` or `[::1]` on any port. A refused preflight is 403 `origin_not_allowed`,
+    without CORS headers."""
     max_body_bytes: int = Field(1 << 20, ge=1024)
     """Largest request body accepted; more -> 413 `payload_too_large` (from `Content-Length` at once, or while
     reading a chunked body)."""
