@@ -7,9 +7,12 @@ No Docker engine runs here, so the packaging test follows each function's Docker
 - `FROM ${BASE_IMAGE}` replays layers/piper/Dockerfile first (once per session), then gives the function a venv of
   its own whose site-packages sees the base's through a .pth file: pip then treats what the base installed as
   installed, as it does in the layered image;
-- `COPY` copies from the build context through its .dockerignore; `ENV`/`ARG` expand `${VAR}` as Docker does;
-- `RUN` knows `pip install`, `python -c` and `rm`; anything else fails the replay, so a new build step cannot
-  slip past the test unreplayed.
+- `ARG` takes the build arguments given to `Builder.build` (`--build-arg`, SAM's `DockerBuildArgs`), scoped as in
+  Docker; `ENV` and later instructions expand `${VAR}` as Docker does;
+- `COPY` copies from the build context through its .dockerignore;
+- `RUN` knows `pip install`, `python -c`, `rm` and the few steps the shim's image takes, joined by `&&` or `||`,
+  and the test `[ a = b ]`; anything else fails the replay, so a new build step cannot slip past the test
+  unreplayed.
 
 The handler then runs in that venv with `python -I` (no PYTHONPATH, no user site, not the repository), the task
 root first on sys.path and as the working directory, as the Lambda runtime arranges.
@@ -66,6 +69,35 @@ def expand(text: str, variables: dict[str, str]) -> str:
         return value if value or default is None else default
 
     return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)", sub, text)
+
+
+def commands(run: str) -> list[list[str]]:
+    """The commands a RUN line runs, as argv lists: `a && b` and `a || b` as the shell chains them, a test
+    `[ x = y ]` / `[ x != y ]` decided here. Any other command is taken to succeed: the replay fails if it does not.
+    """
+    lexer = shlex.shlex(run, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    chain: list[tuple[str, list[str]]] = [("", [])]
+    for token in lexer:
+        if token in ("&&", "||"):
+            chain.append((token, []))
+        elif token[:1] in lexer.punctuation_chars:
+            raise NotImplementedError(f"the replay does not know {token!r} in RUN {run!r}")
+        else:
+            chain[-1][1].append(token)
+    assert all(argv for _, argv in chain), f"an empty command in RUN {run!r}"
+    runs: list[list[str]] = []
+    succeeded = True
+    for operator, argv in chain:
+        if (operator == "&&" and not succeeded) or (operator == "||" and succeeded):
+            continue  # skipped: the status stays that of the last command run
+        if argv[0] == "[":
+            assert len(argv) == 5 and argv[2] in ("=", "!=") and argv[4] == "]", f"the replay does not know {argv}"
+            succeeded = (argv[1] == argv[3]) == (argv[2] == "=")
+        else:
+            runs.append(argv)
+            succeeded = True
+    return runs
 
 
 class DockerIgnore:
@@ -155,19 +187,31 @@ class Builder:
         self._built: dict[str, Image] = {}
 
     def build(self, name: str, dockerfile: Path, context: Path, build_args: dict[str, str] | None = None) -> Image:
+        """Replay `dockerfile` as `docker build --build-arg K=V ...` would, with `context` as build context."""
         image: Image | None = None
-        args = dict(build_args or {})
+        given = build_args or {}
+        # As in Docker, an ARG is seen only after it is declared: one before the first FROM only by FROM lines
+        # (and by a stage that declares it again without a default), one in a stage until that stage ends; a
+        # build argument the Dockerfile never declares is not seen at all.
+        global_args: dict[str, str] = {}
+        args = global_args
         ignore = DockerIgnore(context)
         stages: dict[str, Image] = {}
         for keyword, raw in instructions(dockerfile):
             if keyword == "ARG":
-                key, _, default = raw.partition("=")
-                args.setdefault(key.strip(), default.strip())
+                key, has_default, default = (s.strip() for s in raw.partition("="))
+                if key in given:
+                    args[key] = given[key]
+                elif has_default:
+                    args[key] = expand(default, args)
+                else:
+                    args[key] = global_args.get(key, "")
                 continue
             if keyword == "FROM":
-                ref, _, stage = expand(raw, args).partition(" AS ")
+                ref, _, stage = expand(raw, global_args).partition(" AS ")
                 image = self._from(f"{name}/{stage.strip() or len(stages)}", ref.strip())
                 stages[stage.strip() or str(len(stages))] = image
+                args = {}
                 continue
             assert image is not None, f"{dockerfile}: {keyword} before FROM"
             variables = {**args, **image.env}
@@ -246,30 +290,32 @@ class Builder:
                 shutil.copy2(src, target)
 
     def _run(self, image: Image, command: str) -> None:
-        for part in command.split("&&"):
-            argv = shlex.split(part)
-            if argv[:2] == ["pip", "install"] or argv[:4] == ["python", "-m", "pip", "install"]:
-                self._pip_install(image, argv[argv.index("install") + 1 :])
-            elif argv[:1] == ["rm"]:
-                for target in (a for a in argv[1:] if not a.startswith("-")):
-                    path = image.host(target)
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    elif path.exists():
-                        path.unlink()
-            elif argv[:2] == ["python", "-c"] and len(argv) == 3:
-                self._exec(image, [str(image.python), "-I", "-c", argv[2]])
-            elif argv[:3] == ["python", "-m", "venv"] and len(argv) == 4:
-                make_venv(image.host(argv[3]))
-            elif len(argv) > 1 and argv[0].endswith("/bin/pip") and argv[1] == "install":
-                venv_python = image.host(argv[0]).parent / "python"
-                self._pip_install(image, argv[2:], python=venv_python)
-            elif argv[:1] == ["useradd"]:
-                pass  # users do not exist in the replay; USER is recorded and checked by the tests
-            elif argv[:2] == ["install", "-d"]:
-                image.host(argv[-1]).mkdir(parents=True, exist_ok=True)
-            else:
-                raise NotImplementedError(f"the replay does not know RUN {part.strip()!r}")
+        for argv in commands(command):
+            self._step(image, argv)
+
+    def _step(self, image: Image, argv: list[str]) -> None:
+        if argv[:2] == ["pip", "install"] or argv[:4] == ["python", "-m", "pip", "install"]:
+            self._pip_install(image, argv[argv.index("install") + 1 :])
+        elif argv[:1] == ["rm"]:
+            for target in (a for a in argv[1:] if not a.startswith("-")):
+                path = image.host(target)
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        elif argv[:2] == ["python", "-c"] and len(argv) == 3:
+            self._exec(image, [str(image.python), "-I", "-c", argv[2]])
+        elif argv[:3] == ["python", "-m", "venv"] and len(argv) == 4:
+            make_venv(image.host(argv[3]))
+        elif len(argv) > 1 and argv[0].endswith("/bin/pip") and argv[1] == "install":
+            venv_python = image.host(argv[0]).parent / "python"
+            self._pip_install(image, argv[2:], python=venv_python)
+        elif argv[:1] == ["useradd"]:
+            pass  # users do not exist in the replay; USER is recorded and checked by the tests
+        elif argv[:2] == ["install", "-d"]:
+            image.host(argv[-1]).mkdir(parents=True, exist_ok=True)
+        else:
+            raise NotImplementedError(f"the replay does not know RUN {shlex.join(argv)!r}")
 
     def _pip_install(self, image: Image, args: list[str], python: Path | None = None) -> None:
         argv = [sys.executable, "-m", "pip", "--python", str(python or image.python), "install", "--quiet"]
