@@ -1,6 +1,7 @@
 """Replay a Lambda Dockerfile without Docker: the same COPY/ENV/RUN steps, into a folder and a venv.
 
-No Docker engine runs here, so the packaging test follows each function's Dockerfile instruction by instruction:
+No Docker engine runs here, so the packaging test follows functions/Dockerfile, once per function with that
+function's build arguments, instruction by instruction (the self-hosting test replays the shim's image the same way):
 
 - `FROM public.ecr.aws/lambda/python:3.12` becomes a fresh venv (the image's Python and its site-packages,
   /var/lang/lib/python3.12/site-packages) plus a folder standing for the image's file system;
@@ -10,8 +11,8 @@ No Docker engine runs here, so the packaging test follows each function's Docker
 - `ARG` takes the build arguments given to `Builder.build` (`--build-arg`, SAM's `DockerBuildArgs`), scoped as in
   Docker; `ENV` and later instructions expand `${VAR}` as Docker does;
 - `COPY` copies from the build context through its .dockerignore;
-- `RUN` knows `pip install`, `python -c`, `rm` and the few steps the shim's image takes, joined by `&&` or `||`,
-  and the test `[ a = b ]`; anything else fails the replay, so a new build step cannot slip past the test
+- `RUN` knows `pip install`, `python -c`, `rm` and the few steps the shim's image takes, joined by `&&`, and a
+  leading test `[ x = y ] || ...`; anything else fails the replay, so a new build step cannot slip past the test
   unreplayed.
 
 The handler then runs in that venv with `python -I` (no PYTHONPATH, no user site, not the repository), the task
@@ -60,44 +61,27 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def expand(text: str, variables: dict[str, str]) -> str:
-    """Docker's `$VAR` / `${VAR}` / `${VAR:-default}` substitution."""
+    """Docker's `$VAR` / `${VAR}` substitution, an unset one empty; `${VAR:-default}` and the like fail the replay."""
 
     def sub(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(3)
-        default = match.group(2)
-        value = variables.get(name, "")
-        return value if value or default is None else default
+        name = match.group(1) or match.group(2)
+        if name is None:
+            raise NotImplementedError(f"the replay does not know {match.group(0)!r}")
+        return variables.get(name, "")
 
-    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)", sub, text)
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)|\$\{[^}]*\}", sub, text)
 
 
 def commands(run: str) -> list[list[str]]:
-    """The commands a RUN line runs, as argv lists: `a && b` and `a || b` as the shell chains them, a test
-    `[ x = y ]` / `[ x != y ]` decided here. Any other command is taken to succeed: the replay fails if it does not.
-    """
-    lexer = shlex.shlex(run, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    chain: list[tuple[str, list[str]]] = [("", [])]
-    for token in lexer:
-        if token in ("&&", "||"):
-            chain.append((token, []))
-        elif token[:1] in lexer.punctuation_chars:
-            raise NotImplementedError(f"the replay does not know {token!r} in RUN {run!r}")
-        else:
-            chain[-1][1].append(token)
-    assert all(argv for _, argv in chain), f"an empty command in RUN {run!r}"
-    runs: list[list[str]] = []
-    succeeded = True
-    for operator, argv in chain:
-        if (operator == "&&" and not succeeded) or (operator == "||" and succeeded):
-            continue  # skipped: the status stays that of the last command run
-        if argv[0] == "[":
-            assert len(argv) == 5 and argv[2] in ("=", "!=") and argv[4] == "]", f"the replay does not know {argv}"
-            succeeded = (argv[1] == argv[3]) == (argv[2] == "=")
-        else:
-            runs.append(argv)
-            succeeded = True
-    return runs
+    """The commands a RUN line runs, as argv lists: `a && b` both, `[ x = y ] || c` c unless x is y."""
+    test, guarded, rest = run.partition(" || ")
+    if guarded:
+        argv = shlex.split(test)
+        assert len(argv) == 5 and argv[::2] == ["[", "=", "]"], f"the replay does not know {test!r}"
+        if argv[1] == argv[3]:
+            return []
+        run = rest
+    return [shlex.split(part) for part in run.split("&&")]
 
 
 class DockerIgnore:
@@ -190,22 +174,16 @@ class Builder:
         """Replay `dockerfile` as `docker build --build-arg K=V ...` would, with `context` as build context."""
         image: Image | None = None
         given = build_args or {}
-        # As in Docker, an ARG is seen only after it is declared: one before the first FROM only by FROM lines
-        # (and by a stage that declares it again without a default), one in a stage until that stage ends; a
-        # build argument the Dockerfile never declares is not seen at all.
+        # As in Docker, an ARG is seen once declared: before the first FROM by FROM lines only (and by a stage that
+        # declares it again), in a stage until the stage ends; a build argument never declared is not seen at all.
         global_args: dict[str, str] = {}
         args = global_args
         ignore = DockerIgnore(context)
         stages: dict[str, Image] = {}
         for keyword, raw in instructions(dockerfile):
             if keyword == "ARG":
-                key, has_default, default = (s.strip() for s in raw.partition("="))
-                if key in given:
-                    args[key] = given[key]
-                elif has_default:
-                    args[key] = expand(default, args)
-                else:
-                    args[key] = global_args.get(key, "")
+                key, _, default = raw.partition("=")
+                args[key] = given.get(key, default or global_args.get(key, ""))
                 continue
             if keyword == "FROM":
                 ref, _, stage = expand(raw, global_args).partition(" AS ")
@@ -291,31 +269,28 @@ class Builder:
 
     def _run(self, image: Image, command: str) -> None:
         for argv in commands(command):
-            self._step(image, argv)
-
-    def _step(self, image: Image, argv: list[str]) -> None:
-        if argv[:2] == ["pip", "install"] or argv[:4] == ["python", "-m", "pip", "install"]:
-            self._pip_install(image, argv[argv.index("install") + 1 :])
-        elif argv[:1] == ["rm"]:
-            for target in (a for a in argv[1:] if not a.startswith("-")):
-                path = image.host(target)
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-        elif argv[:2] == ["python", "-c"] and len(argv) == 3:
-            self._exec(image, [str(image.python), "-I", "-c", argv[2]])
-        elif argv[:3] == ["python", "-m", "venv"] and len(argv) == 4:
-            make_venv(image.host(argv[3]))
-        elif len(argv) > 1 and argv[0].endswith("/bin/pip") and argv[1] == "install":
-            venv_python = image.host(argv[0]).parent / "python"
-            self._pip_install(image, argv[2:], python=venv_python)
-        elif argv[:1] == ["useradd"]:
-            pass  # users do not exist in the replay; USER is recorded and checked by the tests
-        elif argv[:2] == ["install", "-d"]:
-            image.host(argv[-1]).mkdir(parents=True, exist_ok=True)
-        else:
-            raise NotImplementedError(f"the replay does not know RUN {shlex.join(argv)!r}")
+            if argv[:2] == ["pip", "install"]:
+                self._pip_install(image, argv[2:])
+            elif argv[:1] == ["rm"]:
+                for target in (a for a in argv[1:] if not a.startswith("-")):
+                    path = image.host(target)
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif path.exists():
+                        path.unlink()
+            elif argv[:2] == ["python", "-c"] and len(argv) == 3:
+                self._exec(image, [str(image.python), "-I", "-c", argv[2]])
+            elif argv[:3] == ["python", "-m", "venv"] and len(argv) == 4:
+                make_venv(image.host(argv[3]))
+            elif len(argv) > 1 and argv[0].endswith("/bin/pip") and argv[1] == "install":
+                venv_python = image.host(argv[0]).parent / "python"
+                self._pip_install(image, argv[2:], python=venv_python)
+            elif argv[:1] == ["useradd"]:
+                pass  # users do not exist in the replay; USER is recorded and checked by the tests
+            elif argv[:2] == ["install", "-d"]:
+                image.host(argv[-1]).mkdir(parents=True, exist_ok=True)
+            else:
+                raise NotImplementedError(f"the replay does not know RUN {shlex.join(argv)!r}")
 
     def _pip_install(self, image: Image, args: list[str], python: Path | None = None) -> None:
         argv = [sys.executable, "-m", "pip", "--python", str(python or image.python), "install", "--quiet"]
@@ -324,7 +299,7 @@ class Builder:
             arg = args[i]
             if arg == "--no-cache-dir":
                 pass  # the replay keeps pip's cache: same packages, much faster
-            elif arg in ("-r", "--requirement"):
+            elif arg == "-r":
                 argv += ["-r", str(image.host(args[i + 1]))]
                 i += 1
             elif arg.startswith("-"):
