@@ -1,15 +1,19 @@
 """Replay a Lambda Dockerfile without Docker: the same COPY/ENV/RUN steps, into a folder and a venv.
 
-No Docker engine runs here, so the packaging test follows each function's Dockerfile instruction by instruction:
+No Docker engine runs here, so the packaging test follows functions/Dockerfile, once per function with that
+function's build arguments, instruction by instruction (the self-hosting test replays the shim's image the same way):
 
 - `FROM public.ecr.aws/lambda/python:3.12` becomes a fresh venv (the image's Python and its site-packages,
   /var/lang/lib/python3.12/site-packages) plus a folder standing for the image's file system;
 - `FROM ${BASE_IMAGE}` replays layers/piper/Dockerfile first (once per session), then gives the function a venv of
   its own whose site-packages sees the base's through a .pth file: pip then treats what the base installed as
   installed, as it does in the layered image;
-- `COPY` copies from the build context through its .dockerignore; `ENV`/`ARG` expand `${VAR}` as Docker does;
-- `RUN` knows `pip install`, `python -c` and `rm`; anything else fails the replay, so a new build step cannot
-  slip past the test unreplayed.
+- `ARG` takes the build arguments given to `Builder.build` (`--build-arg`, SAM's `DockerBuildArgs`), scoped as in
+  Docker; `ENV` and later instructions expand `${VAR}` as Docker does;
+- `COPY` copies from the build context through its .dockerignore;
+- `RUN` knows `pip install`, `python -c`, `rm` and the few steps the shim's image takes, joined by `&&`, and a
+  leading test `[ x = y ] || ...`; anything else fails the replay, so a new build step cannot slip past the test
+  unreplayed.
 
 The handler then runs in that venv with `python -I` (no PYTHONPATH, no user site, not the repository), the task
 root first on sys.path and as the working directory, as the Lambda runtime arranges.
@@ -57,15 +61,27 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def expand(text: str, variables: dict[str, str]) -> str:
-    """Docker's `$VAR` / `${VAR}` / `${VAR:-default}` substitution."""
+    """Docker's `$VAR` / `${VAR}` substitution, an unset one empty; `${VAR:-default}` and the like fail the replay."""
 
     def sub(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(3)
-        default = match.group(2)
-        value = variables.get(name, "")
-        return value if value or default is None else default
+        name = match.group(1) or match.group(2)
+        if name is None:
+            raise NotImplementedError(f"the replay does not know {match.group(0)!r}")
+        return variables.get(name, "")
 
-    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)", sub, text)
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)|\$\{[^}]*\}", sub, text)
+
+
+def commands(run: str) -> list[list[str]]:
+    """The commands a RUN line runs, as argv lists: `a && b` both, `[ x = y ] || c` c unless x is y."""
+    test, guarded, rest = run.partition(" || ")
+    if guarded:
+        argv = shlex.split(test)
+        assert len(argv) == 5 and argv[::2] == ["[", "=", "]"], f"the replay does not know {test!r}"
+        if argv[1] == argv[3]:
+            return []
+        run = rest
+    return [shlex.split(part) for part in run.split("&&")]
 
 
 class DockerIgnore:
@@ -155,19 +171,25 @@ class Builder:
         self._built: dict[str, Image] = {}
 
     def build(self, name: str, dockerfile: Path, context: Path, build_args: dict[str, str] | None = None) -> Image:
+        """Replay `dockerfile` as `docker build --build-arg K=V ...` would, with `context` as build context."""
         image: Image | None = None
-        args = dict(build_args or {})
+        given = build_args or {}
+        # As in Docker, an ARG is seen once declared: before the first FROM by FROM lines only (and by a stage that
+        # declares it again), in a stage until the stage ends; a build argument never declared is not seen at all.
+        global_args: dict[str, str] = {}
+        args = global_args
         ignore = DockerIgnore(context)
         stages: dict[str, Image] = {}
         for keyword, raw in instructions(dockerfile):
             if keyword == "ARG":
                 key, _, default = raw.partition("=")
-                args.setdefault(key.strip(), default.strip())
+                args[key] = given.get(key, default or global_args.get(key, ""))
                 continue
             if keyword == "FROM":
-                ref, _, stage = expand(raw, args).partition(" AS ")
+                ref, _, stage = expand(raw, global_args).partition(" AS ")
                 image = self._from(f"{name}/{stage.strip() or len(stages)}", ref.strip())
                 stages[stage.strip() or str(len(stages))] = image
+                args = {}
                 continue
             assert image is not None, f"{dockerfile}: {keyword} before FROM"
             variables = {**args, **image.env}
@@ -246,10 +268,9 @@ class Builder:
                 shutil.copy2(src, target)
 
     def _run(self, image: Image, command: str) -> None:
-        for part in command.split("&&"):
-            argv = shlex.split(part)
-            if argv[:2] == ["pip", "install"] or argv[:4] == ["python", "-m", "pip", "install"]:
-                self._pip_install(image, argv[argv.index("install") + 1 :])
+        for argv in commands(command):
+            if argv[:2] == ["pip", "install"]:
+                self._pip_install(image, argv[2:])
             elif argv[:1] == ["rm"]:
                 for target in (a for a in argv[1:] if not a.startswith("-")):
                     path = image.host(target)
@@ -269,7 +290,7 @@ class Builder:
             elif argv[:2] == ["install", "-d"]:
                 image.host(argv[-1]).mkdir(parents=True, exist_ok=True)
             else:
-                raise NotImplementedError(f"the replay does not know RUN {part.strip()!r}")
+                raise NotImplementedError(f"the replay does not know RUN {shlex.join(argv)!r}")
 
     def _pip_install(self, image: Image, args: list[str], python: Path | None = None) -> None:
         argv = [sys.executable, "-m", "pip", "--python", str(python or image.python), "install", "--quiet"]
@@ -278,7 +299,7 @@ class Builder:
             arg = args[i]
             if arg == "--no-cache-dir":
                 pass  # the replay keeps pip's cache: same packages, much faster
-            elif arg in ("-r", "--requirement"):
+            elif arg == "-r":
                 argv += ["-r", str(image.host(args[i + 1]))]
                 i += 1
             elif arg.startswith("-"):

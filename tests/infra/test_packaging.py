@@ -1,8 +1,9 @@
-"""Each function as its Dockerfile builds it, invoked with real API Gateway events, outside the repository.
+"""Each function as functions/Dockerfile builds it, invoked with real API Gateway events, outside the repository.
 
-The Dockerfiles are replayed (tests/infra/dockerbuild.py): the base image's requirement file into one venv, then
-per function the core package as built from a copy of `src/` + `pyproject.toml`, with the same extras, into a
-venv layered on the base; `models/` and `app.py` copied as COPY says. The handler runs with `python -I` from the
+The Dockerfile is replayed (tests/infra/dockerbuild.py) with each function's build arguments from template.yaml:
+the base image's requirement file into one venv, then per function the core package as built from a copy of
+`src/` + `pyproject.toml`, with the same extras, into a venv layered on the base; `models/` and the function's
+`app.py` copied as COPY says. The handler runs with `python -I` from the
 replayed task root, so a dependency missing from pyproject.toml, a file the Dockerfile forgets to copy or a
 .dockerignore rule that drops one fails here, where in-repo unit tests cannot see it.
 """
@@ -31,6 +32,7 @@ from tests.support.decode import decode
 REPO = Path(__file__).resolve().parents[2]
 # The functions' ARG default (`make sam-build` passes the commit tag instead).
 BASE_IMAGE = "tts-service/piper-base:dev"
+DOCKERFILE = "functions/Dockerfile"
 LOGICAL_IDS = {"tts": "TtsFunction", "voices": "VoicesFunction", "chat": "ChatFunction", "stream": "StreamFunction"}
 
 pytestmark = pytest.mark.slow
@@ -72,6 +74,13 @@ AWS_OFFLINE = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+
+
+def build_args(name: str) -> dict[str, str]:
+    """What `sam build` passes for the function (template.yaml's DockerBuildArgs), FROM the replayed base."""
+    meta = load_template(REPO / "template.yaml")["Resources"][LOGICAL_IDS[name]]["Metadata"]
+    assert meta["Dockerfile"] == DOCKERFILE and meta["DockerContext"] == "."
+    return {**meta["DockerBuildArgs"], "BASE_IMAGE": BASE_IMAGE}
 
 
 def invoke(image: Image, name: str, event_names: list[str], extra_env: dict[str, str]) -> tuple[dict[str, Any], str]:
@@ -173,8 +182,8 @@ CASES: dict[str, tuple[list[str], Callable[[list[dict[str, Any]]], None]]] = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_function_image_answers_real_events(builder: Builder, moto_endpoint: str, name: str) -> None:
-    # GIVEN the function's image, replayed from its Dockerfile (the base image once for all)
-    image = builder.build(name, REPO / "functions" / name / "Dockerfile", REPO)
+    # GIVEN the function's image, replayed from the Dockerfile with its build arguments (the base once for all)
+    image = builder.build(name, REPO / DOCKERFILE, REPO, build_args(name))
     assert image.cmd == ["app.handler"]
     assert not (image.host("/var/task") / "tests").exists() and not image.host("/tmp/core").exists()
 
@@ -255,7 +264,7 @@ def undeclared_import(context: Path) -> None:
 
 
 def forgotten_copy(context: Path) -> None:
-    dockerfile = context / "functions/voices/Dockerfile"
+    dockerfile = context / DOCKERFILE
     dockerfile.write_text(dockerfile.read_text().replace("COPY models ${LAMBDA_TASK_ROOT}/models\n", ""))
 
 
@@ -282,7 +291,7 @@ def test_a_broken_package_is_caught(
     breakage(context)
 
     # WHEN its voices image is replayed and invoked THEN the function fails, naming the cause
-    image = builder.build(f"voices-{breakage.__name__}", context / "functions/voices/Dockerfile", context)
+    image = builder.build(f"voices-{breakage.__name__}", context / DOCKERFILE, context, build_args("voices"))
     with pytest.raises(AssertionError, match=error):
         invoke(image, "voices", ["http_get_health.json"], {})
 

@@ -29,10 +29,7 @@ K8S = REPO / "infra" / "k8s"
 SHIM_DOCKERFILE = REPO / "infra" / "Dockerfile"
 EXPECTED_DOCKERFILES = {
     "layers/piper/Dockerfile",
-    "functions/tts/Dockerfile",
-    "functions/voices/Dockerfile",
-    "functions/chat/Dockerfile",
-    "functions/stream/Dockerfile",
+    "functions/Dockerfile",
     "infra/Dockerfile",
     "frontend/Dockerfile",
 }
@@ -280,30 +277,32 @@ def test_the_image_healthcheck_passes_against_the_shim_on_its_port(shim_port: tu
     assert subprocess.run(argv, env=other, capture_output=True, timeout=10, check=False).returncode != 0
 
 
-# Build contexts: the function images and the shim use the repository root (template.yaml's DockerContext: .).
-CONTEXTS = {
-    "layers/piper/Dockerfile": "layers/piper",
-    "functions/tts/Dockerfile": ".",
-    "functions/voices/Dockerfile": ".",
-    "functions/chat/Dockerfile": ".",
-    "functions/stream/Dockerfile": ".",
-    "infra/Dockerfile": ".",
-    "infra/lambda-web-adapter/Dockerfile": "infra/lambda-web-adapter",
-    "frontend/Dockerfile": "frontend",
-}
+# Build contexts (the function images and the shim use the repository root: template.yaml's DockerContext: .) and
+# the build arguments each image is built with: one functions/Dockerfile per function.
+BUILDS = [
+    ("layers/piper/Dockerfile", "layers/piper", {}),
+    *(("functions/Dockerfile", ".", {"FUNCTION": name}) for name in ("tts", "voices", "chat", "stream")),
+    ("infra/Dockerfile", ".", {}),
+    ("infra/lambda-web-adapter/Dockerfile", "infra/lambda-web-adapter", {}),
+    ("frontend/Dockerfile", "frontend", {}),
+]
 
 
-@pytest.mark.parametrize(("dockerfile", "context"), CONTEXTS.items())
-def test_every_copy_source_is_in_the_build_context(dockerfile: str, context: str) -> None:
+@pytest.mark.parametrize(
+    ("dockerfile", "context", "build_args"),
+    BUILDS,
+    ids=[" ".join([path, *(f"{k}={v}" for k, v in args.items())]) for path, _, args in BUILDS],
+)
+def test_every_copy_source_is_in_the_build_context(dockerfile: str, context: str, build_args: dict[str, str]) -> None:
     # A COPY of a file that .dockerignore leaves out fails only at `docker build`: check it here.
-    from tests.infra.dockerbuild import DockerIgnore
+    from tests.infra.dockerbuild import DockerIgnore, expand
 
     root = REPO / context
     ignore = DockerIgnore(root)
     for keyword, args in instructions(REPO / dockerfile):
         if keyword != "COPY" or args.startswith("--from"):
             continue
-        for source in shlex.split(args)[:-1]:
+        for source in shlex.split(expand(args, build_args))[:-1]:
             assert (root / source).exists(), f"{dockerfile}: COPY {source} does not exist"
             assert not ignore.excluded(PurePosixPath(source)), f"{dockerfile}: COPY {source} is in .dockerignore"
 

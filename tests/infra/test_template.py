@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 
 from tests.infra.cfn import Evaluator, load_template
+from tests.infra.dockerbuild import commands, expand, instructions
 from tts_service.config import Settings
 from tts_service.observability import tracing
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
+FUNCTIONS_DOCKERFILE = REPO / "functions" / "Dockerfile"
 SAM_VENV = Path(os.environ.get("SAM_VENV", REPO / ".venv-sam"))
 OFFLINE_AWS_ENV = {
     "SAM_CLI_TELEMETRY": "0",
@@ -212,7 +214,7 @@ def test_connection_table_schema_and_ttl(template: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("logical_id", "name"), FUNCTIONS.items())
-def test_each_function_is_an_image_built_from_its_dockerfile(
+def test_each_function_is_an_image_built_from_the_functions_dockerfile(
     template: dict[str, Any], logical_id: str, name: str
 ) -> None:
     resource = template["Resources"][logical_id]
@@ -221,11 +223,34 @@ def test_each_function_is_an_image_built_from_its_dockerfile(
     assert meta["DockerContext"] == "."
     assert meta["DockerTag"]
     dockerfile = REPO / meta["DockerContext"] / meta["Dockerfile"]
-    assert dockerfile == REPO / "functions" / name / "Dockerfile"
+    assert dockerfile == FUNCTIONS_DOCKERFILE
+    # one Dockerfile for all four: the build argument picks the entry the image runs
+    assert meta["DockerBuildArgs"]["FUNCTION"] == name
+    assert (REPO / "functions" / name / "app.py").is_file()
     text = dockerfile.read_text()
-    assert f"COPY functions/{name}/app.py ${{LAMBDA_TASK_ROOT}}/" in text
+    assert "COPY functions/${FUNCTION}/app.py ${LAMBDA_TASK_ROOT}/" in text
     assert 'CMD ["app.handler"]' in text
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M), "every function builds FROM the shared Piper base"
+    # every argument the Dockerfile declares is one the template passes (an unset one would expand to nothing)
+    declared = {args.partition("=")[0] for keyword, args in instructions(dockerfile) if keyword == "ARG"}
+    assert declared == set(meta["DockerBuildArgs"])
+
+
+def test_sam_cli_builds_each_function_from_the_one_dockerfile_naming_it() -> None:
+    # WHEN SAM CLI resolves the functions' build metadata, as `sam build` does
+    out = subprocess.run(
+        [str(sam_python()), str(REPO / "tests/infra/tools/sam_images.py"), str(TEMPLATE), "ImageTag=dev"],
+        env={**os.environ, **OFFLINE_AWS_ENV},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    # THEN every function builds functions/Dockerfile, told which function it is
+    built = {
+        name: (meta["Dockerfile"], meta["DockerBuildArgs"]["FUNCTION"]) for name, meta in json.loads(out.stdout).items()
+    }
+    assert built == {logical_id: ("functions/Dockerfile", name) for logical_id, name in FUNCTIONS.items()}
 
 
 @pytest.mark.parametrize("logical_id", FUNCTIONS)
@@ -344,12 +369,16 @@ def test_samconfig_sits_beside_the_template() -> None:
 
 def test_synthesizing_functions_keep_the_split_graphs_baked_into_their_images(template: dict[str, Any]) -> None:
     # Each image splits the voices at build time into STREAM_CACHE_DIR under /var/task; the template must not
-    # point it elsewhere, or every cold start would split again.
+    # point it elsewhere, or every cold start would split again. voices loads no voice: its image bakes nothing.
     ev = Evaluator(template)
-    for function, name in (("tts", "TtsFunction"), ("chat", "ChatFunction"), ("stream", "StreamFunction")):
-        dockerfile = (REPO / f"functions/{function}/Dockerfile").read_text()
-        assert "STREAM_CACHE_DIR=${LAMBDA_TASK_ROOT}/streaming-cache" in dockerfile
-        assert "get_engine().bake()" in dockerfile
+    steps = instructions(FUNCTIONS_DOCKERFILE)
+    env = [pair for keyword, args in steps if keyword == "ENV" for pair in args.split()]
+    assert "STREAM_CACHE_DIR=${LAMBDA_TASK_ROOT}/streaming-cache" in env
+    for name, function in FUNCTIONS.items():
+        build_args = {k: str(v) for k, v in template["Resources"][name]["Metadata"]["DockerBuildArgs"].items()}
+        runs = [argv for keyword, args in steps if keyword == "RUN" for argv in commands(expand(args, build_args))]
+        baked = any("get_engine().bake()" in " ".join(argv) for argv in runs)
+        assert baked == (function != "voices"), (function, runs)
         assert "STREAM_CACHE_DIR" not in ev.function_env(name)
 
 
