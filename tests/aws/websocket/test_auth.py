@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from tests.aws.websocket.conftest import CONNECTION, Invoke, message
 from tests.fakes.llm_server import FakeLlmServer
-from tests.streaming.conftest import CONNECTION, Capture, load_event, message
-from tts_service.aws import websocket
+from tests.support.aws import Capture
+from tests.support.lambda_events import load_event
+from tts_service.aws import loop
 from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
 from tts_service.chat import ChatService
 from tts_service.config import Settings
@@ -24,7 +26,6 @@ from tts_service.credentials import Credentials, DynamoTickets, key_fingerprint
 from tts_service.engine import Engine
 
 KEY, OTHER_KEY = "sk-stream-31c9e0aa", "sk-stream-other-5d2b"
-Invoke = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
@@ -42,7 +43,6 @@ def invoke(engine: Engine, table: Any, capture: Capture, tickets: DynamoTickets)
             engine,
             ConnectionStore(table, 3600),
             capture.client,
-            sleep=lambda s: None,
             chat_service=service,
             credentials=Credentials([KEY, OTHER_KEY], tickets),
         )
@@ -151,7 +151,7 @@ def make_service(fake_llm: FakeLlmServer, tmp_path: Path) -> Iterator[Callable[[
     for service in made:
         service.memory.close()
         for client in list(service.llm._clients._items.values()):  # type: ignore[attr-defined]
-            websocket._run(client.close())
+            loop.run(client.close())
 
 
 def chat_on(connection: str, text: str, conversation: str) -> dict[str, Any]:

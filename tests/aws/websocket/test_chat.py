@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.aws.websocket.conftest import CONNECTION, Invoke, audio_of, message
 from tests.fakes.llm_server import FakeLlmServer
-from tests.streaming.conftest import CONNECTION, Capture, audio_of, load_event, message
 from tests.support.audio import assert_speech, parse_wav
-from tts_service.aws import websocket
+from tests.support.aws import Capture
+from tests.support.lambda_events import load_event
+from tts_service.aws import loop
 from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
 from tts_service.chat import ChatService
 from tts_service.config import Settings
@@ -37,8 +39,6 @@ LONG_REPLY = " ".join(
         "People still remember his name today.",
     ]
 )
-
-Invoke = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def make_service(fake_llm: FakeLlmServer, tmp_path: Path) -> Iterator[Callable[.
         # The handler keeps the LLM's pooled connections open on its process loop between invocations (keep-alive,
         # as a Lambda instance should); a test ends its service, so it closes them there.
         for client in list(service.llm._clients._items.values()):  # type: ignore[attr-defined]
-            websocket._run(client.close())
+            loop.run(client.close())
 
 
 @pytest.fixture
@@ -77,9 +77,7 @@ def invoke(engine: Engine, table: Any, capture: Capture) -> Invoke:
     """Run one event on a fresh handler instance (as another Lambda instance would) with the given chat service."""
 
     def run(event: dict[str, Any], service: ChatService | None = None) -> dict[str, Any]:
-        handler = WebSocketHandler(
-            engine, ConnectionStore(table, 3600), capture.client, sleep=lambda s: None, chat_service=service
-        )
+        handler = WebSocketHandler(engine, ConnectionStore(table, 3600), capture.client, chat_service=service)
         response: dict[str, Any] = handler(copy.deepcopy(event), None)
         return response
 
