@@ -19,7 +19,7 @@ from tests.support.audio import assert_speech, parse_wav
 from tests.support.aws import Capture
 from tests.support.lambda_events import load_event
 from tts_service.aws import loop
-from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
+from tts_service.aws.websocket import ConnectionStore, WebSocketHandler, chat
 from tts_service.chat import ChatService
 from tts_service.config import Settings
 from tts_service.engine import Engine
@@ -139,11 +139,20 @@ def test_chat_turn_streams_tokens_audio_and_done(
 
 
 def test_cancel_on_another_invocation_stops_the_turn(
-    invoke: Invoke, capture: Capture, table: Any, fake_llm: FakeLlmServer, make_service: Callable[..., ChatService]
+    invoke: Invoke,
+    capture: Capture,
+    table: Any,
+    fake_llm: FakeLlmServer,
+    make_service: Callable[..., ChatService],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service = make_service()
     fake_llm.script(LONG_REPLY)
-    fake_llm.token_delay = 0.2  # the LLM would write for ~12 s: far longer than the first audio takes, even on CI
+    # The LLM writes the first sentence and the word that completes it, then waits until the cancel is stored:
+    # however slow synthesis is, the reply cannot be finished before the cancel exists.
+    fake_llm.hold_from_token = len(LONG_REPLY.split(".")[0].split()) + 1
+    fake_llm.token_delay = 0.05
+    monkeypatch.setattr(chat, "CANCEL_POLL_SECS", 0.0)  # the flag is read at the first event after the release
     invoke(load_event("ws_connect.json"))
     cancelled: list[int] = []
 
@@ -151,6 +160,7 @@ def test_cancel_on_another_invocation_stops_the_turn(
         if b'"type":"audio"' in data and not cancelled:
             cancelled.append(n)
             assert invoke(message({"type": "cancel"})) == {"statusCode": 200}  # a fresh instance, no turn of its own
+            fake_llm.release.set()
 
     capture.on_post = cancel_from_elsewhere
     invoke(message({"type": "message", "message": "Tell me a story."}), service)
