@@ -6,11 +6,11 @@ The voices (the default and WARM_VOICES) load here, at init, not on the first re
 from tts_service.api import health, openai_compat, tts
 from tts_service.app import create_app
 from tts_service.aws.bootstrap import prepare_environment
-from tts_service.aws.handler import lambda_handler
+from tts_service.aws.handler import make_handler
 from tts_service.engine import get_engine
 from tts_service.engine.warm import warm_blocking
 
 prepare_environment()
 app = create_app(tts.router, openai_compat.router, health.router)
 warm_blocking(get_engine())
-handler = lambda_handler(app, service="tts")
+handler = make_handler(app, service="tts")

@@ -57,6 +57,9 @@ class FakeLlmServer:
     token_delay: float = 0.0
     """Seconds between streamed tokens (1/30 for ~30 tokens per second)."""
     first_token_delay: float = 0.0
+    hold_from_token: int | None = None
+    """Streamed tokens from this index on wait until `release` is set: a test holds the reply at a known point."""
+    release: threading.Event = field(default_factory=threading.Event)
     fault: str | None = None
     fault_embeddings: bool = False
     fault_chat: bool = True
@@ -131,6 +134,8 @@ class FakeLlmServer:
         self.fault_chat = True
         self.token_delay = 0.0
         self.first_token_delay = 0.0
+        self.hold_from_token = None
+        self.release = threading.Event()
 
     def chat_requests(self) -> list[dict[str, Any]]:
         """Bodies of every chat call received, OpenAI or Ollama, in order."""
@@ -245,6 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _pace(self, index: int) -> None:
         fake = self.server_fake
+        if fake.hold_from_token is not None and index >= fake.hold_from_token:
+            fake.release.wait(fake.hang_secs)
         delay = fake.first_token_delay if index == 0 else fake.token_delay
         if delay > 0:
             time.sleep(delay)

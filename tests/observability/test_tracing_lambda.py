@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from tests.support.aws import fake_aws_env
+from tests.support.aws import connection_table
 from tests.support.lambda_events import FakeLambdaContext, load_event, load_function
 from tests.support.otlp import OtlpReceiver
 from tts_service.config import get_settings
@@ -20,15 +18,8 @@ TABLE = "tts-service-StreamTable-tracing"
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    fake_aws_env(monkeypatch, "eu-west-1", STREAM_TABLE_NAME=TABLE)
-    get_settings.cache_clear()
-    with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "connection_id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "connection_id", "KeyType": "HASH"}],
-        )
+    with connection_table(monkeypatch, TABLE, "eu-west-1", STREAM_TABLE_NAME=TABLE):
+        get_settings.cache_clear()
         yield
     get_settings.cache_clear()
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.streaming.conftest import collect, load_event, message
+from tests.streaming.conftest import collect
 from tests.support.audio import parse_wav
 from tests.support.decode import assert_same_speech, decode
 
@@ -169,10 +169,3 @@ def test_pcm_at_another_rate_over_websocket(stream_client: TestClient, wav_secon
         events, binary = collect(ws)
     assert events[0]["sample_rate"] == 16000
     assert_same_speech(decode("pcm", b"".join(binary), 16000), wav_seconds)
-
-
-def test_api_gateway_websocket_sends_pcm_only(invoke: Any, capture: Any) -> None:
-    assert invoke(load_event("ws_connect.json")) == {"statusCode": 200}
-    assert invoke(message({"type": "speak", "text": "Hello.", "format": "mp3"})) == {"statusCode": 200}
-    (error,) = capture.events
-    assert error["type"] == "error" and error["code"] == "validation_error" and "/ws/tts" in error["message"]

@@ -11,34 +11,28 @@ import json
 import logging
 from contextlib import aclosing
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, WebSocket
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from tts_service.api.delivery import buffered_audio_budget, check_buffered_size, is_buffered
 from tts_service.api.deps import Charge, ChargeDep, EngineDep, OwnerDep
-from tts_service.chat.memory import MemoryState
+from tts_service.chat.messages import ChatMessage, ChatRequest, ChatResponse, parse_chat_frame, turn_request
 from tts_service.chat.service import CONVERSATION_ID_PATTERN, ChatService, get_chat_service
 from tts_service.chat.speech import speakable
 from tts_service.chat.turn import TurnEvent, TurnRequest, spoken_turn
 from tts_service.credentials import conversation_ref
-from tts_service.engine import Engine, SpeechOptions, SpeechRequest
+from tts_service.engine import Engine, SpeechRequest
 from tts_service.engine.audio import SAMPLE_WIDTH, WAV_HEADER_BYTES, Int16Array, encode_wav
-from tts_service.engine.options import SpeechText
 from tts_service.engine.text import split_sentences
 from tts_service.errors import (
-    BinaryMessage,
     ConversationNotFound,
-    MessageNotJSON,
     ProtocolError,
     ServiceError,
     UnexpectedMessage,
-    UnknownMessageType,
-    ValidationFailed,
 )
 from tts_service.middleware.drain import BUSY_STATE
 from tts_service.observability.liveness import tracked
@@ -51,32 +45,6 @@ logger = logging.getLogger(__name__)
 
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID_PATTERN, max_length=128)]
-
-
-class ChatRequest(SpeechOptions):
-    """Body of POST /chat and POST /voice-chat; the speech options apply when the reply is spoken."""
-
-    message: SpeechText = Field(description="The user's message: 1 to MAX_MESSAGE_CHARS characters after trimming.")
-    conversation_id: str | None = Field(
-        None,
-        pattern=CONVERSATION_ID_PATTERN,
-        description="Continue this conversation; omitted: a new one (its id is in the response).",
-    )
-    speak: bool = Field(False, description="Also return the reply as speech (always on for /voice-chat).")
-
-
-class ChatResponse(BaseModel):
-    """The reply, the conversation it belongs to, whether memory worked, and the speech when asked."""
-
-    reply: str
-    conversation_id: str
-    conversation_url: str = Field(description="Absolute URL of GET /conversations/{id} (from PUBLIC_BASE_URL).")
-    memory: MemoryState = Field(description='"ok", "unavailable" (answered without memory) or "disabled".')
-    audio_base64: str | None = Field(None, description="A complete 16-bit mono WAV file, standard base64.")
-    sample_rate: int | None = None
-    duration_ms: int | None = None
-    voice: str | None = None
-    cleaned_text: str | None = Field(None, description="The text that was spoken (formatting removed).")
 
 
 async def _answer(
@@ -262,44 +230,6 @@ async def delete_conversation(
 # --- WebSocket (shim) ---
 
 
-class WsChatMessage(SpeechOptions):
-    """`{"type": "chat", "message", ...}`: answer this message, streaming tokens and (by default) speech."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["chat"] = "chat"
-    message: SpeechText
-    conversation_id: str | None = Field(None, pattern=CONVERSATION_ID_PATTERN)
-    speak: bool = True
-    encoding: Literal["binary", "base64"] = "binary"
-
-
-def parse_ws_message(raw: str | bytes) -> WsChatMessage | Literal["cancel"]:
-    """One client frame: a chat message or a cancel; a protocol error otherwise."""
-    if isinstance(raw, bytes):
-        raise BinaryMessage("binary frames are not accepted; send JSON text frames")
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise MessageNotJSON("the frame is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise MessageNotJSON("the frame must be a JSON object")
-    kind = data.get("type", "chat")
-    if kind == "cancel":
-        return "cancel"
-    if kind not in ("chat", "message"):
-        raise UnknownMessageType(f"unknown message type {str(kind)[:40]!r}; expected chat or cancel")
-    return _chat_message({**data, "type": "chat"})
-
-
-def _chat_message(data: dict[str, Any]) -> WsChatMessage:
-    try:
-        return WsChatMessage.model_validate(data)
-    except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]]
-        raise ValidationFailed("; ".join(problems)) from None
-
-
 class _ChatSocket:
     """One /ws/chat connection: one turn at a time; `cancel` stops the turn in progress."""
 
@@ -349,7 +279,7 @@ class _ChatSocket:
         return self.turn is not None and not self.turn.done()
 
     async def handle(self, raw: str | bytes) -> None:
-        msg = parse_ws_message(raw)
+        msg = parse_chat_frame(raw)
         busy = self.busy()
         if msg == "cancel":
             if busy:
@@ -360,16 +290,9 @@ class _ChatSocket:
         await self.charge()  # every turn spends the client's budget, as a POST /chat would
         self.start(msg)
 
-    def start(self, msg: WsChatMessage) -> None:
+    def start(self, msg: ChatMessage) -> None:
         self.cancel = asyncio.Event()
-        req = TurnRequest(
-            message=msg.message,
-            owner=self.owner,
-            conversation_id=msg.conversation_id,
-            speak=msg.speak,
-            options=SpeechOptions.model_validate(msg.model_dump(include=set(SpeechOptions.model_fields))),
-            encoding=msg.encoding,
-        )
+        req = turn_request(msg, self.owner, encoding=msg.encoding)
         self.turn = asyncio.create_task(self.play(req, self.cancel))
 
     async def play(self, req: TurnRequest, cancel: asyncio.Event) -> None:

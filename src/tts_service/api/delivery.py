@@ -2,7 +2,7 @@
 
 On the local server a response streams (chunked transfer): the engine's chunked decoding gives a first chunk
 early, each chunk is encoded as it arrives and its bytes go out at once. Behind API Gateway, Mangum buffers the
-whole body and Lambda returns at most 6 MB, base64 included; `tts_service.aws.handler.lambda_handler` marks such
+whole body and Lambda returns at most 6 MB, base64 included; `tts_service.aws.handler.make_handler` marks such
 apps (`app.state.buffered_responses`), and routes check the size there before answering.
 """
 

@@ -1,6 +1,6 @@
 """Powertools at every Lambda entry: JSON logs with the API Gateway correlation id, EMF metrics, optional tracing.
 
-`lambda_handler(app, service=...)` wraps an ASGI app in Mangum (HTTP API v2 / REST v1 events);
+`make_handler(app, service=...)` wraps an ASGI app in Mangum (HTTP API v2 / REST v1 events);
 `instrument(fn, service=...)` wraps a plain handler (the WebSocket `stream` function). Both give:
 
 - one JSON log line per invocation ("invocation": route, status, latency) and the core's stdlib logs rendered by
@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -30,6 +29,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 from mangum.types import ASGI
 
+from tts_service.aws.loop import process_loop
 from tts_service.config import get_settings
 from tts_service.observability import tracing as otel
 
@@ -74,7 +74,7 @@ _ROOT_HANDLER = RootHandler()
 _SERVICE_HANDLERS: dict[str, StdoutHandler] = {}
 
 
-def lambda_handler(
+def make_handler(
     app: ASGI,
     *,
     service: str,
@@ -94,34 +94,13 @@ def lambda_handler(
         state.buffered_responses = True
 
     def run(event: dict[str, Any], context: Any) -> Any:
-        _use_process_loop()
+        loop = process_loop()  # Mangum runs the app on the current loop
         if on_schedule is not None and is_scheduled(event):
-            return asyncio.get_event_loop().run_until_complete(on_schedule())
+            return loop.run_until_complete(on_schedule())
         return asgi(event, context)
 
     # The app's own middleware opens the request's span (route template, status); no second one here.
     return instrument(run, service=service, tracing=tracing, request_span=False)
-
-
-_LOOPS: list[asyncio.AbstractEventLoop] = []
-
-
-def _use_process_loop() -> None:
-    """Hold on to the event loop Mangum runs on, creating it if there is none.
-
-    Mangum takes the current loop (making one when there is none) and never closes it. Once something else
-    becomes the current loop (an `asyncio.run` elsewhere in the process), that loop would be collected with an
-    "unclosed event loop" warning; a reference here keeps it for the life of the process, as Lambda keeps it.
-    """
-    try:
-        loop = asyncio.get_event_loop()
-    except RuntimeError:  # after asyncio.run() the main thread has no current loop
-        loop = None
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-    if not any(seen is loop for seen in _LOOPS):
-        _LOOPS.append(loop)
 
 
 def instrument(

@@ -1,27 +1,30 @@
-"""Every HTTP function entry behind Powertools, invoked with real API Gateway HTTP API v2 payloads.
-
-Checks what CloudWatch would see: one JSON object per stdout line, the API Gateway request id as
-`correlation_id` on the function's and the core's log lines, and EMF metrics (cold start, latency, synthesis).
-"""
+"""The tts and voices functions (functions/*/app.py) answering real API Gateway events (HTTP API v2, REST v1),
+and what CloudWatch would see of each: one JSON object per stdout line with the API Gateway request id as
+`correlation_id`, and EMF metrics (cold start, latency, synthesis) per route."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
-import logging
-import uuid
 import wave
 from types import ModuleType
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
-from fastapi import APIRouter
 
-from tests.infra.helpers import LambdaContext, emf, json_lines, load_event, load_function, logs, metric, metric_names
-from tts_service.app import create_app
-from tts_service.aws.handler import instrument, lambda_handler, route_key
+from tests.support.audio import assert_speech, parse_wav
+from tests.support.lambda_events import (
+    FakeLambdaContext,
+    emf,
+    json_lines,
+    load_event,
+    load_function,
+    logs,
+    metric,
+    metric_names,
+)
 from tts_service.engine import Engine
 
 
@@ -37,8 +40,14 @@ def voices_function(engine: Engine) -> ModuleType:
 
 def invoke(module: ModuleType, event_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     event = load_event(event_name)
-    response: dict[str, Any] = module.handler(event, LambdaContext())
+    response: dict[str, Any] = module.handler(event, FakeLambdaContext())
     return event, response
+
+
+def header(response: dict[str, Any], name: str) -> str:
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    multi = {k.lower(): v[0] for k, v in (response.get("multiValueHeaders") or {}).items()}
+    return str(headers.get(name) or multi.get(name) or "")
 
 
 def invocation_line(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -46,6 +55,7 @@ def invocation_line(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return line
 
 
+# The first test speaks on a cold instance; the ones after it find the function warm.
 def test_tts_speaks_and_logs_with_the_correlation_id(
     tts_function: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -85,22 +95,56 @@ def test_tts_speaks_and_logs_with_the_correlation_id(
     assert main["_aws"]["CloudWatchMetrics"][0]["Namespace"]
 
 
-def test_tts_wav_is_base64_for_api_gateway(tts_function: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
-    _, response = invoke(tts_function, "http_post_tts_wav.json")
+@pytest.mark.parametrize(
+    ("event_name", "text"),
+    [
+        ("http_v2_post_tts.json", "Hello from Lambda."),
+        ("rest_v1_post_tts.json", "Hello from the REST API."),
+        ("http_v2_post_tts_base64_body.json", "Encoded body."),
+    ],
+)
+def test_tts_json_response(tts_function: ModuleType, event_name: str, text: str) -> None:
+    _, response = invoke(tts_function, event_name)
     assert response["statusCode"] == 200
+    assert header(response, "content-type").startswith("application/json")
+    body = json.loads(response["body"])
+    assert body["sample_rate"] == 22050
+    assert_speech(parse_wav(base64.b64decode(body["audio_base64"])), text)
+
+
+@pytest.mark.parametrize(
+    ("event_name", "text"),
+    [("http_post_tts_wav.json", "Raw audio, please."), ("http_v2_post_tts_wav.json", "Raw audio from Lambda.")],
+    ids=["format-query", "accept-header"],
+)
+def test_tts_wav_is_base64_for_api_gateway(
+    tts_function: ModuleType, capsys: pytest.CaptureFixture[str], event_name: str, text: str
+) -> None:
+    _, response = invoke(tts_function, event_name)
+    assert response["statusCode"] == 200
+    assert header(response, "content-type") == "audio/wav"
     assert response["isBase64Encoded"] is True
     assert base64.b64decode(response["body"])[:4] == b"RIFF"
+    assert_speech(parse_wav(base64.b64decode(response["body"])), text)
     # a warm invocation publishes no cold start
     blobs = emf(json_lines(capsys.readouterr().out))
     assert not any("ColdStart" in metric_names(b) for b in blobs)
 
 
+@pytest.mark.parametrize(
+    ("event_name", "status", "code"),
+    [
+        ("http_post_tts_invalid.json", 422, "validation_error"),
+        ("http_v2_post_tts_invalid.json", 422, "validation_error"),
+        ("http_v2_post_tts_malformed.json", 400, "invalid_json"),
+    ],
+)
 def test_bad_input_is_a_json_4xx_not_an_error_metric(
-    tts_function: ModuleType, capsys: pytest.CaptureFixture[str]
+    tts_function: ModuleType, capsys: pytest.CaptureFixture[str], event_name: str, status: int, code: str
 ) -> None:
-    event, response = invoke(tts_function, "http_post_tts_invalid.json")
-    assert response["statusCode"] == 422
-    assert json.loads(response["body"])["error"]["code"] == "validation_error"
+    event, response = invoke(tts_function, event_name)
+    assert response["statusCode"] == status
+    assert json.loads(response["body"])["error"]["code"] == code
     entries = json_lines(capsys.readouterr().out)
     assert invocation_line(entries)["correlation_id"] == event["requestContext"]["requestId"]
     main = next(b for b in emf(entries) if "Latency" in metric_names(b))
@@ -116,11 +160,18 @@ def test_healthz_on_the_tts_function_reports_the_loaded_voice(
     assert invocation_line(json_lines(capsys.readouterr().out))["route"] == "GET /healthz"
 
 
+def _joe(body: Any) -> dict[str, Any]:
+    return next(v for v in body if v["id"] == "en_US-joe-medium")
+
+
 @pytest.mark.parametrize(
     ("event_name", "check"),
     [
         ("http_get_voices.json", lambda body: "en_US-joe-medium" in json.dumps(body)),
+        ("http_v2_get_voices.json", lambda body: body == {"en_US": ["en_US-joe-medium"]}),
         ("http_get_voices_detail.json", lambda body: any(v["id"] == "en_US-joe-medium" for v in body)),
+        ("http_v2_get_voices_detail.json", lambda body: _joe(body)["sample_rate"] == 22050),
+        ("rest_v1_get_voices_detail.json", lambda body: _joe(body)["sample_rate"] == 22050),
         ("http_get_health.json", lambda body: body == {"status": "ok"}),
     ],
 )
@@ -133,76 +184,11 @@ def test_voices_function_routes(
     line = invocation_line(json_lines(capsys.readouterr().out))
     assert line["service"] == "voices"
     assert line["correlation_id"] == event["requestContext"]["requestId"]
-    assert line["route"] == event["routeKey"]
+    # HTTP API v2 events name their route; REST v1 events give the method and resource template.
+    assert line["route"] == event.get("routeKey", f"{event.get('httpMethod')} {event.get('resource')}")
 
 
-def test_core_stdlib_logs_become_json_with_the_correlation_id(capsys: pytest.CaptureFixture[str]) -> None:
-    # GIVEN a route that logs through a plain stdlib logger, as the core does
-    router = APIRouter()
-
-    @router.get("/voices")
-    async def noisy() -> dict[str, str]:
-        logging.getLogger("tts_service.engine.synth").warning("voice slow to load", extra={"voice": "x"})
-        return {"ok": "yes"}
-
-    handler = lambda_handler(create_app(router), service="voices")
-    event = load_event("http_get_voices.json")
-    assert handler(event, LambdaContext())["statusCode"] == 200
-
-    # THEN that line is JSON, with the invocation's correlation id and its extra fields
-    entries = logs(json_lines(capsys.readouterr().out))
-    (core,) = [e for e in entries if e.get("message") == "voice slow to load"]
-    assert core["correlation_id"] == event["requestContext"]["requestId"]
-    assert (core["level"], core["voice"]) == ("WARNING", "x")
-
-
-def test_core_logs_survive_a_service_name_inside_a_logger_name(capsys: pytest.CaptureFixture[str]) -> None:
-    # GIVEN the root handler installed, then a function whose service name is part of core logger names (as
-    # "tts" is of "tts_service.*", "chat" of "tts_service.chat.*"): Powertools tries to filter those out
-    lambda_handler(create_app(APIRouter()), service="voices")
-    service = f"svc{uuid.uuid4().hex[:8]}"
-    core_logger = logging.getLogger(f"tts_service.{service}.worker")
-
-    def fn(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        core_logger.warning("still here")
-        return {"statusCode": 200}
-
-    handler = instrument(fn, service=service)
-    event = load_event("http_get_health.json")
-    handler(event, LambdaContext())
-
-    # THEN the core's line is printed, once, with the correlation id
-    entries = logs(json_lines(capsys.readouterr().out))
-    lines = [e for e in entries if e.get("message") == "still here"]
-    assert len(lines) == 1 and lines[0]["correlation_id"] == event["requestContext"]["requestId"]
-
-
-def test_a_failing_plain_handler_is_logged_and_counted_then_raises(capsys: pytest.CaptureFixture[str]) -> None:
-    def broken(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        raise RuntimeError("secret user text")
-
-    handler = instrument(broken, service="stream")
-    event = load_event("ws_message_speak.json")
-    with pytest.raises(RuntimeError):
-        handler(event, LambdaContext())
-    entries = json_lines(capsys.readouterr().out)
-    (failure,) = [e for e in logs(entries) if e.get("message") == "invocation failed"]
-    assert failure["error_type"] == "RuntimeError"
-    assert failure["correlation_id"] == event["requestContext"]["requestId"]
-    assert failure["connection_id"] == event["requestContext"]["connectionId"]
-    assert "secret user text" not in json.dumps(entries)
-    (blob,) = [b for b in emf(entries) if "ServerError" in metric_names(b)]
-    assert metric(blob, "ServerError") == 1 and blob["route"] == "$default"
-
-
-@pytest.mark.parametrize(
-    ("event_name", "route"),
-    [("http_post_chat.json", "POST /chat"), ("ws_connect.json", "$connect"), ("ws_disconnect.json", "$disconnect")],
-)
-def test_route_key_is_the_template_never_the_raw_path(event_name: str, route: str) -> None:
-    assert route_key(load_event(event_name)) == route
-
-
-def test_route_key_of_a_rest_v1_event() -> None:
-    assert route_key({"httpMethod": "GET", "resource": "/voices", "path": "/voices"}) == "GET /voices"
-    assert route_key({}) == "unknown"
+def test_voices_function_does_not_serve_tts(voices_function: ModuleType) -> None:
+    _, response = invoke(voices_function, "http_v2_post_tts.json")
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"])["error"]["code"] == "not_found"

@@ -1,9 +1,4 @@
-"""The API Gateway WebSocket handler: real event payloads, a real boto3 management-API client whose
-`post_to_connection` calls are captured, and a moto DynamoDB table for the per-connection state.
-
-Every invocation gets a fresh handler instance, so anything that works across invocations works through
-DynamoDB, as it must when each message may land on another Lambda instance.
-"""
+"""The streaming protocol over the API Gateway WebSocket handler (fixtures: tests/aws/websocket/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.streaming.conftest import CONNECTION, ENDPOINT, Capture, audio_of, load_event, message
+from tests.aws.websocket.conftest import CONNECTION, ENDPOINT, audio_of, message
 from tests.support.audio import assert_speech, parse_wav
+from tests.support.aws import Capture
+from tests.support.lambda_events import load_event
 from tts_service.engine import Engine, SpeechChunk, SpeechRequest
 from tts_service.engine.audio import wav_header
 from tts_service.streaming.events import API_GATEWAY_FRAME_LIMIT
@@ -143,16 +140,6 @@ def test_gone_client_stops_synthesis(invoke: Any, capture: Capture, monkeypatch:
     assert produced == [0]  # synthesis stopped at the chunk it could not deliver
 
 
-def test_throttled_posts_are_retried_with_backoff(invoke: Any, capture: Capture) -> None:
-    invoke(load_event("ws_connect.json"))
-    capture.fail = lambda attempt, data: "LimitExceededException" if attempt in (2, 3) else None
-    invoke(message({"type": "speak", "text": "Slow down a little."}))
-    events = capture.events
-    assert events[0]["type"] == "start" and events[-1]["type"] == "end"
-    assert [e["seq"] for e in events if e["type"] == "audio"] == list(range(events[-1]["chunks"]))
-    assert invoke.sleeps == [0.05, 0.1]
-
-
 def test_disconnect_mid_stream_stops_the_speaker(
     invoke: Any, capture: Capture, table: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,11 +188,18 @@ def test_speak_while_a_stream_is_open_is_refused(invoke: Any, capture: Capture) 
 
 
 def test_queue_is_bounded(invoke: Any, capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tts_service.aws import websocket
+    from tts_service.aws.websocket import store
 
-    monkeypatch.setattr(websocket, "MAX_QUEUED", 1)
+    monkeypatch.setattr(store, "MAX_QUEUED", 1)
     invoke(load_event("ws_connect.json"))
     invoke(message({"type": "start"}))
     invoke(message({"type": "text", "text": "One. Two. Three. "}))
     assert [e["type"] for e in capture.events] == ["start", "error"]
     assert capture.events[1]["code"] == "busy" and capture.events[1]["ends_stream"] is False
+
+
+def test_api_gateway_websocket_sends_pcm_only(invoke: Any, capture: Capture) -> None:
+    assert invoke(load_event("ws_connect.json")) == {"statusCode": 200}
+    assert invoke(message({"type": "speak", "text": "Hello.", "format": "mp3"})) == {"statusCode": 200}
+    (error,) = capture.events
+    assert error["type"] == "error" and error["code"] == "validation_error" and "/ws/tts" in error["message"]

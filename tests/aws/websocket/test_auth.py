@@ -8,23 +8,21 @@ connection's item and chat turns of the connection are that owner's.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.aws.websocket.conftest import CONNECTION, Invoke, message
 from tests.fakes.llm_server import FakeLlmServer
-from tests.streaming.conftest import CONNECTION, Capture, load_event, message
-from tts_service.aws import websocket
+from tests.support.aws import Capture
+from tests.support.lambda_events import load_event
 from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
 from tts_service.chat import ChatService
-from tts_service.config import Settings
 from tts_service.credentials import Credentials, DynamoTickets, key_fingerprint
 from tts_service.engine import Engine
 
 KEY, OTHER_KEY = "sk-stream-31c9e0aa", "sk-stream-other-5d2b"
-Invoke = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
@@ -42,7 +40,6 @@ def invoke(engine: Engine, table: Any, capture: Capture, tickets: DynamoTickets)
             engine,
             ConnectionStore(table, 3600),
             capture.client,
-            sleep=lambda s: None,
             chat_service=service,
             credentials=Credentials([KEY, OTHER_KEY], tickets),
         )
@@ -125,33 +122,6 @@ def test_a_ticket_in_the_query_connects_and_an_expired_one_does_not(invoke: Invo
     # DynamoDB's TTL deletes lazily: an expired item may still be there, and must not count.
     stale = DynamoTickets(table, 60, clock=lambda: 1_000_000.0).issue(key_fingerprint(KEY))
     assert invoke(connect_event(query={"ticket": stale}, connection="late="))["statusCode"] == 401
-
-
-@pytest.fixture
-def make_service(fake_llm: FakeLlmServer, tmp_path: Path) -> Iterator[Callable[[], ChatService]]:
-    made: list[ChatService] = []
-
-    def build() -> ChatService:
-        settings = Settings(
-            llm_provider="openai",
-            llm_model="fake-model",
-            openai_api_key="sk-test",
-            openai_base_url=fake_llm.openai_url,
-            llm_timeout_secs=5.0,
-            llm_max_retries=0,
-            data_dir=tmp_path / "data",
-            aws_lambda_function_name=None,
-            qdrant_url=None,
-        )
-        service = ChatService(settings)
-        made.append(service)
-        return service
-
-    yield build
-    for service in made:
-        service.memory.close()
-        for client in list(service.llm._clients._items.values()):  # type: ignore[attr-defined]
-            websocket._run(client.close())
 
 
 def chat_on(connection: str, text: str, conversation: str) -> dict[str, Any]:

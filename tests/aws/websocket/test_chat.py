@@ -6,21 +6,18 @@ Every invocation is a fresh handler instance, so a cancel reaches the running tu
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.aws.websocket.conftest import CONNECTION, Invoke, audio_of, message
 from tests.fakes.llm_server import FakeLlmServer
-from tests.streaming.conftest import CONNECTION, Capture, audio_of, load_event, message
 from tests.support.audio import assert_speech, parse_wav
-from tts_service.aws import websocket
-from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
+from tests.support.aws import Capture
+from tests.support.lambda_events import load_event
+from tts_service.aws.websocket import chat
 from tts_service.chat import ChatService
-from tts_service.config import Settings
-from tts_service.engine import Engine
 from tts_service.engine.audio import wav_header
 from tts_service.streaming.events import API_GATEWAY_FRAME_LIMIT
 
@@ -37,53 +34,6 @@ LONG_REPLY = " ".join(
         "People still remember his name today.",
     ]
 )
-
-Invoke = Callable[..., dict[str, Any]]
-
-
-@pytest.fixture
-def make_service(fake_llm: FakeLlmServer, tmp_path: Path) -> Iterator[Callable[..., ChatService]]:
-    """A chat service on the fake OpenAI server (embedded memory under tmp_path); overrides change settings."""
-    made: list[ChatService] = []
-
-    def build(**overrides: Any) -> ChatService:
-        fields: dict[str, Any] = {
-            "llm_provider": "openai",
-            "llm_model": "fake-model",
-            "openai_api_key": "sk-test",
-            "openai_base_url": fake_llm.openai_url,
-            "llm_timeout_secs": 5.0,
-            "llm_max_retries": 0,
-            "data_dir": tmp_path / "data",
-            "aws_lambda_function_name": None,
-            "qdrant_url": None,
-            **overrides,
-        }
-        service = ChatService(Settings(**fields))
-        made.append(service)
-        return service
-
-    yield build
-    for service in made:
-        service.memory.close()
-        # The handler keeps the LLM's pooled connections open on its process loop between invocations (keep-alive,
-        # as a Lambda instance should); a test ends its service, so it closes them there.
-        for client in list(service.llm._clients._items.values()):  # type: ignore[attr-defined]
-            websocket._run(client.close())
-
-
-@pytest.fixture
-def invoke(engine: Engine, table: Any, capture: Capture) -> Invoke:
-    """Run one event on a fresh handler instance (as another Lambda instance would) with the given chat service."""
-
-    def run(event: dict[str, Any], service: ChatService | None = None) -> dict[str, Any]:
-        handler = WebSocketHandler(
-            engine, ConnectionStore(table, 3600), capture.client, sleep=lambda s: None, chat_service=service
-        )
-        response: dict[str, Any] = handler(copy.deepcopy(event), None)
-        return response
-
-    return run
 
 
 def check_closed(table: Any) -> None:
@@ -141,11 +91,20 @@ def test_chat_turn_streams_tokens_audio_and_done(
 
 
 def test_cancel_on_another_invocation_stops_the_turn(
-    invoke: Invoke, capture: Capture, table: Any, fake_llm: FakeLlmServer, make_service: Callable[..., ChatService]
+    invoke: Invoke,
+    capture: Capture,
+    table: Any,
+    fake_llm: FakeLlmServer,
+    make_service: Callable[..., ChatService],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service = make_service()
     fake_llm.script(LONG_REPLY)
-    fake_llm.token_delay = 0.2  # the LLM would write for ~12 s: far longer than the first audio takes, even on CI
+    # The LLM writes the first sentence and the word that completes it, then waits until the cancel is stored:
+    # however slow synthesis is, the reply cannot be finished before the cancel exists.
+    fake_llm.hold_from_token = len(LONG_REPLY.split(".")[0].split()) + 1
+    fake_llm.token_delay = 0.05
+    monkeypatch.setattr(chat, "CANCEL_POLL_SECS", 0.0)  # the flag is read at the first event after the release
     invoke(load_event("ws_connect.json"))
     cancelled: list[int] = []
 
@@ -153,6 +112,7 @@ def test_cancel_on_another_invocation_stops_the_turn(
         if b'"type":"audio"' in data and not cancelled:
             cancelled.append(n)
             assert invoke(message({"type": "cancel"})) == {"statusCode": 200}  # a fresh instance, no turn of its own
+            fake_llm.release.set()
 
     capture.on_post = cancel_from_elsewhere
     invoke(message({"type": "message", "message": "Tell me a story."}), service)
