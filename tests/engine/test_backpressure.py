@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.ops.conftest import AppFactory, parse_exposition
+from tests.support.apps import AppFactory, parse_exposition
 from tts_service.engine import Engine
 from tts_service.engine.pipeline import Synthesis
 from tts_service.errors import ServiceBusy

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.streaming.conftest import collect, load_event, message
+from tests.streaming.conftest import load_event, message
 from tests.support.audio import parse_wav
 from tests.support.decode import assert_same_speech, decode
+from tests.support.streams import collect
 
 TEXT = "The river ran high after the storm. Farmers moved their sheep to the hills before dark."
 STREAM_FORMATS = ["pcm", "mp3", "opus", "mulaw", "alaw"]
