@@ -8,20 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 REPO = Path(__file__).resolve().parent.parent
 # Tests run from any folder and must see the repo's voice map, not whatever the shell points at.
 os.environ["MODELS_DIR"] = str(REPO / "models")
 os.environ.pop("VOICE_MAP", None)
-# The suite sends far more than the production budget of 60 requests a minute from one client; tests/ops
-# sets its own limits where rate limiting is what is tested.
+# The suite sends far more than the production budget of 60 requests a minute from one client; tests of rate
+# limiting set their own limits (make_client).
 os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "1000000")
 
 from tests.fakes.llm_server import FakeLlmServer  # noqa: E402
+from tests.support.apps import AppFactory  # noqa: E402
 from tests.support.logs import LogCapture, capture_logs  # noqa: E402
 from tests.support.otlp import OtlpReceiver  # noqa: E402
-from tts_service.api import health, tts, voices  # noqa: E402
+from tts_service.api import health, metrics, tickets, tts, voices  # noqa: E402
 from tts_service.app import create_app  # noqa: E402
 from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine, get_engine  # noqa: E402
@@ -66,6 +68,48 @@ def client(engine: Engine) -> Iterator[TestClient]:
     """A client on an app with the issue-2 routers, sharing the warm engine."""
     with TestClient(create_app(health.router, tts.router, voices.router)) as c:
         yield c
+
+
+@pytest.fixture
+def make_client(engine: Engine) -> Iterator[AppFactory]:
+    """Build a client on a fresh app: `make_client(api_keys="k", ...)` -> (client, the app's metrics).
+
+    Settings not given are the defaults, with rate limiting off unless a test turns it on. Routes use the
+    shared warm engine unless `engine_override` is given; extra routers can be added with `routers=`.
+    (tests/chat/conftest.py overrides this fixture with chat's own factory for the tests there.)
+    """
+    clients: list[TestClient] = []
+
+    def factory(
+        *,
+        routers: tuple[APIRouter, ...] = (),
+        engine_override: Engine | None = None,
+        raise_server_exceptions: bool = True,
+        **overrides: Any,
+    ) -> tuple[TestClient, Metrics]:
+        overrides.setdefault("rate_limit_enabled", False)
+        settings = Settings(**overrides)
+        app_metrics = Metrics(process=False)
+        app = create_app(
+            health.router,
+            tts.router,
+            voices.router,
+            metrics.router,
+            tickets.router,
+            *routers,
+            settings=settings,
+            metrics=app_metrics,
+        )
+        if engine_override is not None:
+            app.dependency_overrides[get_engine] = lambda: engine_override
+        client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
+        client.__enter__()
+        clients.append(client)
+        return client, app_metrics
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

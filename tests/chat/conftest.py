@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.fakes.llm_server import FakeLlmServer
+from tests.support.chat import AppFactory, SettingsFactory
 from tts_service.api import chat, tickets, tts
 from tts_service.app import create_app
 from tts_service.chat import ChatService, get_chat_service
@@ -23,9 +24,6 @@ FAST_TIMEOUT = 1.0
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
-
-
-SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture
@@ -59,9 +57,6 @@ def services() -> Iterator[list[ChatService]]:
     yield made
     for service in made:
         service.memory.close()
-
-
-AppFactory = Callable[..., tuple[TestClient, ChatService]]
 
 
 @pytest.fixture

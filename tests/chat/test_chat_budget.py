@@ -8,8 +8,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
-from tests.chat.conftest import SettingsFactory
 from tests.fakes.llm_server import FakeLlmServer
+from tests.support.chat import SettingsFactory
 from tts_service.api import chat
 from tts_service.app import create_app
 from tts_service.chat import ChatService, get_chat_service

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.chat.conftest import AppFactory, SettingsFactory
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.audio import parse_wav
+from tests.support.chat import AppFactory, SettingsFactory
 from tests.support.lambda_events import FakeLambdaContext as LambdaContext
 from tests.support.lambda_events import load_function
 from tts_service.api.delivery import BUFFERED_RESPONSE_LIMIT

@@ -8,9 +8,9 @@ import socket
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.chat.conftest import AppFactory
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.audio import assert_speech, parse_wav
+from tests.support.chat import AppFactory
 from tts_service.observability.metrics import get_metrics
 
 PROVIDERS = ("openai", "ollama")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from tests.chat.conftest import AppFactory, SettingsFactory
 from tests.fakes.llm_server import FakeLlmServer
+from tests.support.chat import AppFactory, SettingsFactory
 from tts_service.chat import ChatService
 from tts_service.chat.memory import purge_expired
 from tts_service.observability.metrics import get_metrics

@@ -8,8 +8,8 @@ from typing import Any
 
 from starlette.testclient import WebSocketTestSession
 
-from tests.chat.conftest import AppFactory
 from tests.fakes.llm_server import FakeLlmServer
+from tests.support.chat import AppFactory
 from tests.support.logs import LogCapture
 from tts_service.credentials import conversation_ref
 

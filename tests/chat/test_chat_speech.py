@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from starlette.testclient import WebSocketTestSession
 
-from tests.chat.conftest import AppFactory
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.audio import Wav, assert_speech, parse_wav
+from tests.support.chat import AppFactory
 from tts_service.errors import BinaryMessage, MessageNotJSON, UnknownMessageType
 
 REPLY = "The weather is sunny today. It should stay warm until the evening. Take a hat if you go out."

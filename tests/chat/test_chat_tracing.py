@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.chat.conftest import AppFactory
 from tests.fakes.llm_server import FakeLlmServer
+from tests.support.chat import AppFactory
 from tests.support.otlp import OtlpReceiver
 from tts_service.observability import tracing
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.chat.conftest import AppFactory
 from tests.fakes.llm_server import FakeLlmServer
+from tests.support.chat import AppFactory
 from tts_service.chat import ChatService
 from tts_service.chat.speech import speakable
 from tts_service.chat.turn import DoneEvent, TokenEvent, TurnRequest, TurnStartEvent, spoken_turn

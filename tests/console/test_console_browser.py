@@ -15,8 +15,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.console.conftest import Console, console_page, shim_log
 from tests.fakes.llm_server import FakeLlmServer
+from tests.support.console import Console, console_page, shim_log
 from tests.support.decode import assert_same_speech, decode
 from tests.support.shim import Shim, running_shim
 

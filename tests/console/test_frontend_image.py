@@ -23,8 +23,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.console.conftest import console_page
 from tests.infra.dockerbuild import instructions
+from tests.support.console import console_page
 from tests.support.shim import REPO, Shim
 
 CONTEXT = REPO / "frontend"

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.streaming.conftest import collect
 from tests.support.audio import parse_wav
 from tests.support.decode import assert_same_speech, decode
+from tests.support.streams import collect
 
 TEXT = "The river ran high after the storm. Farmers moved their sheep to the hills before dark."
 STREAM_FORMATS = ["pcm", "mp3", "opus", "mulaw", "alaw"]

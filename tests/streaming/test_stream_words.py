@@ -6,7 +6,7 @@ import json
 
 from fastapi.testclient import TestClient
 
-from tests.streaming.conftest import PARAGRAPH, collect
+from tests.support.streams import PARAGRAPH, collect
 from tts_service.engine.words import text_words
 
 

@@ -13,9 +13,10 @@ import pytest
 import websockets
 from fastapi.testclient import TestClient
 
-from tests.streaming.conftest import PARAGRAPH, collect, pcm_seconds, rms, wait_until
 from tests.support.audio import assert_speech, parse_wav
 from tests.support.live import LiveServer
+from tests.support.streams import PARAGRAPH, collect, pcm_seconds, rms
+from tests.support.wait import wait_until
 from tts_service.engine import Engine
 from tts_service.engine.graphs import HEAD
 from tts_service.engine.pipeline import Synthesis

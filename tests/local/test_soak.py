@@ -25,8 +25,9 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.fakes.llm_server import FakeLlmServer
-from tests.reliability.conftest import Usage, idle, settle, usage
+from tests.support.process import Usage, idle, usage
 from tests.support.shim import Shim, running_shim
+from tests.support.wait import settle
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 

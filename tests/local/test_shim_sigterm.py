@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +12,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.support.process import gauges
 from tests.support.shim import running_shim
+from tests.support.wait import settle
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,8 @@ def test_sigterm_drains_the_shim(tmp_path: Path) -> None:
         ws_base = base.replace("http://", "ws://")
         with ThreadPoolExecutor(2) as pool, connect(f"{ws_base}/ws/tts") as idle_stream:
             in_flight = pool.submit(httpx.post, f"{base}/tts?format=wav", json={"text": LONG_TEXT}, timeout=30)
-            time.sleep(0.3)  # the synthesis has started
+            # The synthesis has started: the shim's own gauge says so.
+            assert settle(lambda: gauges(base)["tts_synthesis_admitted"] >= 1, secs=20)
             proc.send_signal(signal.SIGTERM)
             response = in_flight.result(timeout=30)
             assert response.status_code == 200

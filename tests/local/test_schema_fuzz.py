@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.reliability.conftest import Usage, usage
+from tests.support.process import Usage, usage
 from tests.support.shim import Shim, running_shim
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]

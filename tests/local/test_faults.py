@@ -29,10 +29,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.fakes.llm_server import FakeLlmServer
 from tests.fakes.tcp import TcpFault
-from tests.reliability.conftest import Usage, gauges, idle, samples, settle, usage
 from tests.support import raw
+from tests.support.process import Usage, gauges, idle, samples, usage
 from tests.support.redis import redis_server
 from tests.support.shim import REPO, Shim, running_shim
+from tests.support.wait import settle
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.ops.conftest import AppFactory, parse_exposition
+from tests.support.apps import AppFactory, parse_exposition
 from tts_service.engine import Engine
 from tts_service.observability import Metrics
 

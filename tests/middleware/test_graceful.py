@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import uvicorn
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Request, WebSocket
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -26,25 +26,41 @@ router = APIRouter()
 
 
 @router.get("/test/slow")
-async def slow() -> dict[str, str]:
-    await asyncio.sleep(1.0)
-    return {"status": "finished"}
+async def slow(request: Request) -> dict[str, str]:
+    """In flight until the test releases it (`Running.release`)."""
+    released = await asyncio.to_thread(request.app.state.release.wait, 10)
+    return {"status": "finished" if released else "never released"}
 
 
 @router.websocket("/test/ws")
 async def talk(ws: WebSocket) -> None:
     await ws.accept()
+    drain = ws.app.state.drain
     while True:
         count = int(await ws.receive_text())
         for i in range(count):  # an "utterance": a message every 0.2 s
             await ws.send_text(f"chunk {i}")
+            if i == 0:
+                # The rest of the utterance is still to come when shutdown starts: it goes on once draining has.
+                for _ in range(1000):
+                    if drain.draining:
+                        break
+                    await asyncio.sleep(0.01)
             await asyncio.sleep(0.2)
         await ws.send_text("done")
 
 
 class Running:
-    def __init__(self, server: GracefulServer, port: int, thread: threading.Thread) -> None:
+    def __init__(self, server: GracefulServer, port: int, thread: threading.Thread, release: threading.Event) -> None:
         self.server, self.port, self.thread = server, port, thread
+        self.release = release
+        """Set: the requests to /test/slow finish."""
+
+    def wait_draining(self) -> None:
+        deadline = time.monotonic() + 10
+        while not self.server.drain.draining and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.server.drain.draining
 
     def wait_in_flight(self, count: int) -> None:
         deadline = time.monotonic() + 10
@@ -65,6 +81,8 @@ class Running:
 def running() -> Iterator[Running]:
     settings = Settings(rate_limit_enabled=False, shutdown_grace_secs=6)
     app = create_app(health.router, router, settings=settings, metrics=Metrics(process=False))
+    release = threading.Event()
+    app.state.release = release
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -76,7 +94,8 @@ def running() -> Iterator[Running]:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.started
-    yield Running(server, port, thread)
+    yield Running(server, port, thread, release)
+    release.set()
     server.should_exit = True
     thread.join(10)
     sock.close()
@@ -99,6 +118,8 @@ def test_shutdown_finishes_in_flight_work_then_closes_streams(running: Running) 
         running.wait_in_flight(1)
         started = time.monotonic()
         running.server.should_exit = True  # what uvicorn's SIGTERM handler does
+        running.wait_draining()
+        running.release.set()  # the request in flight when shutdown started now finishes
 
         idle_result = pool.submit(receive_until_closed, idle)
         busy_result = pool.submit(receive_until_closed, busy)
@@ -126,9 +147,10 @@ def test_new_requests_while_draining_get_503(running: Running) -> None:
         slow_call = pool.submit(httpx.get, f"{running.http}/test/slow", timeout=10)
         running.wait_in_flight(1)
         running.server.should_exit = True
-        time.sleep(0.3)
+        running.wait_draining()
         refused = client.get("/healthz")
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "shutting_down"
         assert refused.headers["connection"] == "close"
+        running.release.set()
         assert slow_call.result(timeout=10).status_code == 200

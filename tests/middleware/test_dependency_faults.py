@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from tests.fakes.tcp import TcpFault
-from tests.ops.conftest import AppFactory
-from tests.streaming.conftest import wait_until
 from tests.support import raw
+from tests.support.apps import AppFactory
 from tests.support.live import LiveServer
 from tests.support.logs import LogCapture
+from tests.support.wait import wait_until
 from tts_service.api import tts, voices
 from tts_service.app import create_app
 from tts_service.chat.memory import ConversationMemory

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.ops.conftest import AppFactory, parse_exposition
+from tests.support.apps import AppFactory, parse_exposition
 from tts_service.engine import Engine
 from tts_service.engine.pipeline import Synthesis
 from tts_service.errors import ServiceBusy
@@ -68,11 +68,16 @@ def test_a_real_synthesis_holds_the_place(tiny_engine: Engine, monkeypatch: pyte
 
 
 def test_an_abandoned_call_keeps_its_worker_place(tiny_engine: Engine) -> None:
+    running = threading.Event()
     release = threading.Event()
 
+    def hold() -> bool:
+        running.set()
+        return release.wait(10)
+
     async def scenario() -> None:
-        call = asyncio.create_task(tiny_engine.pool.run(release.wait, 10))
-        await asyncio.sleep(0.1)  # running on the worker now
+        call = asyncio.create_task(tiny_engine.pool.run(hold))
+        assert await asyncio.to_thread(running.wait, 10), "running on the worker now"
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call

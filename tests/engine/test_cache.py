@@ -7,7 +7,7 @@ import base64
 
 import numpy as np
 
-from tests.ops.conftest import AppFactory
+from tests.support.apps import AppFactory
 from tests.support.audio import assert_speech, parse_wav
 from tts_service.config import Settings
 from tts_service.engine import Engine

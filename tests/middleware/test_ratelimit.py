@@ -10,7 +10,7 @@ import pytest
 from fastapi import APIRouter, WebSocket
 from starlette.testclient import WebSocketDenialResponse
 
-from tests.ops.conftest import AppFactory
+from tests.support.apps import AppFactory
 from tts_service.middleware.clients import ClientResolver
 from tts_service.middleware.ratelimit import RateLimiter
 

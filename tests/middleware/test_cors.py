@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.ops.conftest import AppFactory
+from tests.support.apps import AppFactory
 
 ALLOWED = "https://app.example.com"
 

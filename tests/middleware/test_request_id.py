@@ -9,7 +9,8 @@ import uuid
 import pytest
 from fastapi import APIRouter
 
-from tests.ops.conftest import AppFactory, LogCapture
+from tests.support.apps import AppFactory
+from tests.support.logs import LogCapture
 from tts_service.config import Settings
 from tts_service.engine import Engine
 from tts_service.logging import request_id_var

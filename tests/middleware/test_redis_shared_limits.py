@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.ops.conftest import AppFactory, LogCapture
+from tests.support.apps import AppFactory
+from tests.support.logs import LogCapture
 from tests.support.redis import redis_server
 from tests.support.shim import free_port
 

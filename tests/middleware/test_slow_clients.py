@@ -18,10 +18,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.fakes.llm_server import FakeLlmServer
-from tests.ops.conftest import AppFactory
-from tests.streaming.conftest import collect, wait_until
 from tests.support import raw
+from tests.support.apps import AppFactory
 from tests.support.live import LiveServer
+from tests.support.streams import collect
+from tests.support.wait import wait_until
 from tts_service.api import chat, stream
 from tts_service.app import create_app
 from tts_service.chat import ChatService, get_chat_service

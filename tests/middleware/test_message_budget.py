@@ -7,8 +7,8 @@ from typing import Any
 
 from starlette.testclient import WebSocketTestSession
 
-from tests.ops.conftest import AppFactory
-from tests.streaming.conftest import collect
+from tests.support.apps import AppFactory
+from tests.support.streams import collect
 from tts_service.api import stream
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from tests.ops.conftest import AppFactory
+from tests.support.apps import AppFactory
 from tts_service.engine import Engine
 
 slow = APIRouter()

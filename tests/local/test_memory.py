@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from pathlib import Path
 
@@ -33,6 +32,21 @@ def status_mb(pid: int) -> dict[str, float]:
     return out
 
 
+def rss_within(pid: int, below_mb: float, secs: float) -> float:
+    """The process's VmRSS once it is under `below_mb`, or at the end of `secs` if it never gets there.
+
+    The 3 s of the memory budget ("under 700 MB three seconds after") is a bound of the spec, not a
+    synchronisation: the workers hand their arenas back when they fall idle, so the condition is polled and the
+    test goes on as soon as it holds; only a process still over budget waits the whole bound.
+    """
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        if (rss := status_mb(pid)["VmRSS"]) < below_mb:
+            return rss
+        time.sleep(0.05)
+    return status_mb(pid)["VmRSS"]
+
+
 def synthesize(base: str, text: str, speed: float) -> float:
     """POST /tts as raw WAV; the audio's duration in seconds."""
     response = httpx.post(f"{base}/tts?format=wav", json={"text": text, "speed": speed}, timeout=600)
@@ -48,13 +62,11 @@ def test_slow_unpunctuated_text_keeps_the_shim_bounded() -> None:
         idle = status_mb(pid)["VmRSS"]
         # WHEN 2,000 characters with no punctuation at all are spoken at half speed
         seconds = synthesize(shim.base, unpunctuated(2000, seed=3), speed=0.5)
-        done = threading.Event()
         # THEN the audio is all there, the whole process peaked under 1.2 GB, and 3 s later holds under 700 MB
         assert seconds > 2000 / 6 * 0.35
         peak = status_mb(pid)["VmHWM"]
         assert peak < 1200, {"idle_mb": idle, "peak_mb": peak}
-        done.wait(3)
-        after = status_mb(pid)["VmRSS"]
+        after = rss_within(pid, below_mb=700, secs=3.0)
         assert after < 700, {"idle_mb": idle, "peak_mb": peak, "after_mb": after}
 
 

@@ -13,8 +13,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
-from tests.ops.conftest import AppFactory, LogCapture
+from tests.support.apps import AppFactory
 from tests.support.live import LiveServer
+from tests.support.logs import LogCapture
 from tts_service.api import health, tickets
 from tts_service.app import create_app
 from tts_service.config import Settings
