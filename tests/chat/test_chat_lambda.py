@@ -6,10 +6,10 @@ import base64
 import json
 from pathlib import Path
 
-from tests.chat.conftest import SettingsFactory
 from tests.fakes.llm_server import FakeLlmServer
 from tests.infra.helpers import LambdaContext, load_event, load_function
 from tests.support.audio import assert_speech, parse_wav
+from tests.support.chat import SettingsFactory
 from tts_service.chat import ChatService, get_chat_service
 
 

@@ -3,6 +3,7 @@ API (`post_to_connection`)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from moto import mock_aws
 
+from tests.support.lambda_events import load_event
 from tts_service.aws.websocket import poster
 
 ERROR_STATUS = {"GoneException": 410, "LimitExceededException": 429}
@@ -97,3 +99,24 @@ class Capture:
     @property
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(data) for _, data in self.frames]
+
+
+# --- the API Gateway WebSocket: the connection of tests/events/ws_*.json, its events and what is posted to it ---
+
+TABLE = "tts-stream-connections"
+_CONNECT = load_event("ws_connect.json")["requestContext"]
+CONNECTION = _CONNECT["connectionId"]
+ENDPOINT = f"https://{_CONNECT['domainName']}/{_CONNECT['stage']}"
+
+Invoke = Callable[..., dict[str, Any]]
+
+
+def message(body: dict[str, Any] | str) -> dict[str, Any]:
+    """A `$default` event of the connection carrying `body` (JSON-encoded unless already a string)."""
+    event = load_event("ws_message_speak.json")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return event
+
+
+def audio_of(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "audio")

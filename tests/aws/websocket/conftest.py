@@ -7,9 +7,7 @@ as it must when each message may land on another Lambda instance.
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,31 +15,12 @@ from typing import Any
 import pytest
 
 from tests.fakes.llm_server import FakeLlmServer
-from tests.support.aws import Capture, connection_table
-from tests.support.lambda_events import load_event
+from tests.support.aws import TABLE, Capture, Invoke, connection_table
 from tts_service.aws import loop
 from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
 from tts_service.chat import ChatService
 from tts_service.config import Settings
 from tts_service.engine import Engine
-
-TABLE = "tts-stream-connections"
-_CONNECT = load_event("ws_connect.json")["requestContext"]
-CONNECTION = _CONNECT["connectionId"]
-ENDPOINT = f"https://{_CONNECT['domainName']}/{_CONNECT['stage']}"
-
-Invoke = Callable[..., dict[str, Any]]
-
-
-def message(body: dict[str, Any] | str) -> dict[str, Any]:
-    """A `$default` event of the connection carrying `body` (JSON-encoded unless already a string)."""
-    event = load_event("ws_message_speak.json")
-    event["body"] = body if isinstance(body, str) else json.dumps(body)
-    return event
-
-
-def audio_of(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "audio")
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.aws.websocket.conftest import CONNECTION, Invoke, message
 from tests.fakes.llm_server import FakeLlmServer
-from tests.support.aws import Capture
+from tests.support.aws import CONNECTION, Capture, Invoke, message
 from tests.support.lambda_events import load_event
 from tts_service.aws.websocket import ConnectionStore, WebSocketHandler
 from tts_service.chat import ChatService

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.aws.websocket.conftest import CONNECTION, Invoke, audio_of, message
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.audio import assert_speech, parse_wav
-from tests.support.aws import Capture
+from tests.support.aws import CONNECTION, Capture, Invoke, audio_of, message
 from tests.support.lambda_events import load_event
 from tts_service.aws.websocket import chat
 from tts_service.chat import ChatService

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.aws.websocket.conftest import CONNECTION, ENDPOINT, audio_of, message
 from tests.support.audio import assert_speech, parse_wav
-from tests.support.aws import Capture
+from tests.support.aws import CONNECTION, ENDPOINT, Capture, audio_of, message
 from tests.support.lambda_events import load_event
 from tts_service.engine import Engine, SpeechChunk, SpeechRequest
 from tts_service.engine.audio import wav_header

@@ -10,8 +10,7 @@ from typing import Any
 import botocore.endpoint
 import pytest
 
-from tests.aws.websocket.conftest import CONNECTION, ENDPOINT, message
-from tests.support.aws import Capture, fake_aws_env
+from tests.support.aws import CONNECTION, ENDPOINT, Capture, fake_aws_env, message
 from tests.support.lambda_events import load_event
 from tts_service.aws.websocket import ConnectionGone, Poster
 from tts_service.aws.websocket.poster import POST_MAX_ATTEMPTS
