@@ -31,10 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tts_service.config import Settings
 from tts_service.credentials import Credentials
 from tts_service.errors import RateLimited
-from tts_service.middleware._asgi import WS_TRY_AGAIN_LATER, add_headers, is_console, is_health, path_of, refuse
+from tts_service.middleware._asgi import WS_TRY_AGAIN_LATER, add_headers, is_console, is_health
 from tts_service.middleware.auth import identify
 from tts_service.middleware.clients import ClientResolver
 from tts_service.observability import Metrics
+from tts_service.responses import refuse
+from tts_service.urls import path_of
 
 logger = logging.getLogger(__name__)
 
