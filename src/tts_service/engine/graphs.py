@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from tts_service.engine.loudness import integrated_lufs
 from tts_service.engine.registry import sha256_bytes
 
 logger = logging.getLogger(__name__)
@@ -297,8 +298,6 @@ class VoiceGraphs:
                 if isinstance(saved, float) and -70.0 < saved < 0.0:
                     self._reference = saved
                 else:
-                    from tts_service.engine.loudness import integrated_lufs
-
                     parts = []
                     for ids in self._calibration_ids:
                         z_p, mask, g = self.frontend(0, ids, self.scales(0.0, None, 0.0), None)
