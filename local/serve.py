@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,10 +24,14 @@ from tts_service.config import get_settings
 from tts_service.engine import get_engine
 from tts_service.engine.warm import warm
 from tts_service.logging import configure_logging
-from tts_service.middleware.graceful import GracefulServer, server_config
 from tts_service.observability import tracing
 from tts_service.observability.liveness import observe_failure
 from tts_service.observability.samples import get_sample_store, run_purger
+
+# Run as a script (`python local/serve.py`), the path holds local/ itself, not the folder above it: add that
+# folder (last, shadowing nothing) so the shim's own modules import as `local.*`, as the tests import them.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+from local.graceful import GracefulServer, server_config
 
 logger = logging.getLogger("tts_service.local")
 
