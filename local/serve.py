@@ -23,9 +23,9 @@ from tts_service.chat.memory import purge_periodically
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
 from tts_service.engine.warm import warm
-from tts_service.logging import configure_logging
 from tts_service.observability import tracing
 from tts_service.observability.liveness import observe_failure
+from tts_service.observability.logging import configure_logging
 from tts_service.observability.samples import get_sample_store, run_purger
 
 # Run as a script (`python local/serve.py`), the path holds local/ itself, not the folder above it: add that

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from tests.ops.conftest import AppFactory, LogCapture
 from tts_service.config import Settings
 from tts_service.engine import Engine
-from tts_service.logging import request_id_var
+from tts_service.observability.logging import request_id_var
 
 noisy = APIRouter()
 _log = logging.getLogger("tts_service.test_route")
