@@ -168,10 +168,6 @@ class RateLimiter:
         reset_secs = max(0 if allowed else 1, math.ceil(reset_at - now))
         return Decision(allowed, self.per_minute, remaining, reset_secs)
 
-    def reset(self) -> None:
-        """Forget every counter (tests)."""
-        self.storage.reset()
-
 
 def client_key(scope: Scope, credentials: Credentials, clients: ClientResolver) -> str:
     """Who a budget belongs to: a valid API key's digest; otherwise the IP, so invented or guessed keys buy no

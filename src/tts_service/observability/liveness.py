@@ -73,11 +73,6 @@ class Liveness:
                 return f"{self._failures} syntheses failed in a row"
             return None
 
-    def reset(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._default_voice_problem = None
-
 
 @lru_cache
 def get_liveness() -> Liveness:
