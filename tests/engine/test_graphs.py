@@ -137,7 +137,7 @@ def test_split_failure_falls_back_to_whole_graph(
     fallback = load_voice(entry, _settings(engine, tmp_path / "cache"))
     assert fallback.graphs is None and fallback.piper.session is not None
     small = Engine(engine.settings, registry=engine.registry)
-    small.voices._voices[entry.id] = fallback  # type: ignore[attr-defined]
+    small.voice_cache._voices[entry.id] = fallback  # type: ignore[attr-defined]
     chunks = list(small.iter_stream_chunks(small.request(LONG)))
     assert len(chunks) == 1 and chunks[0].sentence_end and chunks[0].pcm.size > 22050 * 5
     small.pool.shutdown()

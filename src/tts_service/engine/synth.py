@@ -40,7 +40,7 @@ class Engine:
         self.settings = settings
         self.metrics = metrics or get_metrics()
         self.registry = registry or VoiceRegistry.from_file(settings.voice_map_path)
-        self.voices = VoiceCache(
+        self.voice_cache = VoiceCache(
             settings.voice_cache_size,
             SessionSettings(
                 intra_op_threads=settings.ort_intra_op_threads,
@@ -59,7 +59,9 @@ class Engine:
         self._on_idle = self._trim if settings.arena_trim_idle_secs > 0 else None
         self.audio_cache = AudioCache(int(settings.tts_cache_mb * 2**20), self.metrics)
         """Finished audio by request (text, voice, options), shared by `synthesize` and `stream`."""
-        self.metrics.watch_engine(lambda: len(self.voices.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity)
+        self.metrics.watch_engine(
+            lambda: len(self.voice_cache.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity
+        )
         lookahead = settings.synth_workers
         self.plan = Plan(
             settings.max_sentence_phonemes,
@@ -130,7 +132,7 @@ class Engine:
     # --- blocking API (Lambda handlers, tools; never from a worker thread) ---
 
     def load(self, voice: VoiceEntry) -> LoadedVoice:
-        return self.voices.get(voice)
+        return self.voice_cache.get(voice)
 
     def synthesis(self, req: SpeechRequest, *, streamed: bool = False) -> Synthesis:
         """The request's chunks, to iterate (blocking) or `async for`, once. Loads the voice if needed."""
@@ -192,8 +194,8 @@ class Engine:
 
     def _trim(self) -> None:
         """Synthesis went idle: release the arenas' peaks (each voice's sessions), on a worker."""
-        for voice_id in self.voices.loaded_ids():
-            voice = self.voices.peek(voice_id)
+        for voice_id in self.voice_cache.loaded_ids():
+            voice = self.voice_cache.peek(voice_id)
             if voice is not None and voice.graphs is not None:
                 voice.graphs.trim()
 
@@ -251,7 +253,7 @@ class Engine:
                 synthesis.close()
 
     async def loaded_voice(self, voice: VoiceEntry) -> LoadedVoice:
-        loaded = self.voices.peek(voice.id)
+        loaded = self.voice_cache.peek(voice.id)
         return loaded if loaded is not None else await self.pool.run(self.load, voice)
 
     async def warm(self) -> None:
@@ -278,7 +280,7 @@ class Engine:
             path.chmod(0o755 if path.is_dir() else 0o644)
 
     def ready(self) -> bool:
-        return self.warmed and self.voices.peek(self.registry.default_voice) is not None
+        return self.warmed and self.voice_cache.peek(self.registry.default_voice) is not None
 
 
 @lru_cache
