@@ -149,7 +149,7 @@ class TooManyStreams(RateLimited):
     code = "too_many_streams"
 
 
-# --- streaming protocol (issue 3): sent as `error` events; the connection stays usable ---
+# --- streaming protocol: sent as `error` events; the connection stays usable ---
 
 
 class ProtocolError(BadRequest):
