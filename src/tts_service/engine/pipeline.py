@@ -344,7 +344,7 @@ class Synthesis:
         graphs = self.voice.graphs
         assert graphs is not None
         try:
-            z_p, mask, g, durations = graphs.frontend_with_durations(
+            z_p, mask, g, durations = graphs.frontend(
                 current_worker() if worker is None else worker, ids, self._scales(), self.req.speaker_id
             )
         except Exception as exc:  # onnxruntime raises its own exception types
