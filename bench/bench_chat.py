@@ -5,7 +5,8 @@ a loopback port, embedded memory in a temporary folder), and talks to `WS /ws/ch
 Per round it records, on the client: the first token, the token that ends the first sentence, the first audio
 frame. Next to it, in this process: the synthesis of the first sentence alone (whole, and first streamed chunk).
 
-Goal (issue 4): first audio <= (first-sentence synthesis) + 100 ms after that sentence's last token arrives.
+Goal: first audio <= (first-sentence synthesis) + 100 ms after that sentence's last token arrives, i.e. speaking
+while the LLM writes adds almost nothing to the synthesis of what is already written.
 
     python bench/bench_chat.py [--rounds 5] [--tokens-per-second 30]
 """

@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from tts_service.api import chat, client_config, health, metrics, openai_compat, samples, tickets, tts, voices
-from tts_service.api import stream as stream_api
 from tts_service.api.console import console_router
 from tts_service.app import create_app
 from tts_service.chat import get_chat_service
@@ -22,11 +21,16 @@ from tts_service.chat.memory import purge_periodically
 from tts_service.config import get_settings
 from tts_service.engine import get_engine
 from tts_service.engine.warm import warm
-from tts_service.logging import configure_logging
-from tts_service.middleware.graceful import GracefulServer, server_config
 from tts_service.observability import tracing
 from tts_service.observability.liveness import observe_failure
+from tts_service.observability.logging import configure_logging
 from tts_service.observability.samples import get_sample_store, run_purger
+from tts_service.routes import routers
+
+# Run as a script (`python local/serve.py`), the path holds local/ itself, not the folder above it: add that
+# folder (last, shadowing nothing) so the shim's own modules import as `local.*`, as the tests import them.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+from local.graceful import GracefulServer, server_config
 
 logger = logging.getLogger("tts_service.local")
 
@@ -70,21 +74,7 @@ async def _warm() -> None:
             observe_failure(engine, engine.registry.default_voice, exc)
 
 
-app = create_app(
-    health.router,
-    tts.router,
-    voices.router,
-    stream_api.router,
-    openai_compat.router,
-    chat.router,
-    chat.ws_router,
-    metrics.router,
-    tickets.router,
-    client_config.router,
-    samples.router,
-    title="tts-service (local)",
-    lifespan=lifespan,
-)
+app = create_app(*routers(), title="tts-service (local)", lifespan=lifespan)
 if get_settings().console_enabled:
     # After the API routers, and at `/` and `/assets/` only: no API route is shadowed, nor mounted under /api.
     app.include_router(console_router(get_settings().console_dir or CONSOLE_DIR))

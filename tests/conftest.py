@@ -58,7 +58,7 @@ def tiny_engine(engine: Engine) -> Iterator[Engine]:
     small = Engine(
         Settings(synth_workers=1, synth_queue_size=0), registry=engine.registry, metrics=Metrics(process=False)
     )
-    small.voices = engine.voices  # the loaded voice, so a synthesis here costs no load
+    small.voice_cache = engine.voice_cache  # the loaded voice, so a synthesis here costs no load
     yield small
     small.pool.shutdown()
 

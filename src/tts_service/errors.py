@@ -1,7 +1,7 @@
 """The one exception hierarchy of the service.
 
 Every error a client can see is a `ServiceError`: it carries its HTTP status and a stable machine-readable
-`code`. `tts_service.app` renders it as `{"error": {"code", "message"}}`; the streaming transports send the
+`code`. `tts_service.responses` renders it as `{"error": {"code", "message"}}`; the streaming transports send the
 same code and message as an `error` event. Routes raise; they never build error responses themselves.
 """
 
@@ -149,7 +149,7 @@ class TooManyStreams(RateLimited):
     code = "too_many_streams"
 
 
-# --- streaming protocol (issue 3): sent as `error` events; the connection stays usable ---
+# --- streaming protocol: sent as `error` events; the connection stays usable ---
 
 
 class ProtocolError(BadRequest):

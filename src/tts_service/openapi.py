@@ -1,7 +1,7 @@
 """The error answers of every operation, written into the OpenAPI schema where clients and fuzzers read them.
 
 FastAPI documents only its own 422 body (`{"detail": [...]}`), which this service never sends: errors are
-`{"error": {"code", "message", ...}}` (`tts_service.app.error_response`), OpenAI's shape under `/v1`, and the
+`{"error": {"code", "message", ...}}` (`tts_service.responses.error_response`), OpenAI's shape under `/v1`, and the
 middleware can refuse any request (401, 429, 503 while draining, 504). This adds, to each operation, the statuses
 it can answer and the body they carry, from what the operation is: one with a JSON body can meet the body checks,
 one with path parameters can name what does not exist, one that synthesizes can be busy or its voice unavailable,

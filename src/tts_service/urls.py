@@ -1,7 +1,8 @@
 """Absolute URLs the service hands out: PUBLIC_BASE_URL when set, else the request's own scheme and host.
 
 Behind a TLS proxy or an ingress the request the service sees is plain HTTP on an inner host, so URLs built from
-it would name `http://tts:8085`; PUBLIC_BASE_URL (`https://tts.example.com`) is what clients can reach.
+it would name `http://tts:8085`; PUBLIC_BASE_URL (`https://tts.example.com`) is what clients can reach. Also the
+paths requests arrive on: the legacy prefix, and a request's path without its root path.
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from tts_service.config import Settings, get_settings
+
+# Routes also answer under /api, as the upstream server's did; clients written for it keep working.
+LEGACY_PREFIX = "/api"
 
 
 def settings_of(connection: HTTPConnection) -> Settings:
@@ -39,3 +44,12 @@ def websocket_url(http_url: str) -> str:
     parts = urlsplit(http_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
     return parts._replace(scheme=scheme).geturl()
+
+
+def path_of(scope: Scope) -> str:
+    """The request path without the root path a proxy or Mangum may have prefixed."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path

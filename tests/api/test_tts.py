@@ -223,7 +223,7 @@ def test_concurrent_requests_to_a_cold_voice_load_it_once(tmp_path: Path) -> Non
             t.join(timeout=120)
     # THEN all succeed and the voice was loaded exactly once
     assert statuses == [200] * 4
-    assert engine.voices.loads == 1 and engine.voices.loaded_ids() == ["cold-alias"]
+    assert engine.voice_cache.loads == 1 and engine.voice_cache.loaded_ids() == ["cold-alias"]
 
 
 def test_broken_voice_is_503_and_others_keep_working(tmp_path: Path) -> None:

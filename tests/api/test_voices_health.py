@@ -40,4 +40,4 @@ def test_readiness_warms_a_cold_engine() -> None:
     # WHEN the readiness probe runs THEN it loads and tries the default voice before answering ready
     with TestClient(app) as c:
         assert c.get("/healthz").status_code == 200
-    assert engine.ready() and engine.voices.loads == 1
+    assert engine.ready() and engine.voice_cache.loads == 1

@@ -34,7 +34,7 @@ def test_readiness_waits_until_every_warm_voice_has_spoken(tmp_path: Path) -> No
     engine = engine_with(tmp_path, "joe-copy, en_US-joe-medium")
     assert engine.settings.warm_voice_ids == ["joe-copy", "en_US-joe-medium"]
     assert warm.pending(engine) == ["joe-copy"] and not warm.ready(engine)
-    assert engine.voices.loaded_ids() == []
+    assert engine.voice_cache.loaded_ids() == []
     # WHEN readiness is asked
     with client_for(engine) as client:
         response = client.get("/healthz")
@@ -49,7 +49,7 @@ def test_readiness_waits_until_every_warm_voice_has_spoken(tmp_path: Path) -> No
 def test_lambda_init_warms_them_without_an_event_loop(tmp_path: Path) -> None:
     engine = engine_with(tmp_path, "joe-copy")
     warm.warm_blocking(engine)
-    assert warm.ready(engine) and sorted(engine.voices.loaded_ids()) == ["en_US-joe-medium", "joe-copy"]
+    assert warm.ready(engine) and sorted(engine.voice_cache.loaded_ids()) == ["en_US-joe-medium", "joe-copy"]
 
 
 def test_an_unknown_warm_voice_keeps_the_service_unready(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ LONGER = (
 def small_budget(engine: Engine) -> Iterator[Engine]:
     """A 6-second budget, sharing the warm voices."""
     small = Engine(Settings(max_audio_seconds=6.0), registry=engine.registry, metrics=Metrics(process=False))
-    small.voices = engine.voices
+    small.voice_cache = engine.voice_cache
     yield small
     small.pool.shutdown()
 

@@ -12,7 +12,7 @@ from tests.support.audio import assert_speech, parse_wav
 from tts_service.config import Settings
 from tts_service.engine import Engine
 from tts_service.engine.cache import AudioCache
-from tts_service.engine.synth import SpeechChunk
+from tts_service.engine.speech import SpeechChunk
 from tts_service.observability import Metrics
 
 

@@ -50,7 +50,7 @@ def test_windowed_decode_equals_piper_whole_graph(voice: LoadedVoice, stock: Pip
     assert graphs is not None and voice.piper.session is None  # no second copy of the whole model
     ids = voice.piper.phonemes_to_ids(voice.piper.phonemize(LONG)[0])
     whole = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
-    z_p, mask, g = graphs.frontend(0, ids, graphs.scales(0.0, None, 0.0), None)
+    z_p, mask, g, _ = graphs.frontend(0, ids, graphs.scales(0.0, None, 0.0), None)
     ranges = cuts(int(z_p.shape[2]), 128, first=24)
     assert len(ranges) >= 4
     decoded = np.concatenate([graphs.decode(0, z_p, mask, g, a, b) for a, b in ranges])
@@ -137,7 +137,7 @@ def test_split_failure_falls_back_to_whole_graph(
     fallback = load_voice(entry, _settings(engine, tmp_path / "cache"))
     assert fallback.graphs is None and fallback.piper.session is not None
     small = Engine(engine.settings, registry=engine.registry)
-    small.voices._voices[entry.id] = fallback  # type: ignore[attr-defined]
+    small.voice_cache._voices[entry.id] = fallback  # type: ignore[attr-defined]
     chunks = list(small.iter_stream_chunks(small.request(LONG)))
     assert len(chunks) == 1 and chunks[0].sentence_end and chunks[0].pcm.size > 22050 * 5
     small.pool.shutdown()

@@ -16,10 +16,10 @@ from fastapi import APIRouter, Request, WebSocket
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from local.graceful import GracefulServer
 from tts_service.api import health
 from tts_service.app import create_app
 from tts_service.config import Settings
-from tts_service.middleware.graceful import GracefulServer
 from tts_service.observability import Metrics
 
 router = APIRouter()

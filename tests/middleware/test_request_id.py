@@ -13,7 +13,7 @@ from tests.support.apps import AppFactory
 from tests.support.logs import LogCapture
 from tts_service.config import Settings
 from tts_service.engine import Engine
-from tts_service.logging import request_id_var
+from tts_service.observability.logging import request_id_var
 
 noisy = APIRouter()
 _log = logging.getLogger("tts_service.test_route")

@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def fresh_liveness() -> Iterator[Liveness]:
-    liveness = get_liveness()
-    liveness.reset()
-    yield liveness
-    liveness.reset()
+    # A new process-wide record for each test, and again after it.
+    get_liveness.cache_clear()
+    yield get_liveness()
+    get_liveness.cache_clear()
 
 
 def client_for(engine: Engine) -> TestClient:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tts_service.engine.synth import SpeechChunk
+from tts_service.engine.speech import SpeechChunk
 from tts_service.errors import BinaryMessage, MessageNotJSON, TextTooLong, UnknownMessageType, ValidationFailed
 from tts_service.streaming.events import (
     API_GATEWAY_FRAME_LIMIT,

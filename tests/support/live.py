@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import uvicorn
 from fastapi import FastAPI
 
+from local.graceful import server_config
 from tts_service.config import Settings, get_settings
-from tts_service.middleware.graceful import server_config
 
 T = TypeVar("T")
 

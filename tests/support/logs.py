@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tts_service.logging import JsonFormatter
+from tts_service.observability.logging import JsonFormatter
 
 CLIENT_LOGGERS = ("httpx", "httpcore", "websockets.client")
 

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from tts_service.config import Settings, get_settings
 from tts_service.engine import Engine, get_engine
 from tts_service.errors import Unauthorized
 from tts_service.middleware.auth import OWNER_STATE
@@ -40,5 +39,4 @@ def get_charge(connection: HTTPConnection) -> Charge:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ChargeDep = Annotated[Charge, Depends(get_charge)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 OwnerDep = Annotated[str, Depends(get_owner)]

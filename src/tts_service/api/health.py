@@ -48,5 +48,5 @@ async def healthz(engine: EngineDep) -> dict[str, object]:
         "status": "ready",
         "default_voice": engine.registry.default_voice,
         "warm_voices": engine.settings.warm_voice_ids,
-        "voices_loaded": engine.voices.loaded_ids(),
+        "voices_loaded": engine.voice_cache.loaded_ids(),
     }

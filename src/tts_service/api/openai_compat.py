@@ -14,7 +14,7 @@ Point OpenAI's SDKs at this server (`base_url=".../v1"`) and `client.audio.speec
   audio) and a final `speech.audio.done` with `usage`. Behind API Gateway (buffered) both come whole, within
   Lambda's 6 MB.
 
-Errors take OpenAI's shape (see `tts_service.app.error_response`).
+Errors take OpenAI's shape (see `tts_service.responses.error_response`).
 """
 
 from __future__ import annotations

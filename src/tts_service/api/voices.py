@@ -22,7 +22,7 @@ async def list_voices(engine: EngineDep) -> dict[str, list[str]]:
 @router.get("/voices/detail")
 async def voice_detail(engine: EngineDep) -> list[dict[str, Any]]:
     """Every registered voice with its metadata and whether it is loaded now."""
-    loaded = set(engine.voices.loaded_ids())
+    loaded = set(engine.voice_cache.loaded_ids())
     registry = engine.registry
     return [
         _describe(entry, entry.id in loaded, entry.id == registry.default_voice) for entry in registry.voices.values()

@@ -43,13 +43,11 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client import Counter
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -57,7 +55,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from tts_service.config import Settings
 from tts_service.errors import MemoryUnavailable
 from tts_service.observability import tracing
-from tts_service.observability.metrics import get_metrics
+from tts_service.observability.metrics import Metrics, get_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +77,6 @@ def new_turn_key() -> int:
     """A turn's key: later turns sort after earlier ones, and two writers never pick the same key by reading the
     same last one. Fits Qdrant's 64-bit integers for millennia."""
     return (time.time_ns() // 1000) << _TURN_RANDOM_BITS | secrets.randbits(_TURN_RANDOM_BITS)
-
-
-@lru_cache
-def _failures() -> Counter:
-    """Failed memory operations, in the service's metrics registry (GET /metrics)."""
-    return Counter(
-        "tts_chat_memory_failures",
-        "Conversation memory operations that failed; chat answered without memory.",
-        ["op"],
-        registry=get_metrics().registry,
-    )
 
 
 T = TypeVar("T")
@@ -165,8 +152,9 @@ def _check_free(path: Path) -> None:
 class ConversationMemory:
     """Turns of conversations in the Qdrant collection; blocking client calls run off the event loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or get_metrics()
         self.collection = settings.qdrant_collection
         self.mode = "server" if settings.qdrant_url else "embedded"
         self._client: QdrantClient | None = None
@@ -249,7 +237,7 @@ class ConversationMemory:
 
     async def _run_traced(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         if time.monotonic() < self._retry_at:
-            _failures().labels(op).inc()
+            self.metrics.memory_failure(op)
             raise MemoryUnavailable(self._reason)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(_THREADS, thread_name_prefix="memory")
@@ -258,17 +246,17 @@ class ConversationMemory:
         try:
             return await asyncio.wait_for(call, self.settings.memory_timeout_secs)
         except MemoryUnavailable as exc:
-            _failures().labels(op).inc()
+            self.metrics.memory_failure(op)
             logger.warning("memory unavailable", extra={"op": op, "reason": exc.message, "memory_mode": self.mode})
             raise
         except TimeoutError:
-            _failures().labels(op).inc()
+            self.metrics.memory_failure(op)
             logger.warning("memory timed out", extra={"op": op, "memory_mode": self.mode})
             if self.mode == "server":
                 self._fail("the conversation store did not answer in time")
             raise MemoryUnavailable("the conversation store did not answer in time") from None
         except Exception as exc:
-            _failures().labels(op).inc()
+            self.metrics.memory_failure(op)
             logger.warning(
                 "memory failed", extra={"op": op, "error_type": type(exc).__name__, "memory_mode": self.mode}
             )

@@ -1,32 +1,25 @@
 """The synthesized-audio cache: identical requests (text, voice and every option) replay stored audio.
 
 One LRU bounded by bytes (`TTS_CACHE_MB`) serves `Engine.synthesize` (/tts) and `Engine.stream` (the
-streaming paths): a finished synthesis of either kind stores its chunks; a hit skips the worker pool and
-costs a lookup and a copy. Keys are digests, so the cache holds no second copy of users' text as keys.
+streaming paths), which look it up and store in it themselves: a finished synthesis of either kind stores its
+chunks; a hit skips the worker pool and costs a lookup and a copy. Keys are digests, so the cache holds no
+second copy of users' text as keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
-
+from tts_service.engine.speech import SpeechChunk, SpeechRequest
 from tts_service.observability import Metrics
 
-if TYPE_CHECKING:
-    from tts_service.engine.synth import Engine, Speech, SpeechChunk, SpeechRequest
-
 CACHE_NAME = "audio"
-
-E = TypeVar("E", bound="Engine")
 
 
 def request_key(req: SpeechRequest) -> bytes:
@@ -50,8 +43,6 @@ class AudioCache:
         self._entries: OrderedDict[bytes, tuple[tuple[SpeechChunk, ...], int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     @property
     def enabled(self) -> bool:
@@ -74,10 +65,8 @@ class AudioCache:
             if entry is not None:
                 self._entries.move_to_end(key)
         if entry is None:
-            self.misses += 1
             self.metrics.cache_miss(self.name)
             return None
-        self.hits += 1
         self.metrics.cache_hit(self.name)
         return [dataclasses.replace(chunk, pcm=chunk.pcm.copy()) for chunk in entry[0]]
 
@@ -101,6 +90,10 @@ class AudioCache:
         self.metrics.cache_size(self.name, entries, total)
         return True
 
+    def recorder(self, req: SpeechRequest) -> Recorder:
+        """Collects the chunks of a synthesis of `req` as they are made, to `store` once it is complete."""
+        return Recorder(self, req)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -108,89 +101,21 @@ class AudioCache:
         self.metrics.cache_size(self.name, 0, 0)
 
 
-def _speech_from_chunks(req: SpeechRequest, chunks: list[SpeechChunk]) -> Speech:
-    from tts_service.engine.synth import Speech, join_words  # synth imports this module
+class Recorder:
+    """Copies of a synthesis's chunks while they fit the cache; `store` puts them in once the synthesis is whole."""
 
-    return Speech(
-        pcm=np.concatenate([c.pcm for c in chunks]),
-        sample_rate=chunks[0].sample_rate,
-        voice_id=req.voice.id,
-        chunks=len(chunks),
-        synthesis_seconds=0.0,
-        words=join_words(chunks),
-    )
+    def __init__(self, cache: AudioCache, req: SpeechRequest) -> None:
+        self.cache = cache
+        self.req = req
+        self.chunks: list[SpeechChunk] = []
+        self.nbytes = 0
 
+    def add(self, chunk: SpeechChunk) -> None:
+        """Keep a copy of `chunk` (its consumer may change the original), until the budget is passed."""
+        if self.nbytes <= self.cache.max_bytes:
+            self.chunks.append(dataclasses.replace(chunk, pcm=chunk.pcm.copy()))
+            self.nbytes += chunk.pcm.nbytes
 
-def cached_speech(
-    fn: Callable[[E, SpeechRequest], Awaitable[Speech]],
-) -> Callable[[E, SpeechRequest], Awaitable[Speech]]:
-    """Decorate `Engine.synthesize`: serve hits without the worker pool, record and store misses."""
-
-    @functools.wraps(fn)
-    async def synthesize(self: E, req: SpeechRequest) -> Speech:
-        cached = self.audio_cache.get(req)
-        if cached is not None:
-            return _speech_from_chunks(req, cached)
-        speech = await fn(self, req)
-        self.metrics.observe_synthesis(speech.voice_id, speech.synthesis_seconds, speech.duration_ms / 1000)
-        from tts_service.engine.synth import SpeechChunk
-
-        # A copy: the caller owns the returned array and may change it.
-        self.audio_cache.put(req, [SpeechChunk(0, req.text, speech.pcm.copy(), speech.sample_rate, words=speech.words)])
-        return speech
-
-    return synthesize
-
-
-def cached_stream(
-    fn: Callable[..., AsyncGenerator[SpeechChunk, None]],
-) -> Callable[..., AsyncGenerator[SpeechChunk, None]]:
-    """Decorate `Engine.stream`: replay hits at once; time first audio and synthesis; store complete streams.
-
-    Calls with arguments beyond the request pass straight through: they may shape the audio.
-    """
-
-    @functools.wraps(fn)
-    async def stream(self: Engine, req: SpeechRequest, *args: Any, **kwargs: Any) -> AsyncGenerator[SpeechChunk, None]:
-        if args or kwargs:
-            async for chunk in fn(self, req, *args, **kwargs):
-                yield chunk
-            return
-        started = time.perf_counter()
-        cached = self.audio_cache.get(req)
-        if cached is not None:
-            self.metrics.observe_ttfa(req.voice.id, time.perf_counter() - started)
-            for chunk in cached:
-                yield chunk
-            return
-        source = fn(self, req)
-        collected: list[SpeechChunk] = []
-        collected_bytes = 0
-        audio_seconds = 0.0
-        busy = 0.0  # time spent waiting for the engine, not for our consumer
-        complete = False
-        try:
-            while True:
-                asked = time.perf_counter()
-                try:
-                    chunk = await source.__anext__()
-                except StopAsyncIteration:
-                    complete = True
-                    break
-                now = time.perf_counter()
-                busy += now - asked
-                if not audio_seconds:
-                    self.metrics.observe_ttfa(req.voice.id, now - started)
-                audio_seconds += chunk.pcm.size / chunk.sample_rate
-                if collected_bytes <= self.audio_cache.max_bytes:
-                    collected.append(dataclasses.replace(chunk, pcm=chunk.pcm.copy()))
-                    collected_bytes += chunk.pcm.nbytes
-                yield chunk
-        finally:
-            await source.aclose()
-            if audio_seconds:
-                self.metrics.observe_synthesis(req.voice.id, busy, audio_seconds)
-            if complete and collected_bytes <= self.audio_cache.max_bytes:
-                self.audio_cache.put(req, collected)
-
-    return stream
+    def store(self) -> None:
+        if self.nbytes <= self.cache.max_bytes:
+            self.cache.put(self.req, self.chunks)

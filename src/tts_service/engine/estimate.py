@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 from tts_service.engine.text import split_sentences
 
 if TYPE_CHECKING:
-    from tts_service.engine.synth import SpeechRequest
+    from tts_service.engine.speech import SpeechRequest
 
 MAX_ALNUM_PER_SECOND: Final = 30.0
 """Letters and digits a second no voice outpaces at its own speed (speed 1)."""

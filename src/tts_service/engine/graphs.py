@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from tts_service.engine.loudness import integrated_lufs
 from tts_service.engine.registry import sha256_bytes
 
 logger = logging.getLogger(__name__)
@@ -297,11 +298,9 @@ class VoiceGraphs:
                 if isinstance(saved, float) and -70.0 < saved < 0.0:
                     self._reference = saved
                 else:
-                    from tts_service.engine.loudness import integrated_lufs
-
                     parts = []
                     for ids in self._calibration_ids:
-                        z_p, mask, g = self.frontend(0, ids, self.scales(0.0, None, 0.0), None)
+                        z_p, mask, g, _ = self.frontend(0, ids, self.scales(0.0, None, 0.0), None)
                         parts.append(self._decode(0, z_p, mask, g, 0, z_p.shape[2], margin=0) * self.gain)
                     self._reference = integrated_lufs(np.concatenate(parts), self.sample_rate)
                     self._save_calibration()
@@ -350,7 +349,7 @@ class VoiceGraphs:
         peak = 0.0
         references = []
         for ids in phoneme_ids:
-            z_p, mask, g = self.frontend(0, ids, self.scales(0.0, None, 0.0), None)
+            z_p, mask, g, _ = self.frontend(0, ids, self.scales(0.0, None, 0.0), None)
             whole = self._decode(0, z_p, mask, g, 0, z_p.shape[2], margin=0)
             references.append((z_p, mask, g, whole))
             peak = max(peak, float(np.max(np.abs(whole))))
@@ -376,7 +375,7 @@ class VoiceGraphs:
         """
         options = ort.RunOptions()
         options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        z_p, mask, g = self.frontend(0, [0, 1, 0], self.scales(0.0, None, 0.0), None, run_options=options)
+        z_p, mask, g, _ = self.frontend(0, [0, 1, 0], self.scales(0.0, None, 0.0), None, run_options=options)
         for worker in range(len(self.sessions)):
             self.sessions[worker][0].run(
                 None, self._frontend_feed([0, 1, 0], self.scales(0.0, None, 0.0), None), options
@@ -395,17 +394,6 @@ class VoiceGraphs:
         )
 
     def frontend(
-        self,
-        worker: int,
-        ids: list[int],
-        scales: FloatArray,
-        speaker_id: int | None,
-        run_options: ort.RunOptions | None = None,
-    ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
-        z_p, mask, g, _ = self.frontend_with_durations(worker, ids, scales, speaker_id, run_options)
-        return z_p, mask, g
-
-    def frontend_with_durations(
         self,
         worker: int,
         ids: list[int],

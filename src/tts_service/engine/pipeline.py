@@ -31,13 +31,13 @@ from tts_service.engine.audio import FloatArray, Int16Array, float_to_int16, sil
 from tts_service.engine.graphs import HEAD, cuts
 from tts_service.engine.loudness import gain_for, limit
 from tts_service.engine.pool import WorkerPool, current_worker
+from tts_service.engine.speech import SpeechChunk, SpeechRequest
 from tts_service.engine.text import cut_phonemes, split_sentences
 from tts_service.engine.words import WordTiming, owners, sound_spans, sounds_of, text_words, timings, word_groups
 from tts_service.errors import AudioTooLong, SynthesisFailed
 from tts_service.observability import tracing
 
 if TYPE_CHECKING:
-    from tts_service.engine.synth import SpeechChunk, SpeechRequest
     from tts_service.engine.voices import LoadedVoice
 
 
@@ -344,7 +344,7 @@ class Synthesis:
         graphs = self.voice.graphs
         assert graphs is not None
         try:
-            z_p, mask, g, durations = graphs.frontend_with_durations(
+            z_p, mask, g, durations = graphs.frontend(
                 current_worker() if worker is None else worker, ids, self._scales(), self.req.speaker_id
             )
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -456,8 +456,6 @@ class Synthesis:
     def _chunk(
         self, sentence: str, pcm: Int16Array, words: list[WordTiming], *, first_of_piece: bool, index: int, end: bool
     ) -> SpeechChunk:
-        from tts_service.engine.synth import SpeechChunk
-
         if first_of_piece and index > 0 and self.req.sentence_silence > 0:
             gap = silence(self.req.sentence_silence, self.voice.sample_rate)
             pcm = np.concatenate([gap, pcm])

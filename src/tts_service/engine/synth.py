@@ -6,22 +6,21 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from tts_service.config import Settings, get_settings
-from tts_service.engine.audio import Int16Array, float_to_int16
-from tts_service.engine.cache import AudioCache, cached_speech, cached_stream
+from tts_service.engine.audio import float_to_int16
+from tts_service.engine.cache import AudioCache
 from tts_service.engine.estimate import min_audio_seconds
 from tts_service.engine.loudness import to_loudness
 from tts_service.engine.options import SpeechOptions
 from tts_service.engine.pipeline import Plan, Synthesis
 from tts_service.engine.pool import WorkerPool
 from tts_service.engine.registry import VoiceEntry, VoiceRegistry
+from tts_service.engine.speech import Speech, SpeechChunk, SpeechRequest
 from tts_service.engine.voices import LoadedVoice, SessionSettings, VoiceCache
-from tts_service.engine.words import WordTiming
 from tts_service.errors import AudioTooLong, ValidationFailed
 from tts_service.observability import Metrics, get_metrics
 
@@ -30,57 +29,6 @@ logger = logging.getLogger(__name__)
 _WARMUP_TEXT = "Ready."
 _CONTROL = frozenset(chr(c) for c in [*range(0, 32), 127])
 _CONTROL_TO_SPACE = {ord(c): " " for c in _CONTROL}
-
-
-@dataclass(frozen=True)
-class SpeechRequest:
-    """A request the engine has accepted: trimmed text, a registered voice and resolved options."""
-
-    text: str
-    voice: VoiceEntry
-    speaker_id: int | None
-    length_scale: float | None
-    noise_scale: float | None
-    noise_w: float | None
-    volume: float
-    sentence_silence: float
-    loudness: float | None = None
-    """Target LUFS, or None (Piper's peak normalisation)."""
-
-
-@dataclass
-class SpeechChunk:
-    """One piece of audio: a sentence, or part of an over-long one."""
-
-    seq: int
-    text: str
-    pcm: Int16Array
-    sample_rate: int
-    sentence_end: bool = True
-    """False for the leading pieces of a sentence decoded in chunks (`Engine.iter_stream_chunks`)."""
-    words: list[WordTiming] = dataclasses.field(default_factory=list)
-    """Words that start in this chunk, in samples from its start (voices whose graph gives durations)."""
-
-    @property
-    def duration_ms(self) -> int:
-        return round(1000 * self.pcm.size / self.sample_rate)
-
-
-@dataclass
-class Speech:
-    """A finished synthesis."""
-
-    pcm: Int16Array
-    sample_rate: int
-    voice_id: str
-    chunks: int
-    synthesis_seconds: float
-    words: list[WordTiming] = dataclasses.field(default_factory=list)
-    """Word timings in samples from the start (voices whose graph gives durations)."""
-
-    @property
-    def duration_ms(self) -> int:
-        return round(1000 * self.pcm.size / self.sample_rate)
 
 
 class Engine:
@@ -92,7 +40,7 @@ class Engine:
         self.settings = settings
         self.metrics = metrics or get_metrics()
         self.registry = registry or VoiceRegistry.from_file(settings.voice_map_path)
-        self.voices = VoiceCache(
+        self.voice_cache = VoiceCache(
             settings.voice_cache_size,
             SessionSettings(
                 intra_op_threads=settings.ort_intra_op_threads,
@@ -111,7 +59,9 @@ class Engine:
         self._on_idle = self._trim if settings.arena_trim_idle_secs > 0 else None
         self.audio_cache = AudioCache(int(settings.tts_cache_mb * 2**20), self.metrics)
         """Finished audio by request (text, voice, options), shared by `synthesize` and `stream`."""
-        self.metrics.watch_engine(lambda: len(self.voices.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity)
+        self.metrics.watch_engine(
+            lambda: len(self.voice_cache.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity
+        )
         lookahead = settings.synth_workers
         self.plan = Plan(
             settings.max_sentence_phonemes,
@@ -182,7 +132,7 @@ class Engine:
     # --- blocking API (Lambda handlers, tools; never from a worker thread) ---
 
     def load(self, voice: VoiceEntry) -> LoadedVoice:
-        return self.voices.get(voice)
+        return self.voice_cache.get(voice)
 
     def synthesis(self, req: SpeechRequest, *, streamed: bool = False) -> Synthesis:
         """The request's chunks, to iterate (blocking) or `async for`, once. Loads the voice if needed."""
@@ -219,20 +169,22 @@ class Engine:
     def _speech(self, req: SpeechRequest, chunks: list[SpeechChunk], started: float) -> Speech:
         if not chunks:
             raise ValidationFailed("text contains nothing to speak")
-        return Speech(
-            pcm=np.concatenate([c.pcm for c in chunks]),
-            sample_rate=chunks[0].sample_rate,
-            voice_id=req.voice.id,
-            chunks=len(chunks),
-            synthesis_seconds=time.perf_counter() - started,
-            words=join_words(chunks),
-        )
+        return Speech.joined(req.voice.id, chunks, time.perf_counter() - started)
 
     # --- async API (event loop) ---
 
-    @cached_speech
     async def synthesize(self, req: SpeechRequest) -> Speech:
-        """The whole text as one PCM array."""
+        """The whole text as one PCM array: from the audio cache without the worker pool, else made and stored."""
+        cached = self.audio_cache.get(req)
+        if cached is not None:
+            return Speech.joined(req.voice.id, cached, 0.0)
+        speech = await self._synthesize(req)
+        self.metrics.observe_synthesis(speech.voice_id, speech.synthesis_seconds, speech.duration_ms / 1000)
+        # A copy: the caller owns the returned array and may change it.
+        self.audio_cache.put(req, [SpeechChunk(0, req.text, speech.pcm.copy(), speech.sample_rate, words=speech.words)])
+        return speech
+
+    async def _synthesize(self, req: SpeechRequest) -> Speech:
         with self.pool.admit(on_idle=self._on_idle):
             started = time.perf_counter()
             voice = await self.loaded_voice(req.voice)
@@ -242,14 +194,52 @@ class Engine:
 
     def _trim(self) -> None:
         """Synthesis went idle: release the arenas' peaks (each voice's sessions), on a worker."""
-        for voice_id in self.voices.loaded_ids():
-            voice = self.voices.peek(voice_id)
+        for voice_id in self.voice_cache.loaded_ids():
+            voice = self.voice_cache.peek(voice_id)
             if voice is not None and voice.graphs is not None:
                 voice.graphs.trim()
 
-    @cached_stream
     async def stream(self, req: SpeechRequest) -> AsyncGenerator[SpeechChunk, None]:
-        """Chunks as they are made. Stopping iteration stops synthesis after the pieces in progress."""
+        """Chunks as they are made, or replayed at once from the audio cache; a complete stream is stored.
+
+        Times the first audio and the synthesis (the time spent waiting for the engine, not for the consumer).
+        Stopping iteration stops synthesis after the pieces in progress.
+        """
+        started = time.perf_counter()
+        cached = self.audio_cache.get(req)
+        if cached is not None:
+            self.metrics.observe_ttfa(req.voice.id, time.perf_counter() - started)
+            for chunk in cached:
+                yield chunk
+            return
+        source = self._stream(req)
+        recorder = self.audio_cache.recorder(req)
+        audio_seconds = 0.0
+        busy = 0.0  # time spent waiting for the engine, not for our consumer
+        complete = False
+        try:
+            while True:
+                asked = time.perf_counter()
+                try:
+                    chunk = await source.__anext__()
+                except StopAsyncIteration:
+                    complete = True
+                    break
+                now = time.perf_counter()
+                busy += now - asked
+                if not audio_seconds:
+                    self.metrics.observe_ttfa(req.voice.id, now - started)
+                audio_seconds += chunk.pcm.size / chunk.sample_rate
+                recorder.add(chunk)
+                yield chunk
+        finally:
+            await source.aclose()
+            if audio_seconds:
+                self.metrics.observe_synthesis(req.voice.id, busy, audio_seconds)
+            if complete:
+                recorder.store()
+
+    async def _stream(self, req: SpeechRequest) -> AsyncGenerator[SpeechChunk, None]:
         with self.pool.admit(on_idle=self._on_idle):
             voice = await self.loaded_voice(req.voice)
             synthesis = Synthesis(req, voice, self.pool, self.stream_plan)
@@ -263,7 +253,7 @@ class Engine:
                 synthesis.close()
 
     async def loaded_voice(self, voice: VoiceEntry) -> LoadedVoice:
-        loaded = self.voices.peek(voice.id)
+        loaded = self.voice_cache.peek(voice.id)
         return loaded if loaded is not None else await self.pool.run(self.load, voice)
 
     async def warm(self) -> None:
@@ -290,17 +280,7 @@ class Engine:
             path.chmod(0o755 if path.is_dir() else 0o644)
 
     def ready(self) -> bool:
-        return self.warmed and self.voices.peek(self.registry.default_voice) is not None
-
-
-def join_words(chunks: list[SpeechChunk]) -> list[WordTiming]:
-    """The chunks' word timings in samples from the start of their joined audio."""
-    words: list[WordTiming] = []
-    offset = 0
-    for chunk in chunks:
-        words.extend(w.shifted(offset) for w in chunk.words)
-        offset += chunk.pcm.size
-    return words
+        return self.warmed and self.voice_cache.peek(self.registry.default_voice) is not None
 
 
 @lru_cache

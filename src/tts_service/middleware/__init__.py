@@ -1,7 +1,8 @@
 """Pure-ASGI middleware (WebSockets and streamed responses pass through untouched) for running in production.
 
 Order, outermost first: request id -> trace span -> access log and metrics -> shutdown drain -> CORS -> rate limit
--> API key -> streams per client -> body size -> disconnect -> timeout -> pace (send and idle timeouts) -> the app.
+-> API key -> streams per client -> body size -> disconnect -> timeout -> pace (send and idle timeouts) -> unhandled
+errors -> JSON bodies -> the app.
 So every answer, refusals included, carries the request id, is traced, counted and logged, and gets CORS headers;
 requests with wrong keys spend their IP's budget (no unthrottled key guessing); a request over its budget never
 has its body read.
@@ -21,11 +22,13 @@ from tts_service.middleware.auth import ApiKeyMiddleware
 from tts_service.middleware.clients import ClientResolver
 from tts_service.middleware.cors import JsonCORSMiddleware, cors_options
 from tts_service.middleware.drain import Drain, DrainMiddleware
+from tts_service.middleware.json_body import JsonBodyMiddleware
 from tts_service.middleware.limits import BodyLimitMiddleware, DisconnectMiddleware, TimeoutMiddleware
 from tts_service.middleware.pace import PaceMiddleware, StreamCapMiddleware
 from tts_service.middleware.ratelimit import MessageBudget, RateLimiter, RateLimitMiddleware, client_key
 from tts_service.middleware.request_id import RequestIdMiddleware
 from tts_service.middleware.tracing import TracingMiddleware
+from tts_service.middleware.unhandled import UnhandledErrorMiddleware
 from tts_service.observability import Metrics
 
 __all__ = ["Drain", "MessageBudget", "RateLimiter", "install"]
@@ -44,6 +47,8 @@ def install(
     credentials = Credentials.from_settings(settings)
     app.state.credentials = credentials
     # add_middleware puts each new layer outside the previous ones: add innermost first.
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(
         PaceMiddleware,
         send_timeout=settings.stream_send_timeout_secs,

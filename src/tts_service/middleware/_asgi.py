@@ -1,13 +1,16 @@
-"""Small ASGI helpers shared by the middlewares: headers, refusals rendered through the one error mapping."""
+"""Small ASGI helpers shared by the middlewares: headers, the paths that skip checks, WebSocket close codes.
+
+Refusals are rendered by `tts_service.responses.refuse`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from starlette.routing import compile_path
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
-from tts_service.errors import ServiceError
+from tts_service.urls import path_of
 
 # Liveness and readiness answer without a key, a rate budget or the synthesis queue.
 HEALTH_PATHS = frozenset({"/health", "/healthz", "/api/health", "/api/healthz"})
@@ -38,15 +41,6 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def path_of(scope: Scope) -> str:
-    """The request path without the root path a proxy or Mangum may have prefixed."""
-    path = str(scope.get("path", ""))
-    root = str(scope.get("root_path", ""))
-    if root and path.startswith(root):
-        path = path[len(root) :] or "/"
-    return path
-
-
 def is_health(scope: Scope) -> bool:
     return path_of(scope).rstrip("/") in HEALTH_PATHS
 
@@ -57,18 +51,6 @@ def is_console(scope: Scope) -> bool:
         return False
     path = path_of(scope)
     return path == CONSOLE_PAGE or path.startswith(CONSOLE_ASSETS)
-
-
-async def refuse(scope: Scope, receive: Receive, send: Send, exc: ServiceError, ws_code: int) -> None:
-    """Answer with `exc`: a JSON error over HTTP; for a WebSocket not yet accepted, a close with `ws_code`."""
-    from tts_service.app import error_response  # app imports this package; import late to avoid a cycle
-
-    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
-        # Closing before accept makes the server answer the handshake with 403; the reason tells clients why.
-        await send({"type": "websocket.close", "code": ws_code, "reason": exc.message[:120]})
-        return
-    # Over a WebSocket handshake, servers with the denial-response extension send this as a plain HTTP answer.
-    await error_response(exc, scope)(scope, receive, send)
 
 
 def add_headers(message: Message, headers: list[tuple[bytes, bytes]]) -> None:

@@ -13,8 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service.credentials import SHARED_OWNER, Credentials, ticket_subprotocol
 from tts_service.errors import Unauthorized
-from tts_service.middleware._asgi import WS_POLICY_VIOLATION, is_console, is_health, refuse
+from tts_service.middleware._asgi import WS_POLICY_VIOLATION, is_console, is_health
 from tts_service.observability import Metrics
+from tts_service.responses import refuse
 
 logger = logging.getLogger(__name__)
 

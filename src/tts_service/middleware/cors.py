@@ -11,6 +11,7 @@ from starlette.responses import Response
 from tts_service.config import Settings
 from tts_service.errors import OriginNotAllowed
 from tts_service.observability import Metrics
+from tts_service.responses import error_response
 
 # Any port on the loopback names: what a developer's front-end dev server uses.
 LOCALHOST_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?"
@@ -55,8 +56,6 @@ class JsonCORSMiddleware(CORSMiddleware):
         if response.status_code == 200:
             return response
         self.metrics.observe_rejected("origin_not_allowed")
-        from tts_service.app import error_response  # app imports this package; import late to avoid a cycle
-
         reason = bytes(response.body).decode().removeprefix("Disallowed CORS ")
         refused = error_response(OriginNotAllowed(f"CORS preflight refused: {reason} not allowed"))
         refused.headers["Vary"] = "Origin"

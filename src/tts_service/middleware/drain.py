@@ -15,8 +15,10 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service.errors import ShuttingDown
-from tts_service.middleware._asgi import WS_GOING_AWAY, add_headers, path_of, refuse
+from tts_service.middleware._asgi import WS_GOING_AWAY, add_headers
 from tts_service.observability import Metrics
+from tts_service.responses import refuse
+from tts_service.urls import path_of
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service.errors import GatewayTimeout, PayloadTooLarge
-from tts_service.middleware._asgi import header, refuse
+from tts_service.middleware._asgi import header
 from tts_service.observability import Metrics
+from tts_service.responses import refuse
 
 logger = logging.getLogger(__name__)
 

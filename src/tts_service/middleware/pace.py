@@ -21,9 +21,11 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_service.errors import TooManyStreams
-from tts_service.logging import response_abandoned_var
-from tts_service.middleware._asgi import WS_GOING_AWAY, WS_TRY_AGAIN_LATER, SlowClient, path_of, refuse
+from tts_service.middleware._asgi import WS_GOING_AWAY, WS_TRY_AGAIN_LATER, SlowClient
 from tts_service.observability import Metrics
+from tts_service.observability.logging import response_abandoned_var
+from tts_service.responses import refuse
+from tts_service.urls import path_of
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ class PaceMiddleware:
         except SlowClient:
             if not stalled:
                 raise
-            # The response cannot be finished: the server closes the connection (see tts_service.logging).
+            # The response cannot be finished: the server closes the connection (see tts_service.observability.logging).
             response_abandoned_var.set(True)
 
 

@@ -31,10 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tts_service.config import Settings
 from tts_service.credentials import Credentials
 from tts_service.errors import RateLimited
-from tts_service.middleware._asgi import WS_TRY_AGAIN_LATER, add_headers, is_console, is_health, path_of, refuse
+from tts_service.middleware._asgi import WS_TRY_AGAIN_LATER, add_headers, is_console, is_health
 from tts_service.middleware.auth import identify
 from tts_service.middleware.clients import ClientResolver
 from tts_service.observability import Metrics
+from tts_service.responses import refuse
+from tts_service.urls import path_of
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +167,6 @@ class RateLimiter:
             reset_at = max(s.reset_time for s in stats if s.remaining <= 0) if remaining == 0 else now + 1
         reset_secs = max(0 if allowed else 1, math.ceil(reset_at - now))
         return Decision(allowed, self.per_minute, remaining, reset_secs)
-
-    def reset(self) -> None:
-        """Forget every counter (tests)."""
-        self.storage.reset()
 
 
 def client_key(scope: Scope, credentials: Credentials, clients: ClientResolver) -> str:

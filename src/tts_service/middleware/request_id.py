@@ -8,8 +8,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tts_service.logging import request_id_var
 from tts_service.middleware._asgi import add_headers, header
+from tts_service.observability.logging import request_id_var
 
 HEADER = b"x-request-id"
 # Letters, digits and a few separators: UUIDs, ULIDs, trace ids and API Gateway ids (base64), nothing that can

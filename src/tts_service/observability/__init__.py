@@ -1,5 +1,5 @@
-"""Metrics (Prometheus) and traces (OpenTelemetry) for the service, behind interfaces: core modules never import
-prometheus_client or opentelemetry."""
+"""Logs (JSON lines, `observability.logging`), metrics (Prometheus) and traces (OpenTelemetry) for the service,
+behind interfaces: core modules never import prometheus_client or opentelemetry."""
 
 from tts_service.observability import tracing
 from tts_service.observability.metrics import CONTENT_TYPE, Metrics, get_metrics

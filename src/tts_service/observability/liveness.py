@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from tts_service.config import get_settings
 from tts_service.errors import ServiceError, SynthesisFailed, VoiceUnavailable
 from tts_service.observability import tracing
 
@@ -72,17 +73,10 @@ class Liveness:
                 return f"{self._failures} syntheses failed in a row"
             return None
 
-    def reset(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._default_voice_problem = None
-
 
 @lru_cache
 def get_liveness() -> Liveness:
     """The process-wide record (the engine is process-wide too)."""
-    from tts_service.config import get_settings
-
     return Liveness(get_settings().liveness_max_synth_failures)
 
 

@@ -153,6 +153,14 @@ class Metrics:
             registry=reg,
         )
 
+        # --- chat ---
+        self.memory_failures = Counter(
+            "tts_chat_memory_failures",
+            "Conversation memory operations that failed; chat answered without memory.",
+            ["op"],
+            registry=reg,
+        )
+
         # Series that exist from the start read 0 instead of "no data" on dashboards and in rate().
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
@@ -209,6 +217,10 @@ class Metrics:
         provider = _label(provider)
         self.llm_requests.labels(provider, outcome if outcome in _LLM_OUTCOMES else "error").inc()
         self.llm_duration.labels(provider).observe(seconds)
+
+    def memory_failure(self, op: str) -> None:
+        """A conversation memory operation (`recall`, `store`, ...) that failed; chat went on without memory."""
+        self.memory_failures.labels(_label(op)).inc()
 
     def watch_engine(self, voices_loaded: Callable[[], float], admitted: Callable[[], float], capacity: float) -> None:
         """Gauges read from the engine at scrape time."""

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tts_service import __version__
+from tts_service.errors import ServiceError
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -164,8 +165,6 @@ def mark_error(current: Span | None, exc: BaseException) -> None:
     if current is None:
         return
     from opentelemetry.trace import Status, StatusCode
-
-    from tts_service.errors import ServiceError
 
     status = exc.status_code if isinstance(exc, ServiceError) else 500
     if isinstance(exc, ServiceError):

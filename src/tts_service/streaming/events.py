@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from tts_service.audio import AudioFormat
 from tts_service.engine.audio import CHANNELS, HOP_LENGTH, SAMPLE_WIDTH, mel_spectrogram
-from tts_service.engine.synth import SpeechChunk
+from tts_service.engine.speech import SpeechChunk
 from tts_service.errors import ServiceError
 
 Encoding = Literal["binary", "base64"]

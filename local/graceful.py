@@ -1,4 +1,4 @@
-"""A uvicorn server that drains before it stops (the local shim; Lambda has no SIGTERM to handle)."""
+"""The local shim's uvicorn server, which drains before it stops (Lambda has no SIGTERM to handle)."""
 
 from __future__ import annotations
 
