@@ -116,7 +116,7 @@ def test_each_key_lists_only_its_own_conversations(make_client: AppFactory, fake
 
 
 def test_without_keys_everyone_is_one_owner(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
-    # A keyless deployment has no way to tell callers apart: it is one shared owner (README, "Security").
+    # A keyless deployment has no way to tell callers apart: it is one shared owner (docs/operations.md, "Security").
     client, _ = make_client()
     client.post("/chat", json={"message": SECRET_TEXT, "conversation_id": "open-1"})
     assert client.get("/conversations/open-1").json()["turns"] == 1

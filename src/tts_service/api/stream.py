@@ -82,7 +82,7 @@ class _WebSocketTransport:
 
 @router.websocket("/ws/tts")
 async def ws_tts(ws: WebSocket, engine: EngineDep, charge: ChargeDep) -> None:
-    """The streaming protocol (see README, 'Streaming'): JSON messages in; start, audio, end or error out.
+    """The streaming protocol (docs/api.md, "Streaming"): JSON messages in; start, audio, end or error out.
 
     Each `speak` and `start` is charged to the client's rate budget; a spent budget is an `error` event.
     """
