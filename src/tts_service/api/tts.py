@@ -45,7 +45,7 @@ class TtsRequest(SpeechOptions):
     text: SpeechText = Field(description="Text to speak: 1 to MAX_TEXT_CHARS characters after trimming.")
     include_spectrogram: bool = Field(False, description="Add an 80-band log-mel spectrogram for display.")
     format: ResponseFormat | None = Field(
-        None, description="Answer format: JSON with base64 WAV, or raw bytes of an audio format (see docs/api.md, 'Formats')."
+        None, description="Answer format: JSON with base64 WAV, or raw bytes of an audio format (docs/api.md, Formats)."
     )
     sample_rate: int | None = Field(
         None, description="pcm and wav: 8000, 16000, 22050, 24000, 44100 or 48000 Hz; mulaw and alaw: 8000."
