@@ -163,7 +163,8 @@ def test_download_verifies_registers_and_the_voice_speaks(
         "sha256": hashlib.sha256((JOE / "en_US-joe-medium.onnx").read_bytes()).hexdigest(),
     }
     assert voice["config"]["path"] == f"{JOE_DIR}/en_US-joe-medium.onnx.json"
-    assert voice["language"] == "en_US" and voice["quality"] == "medium"
+    assert voice["language"] == "en_US"
+    assert voice["quality"] == "medium"
     assert raw["openai_voices"]["alloy"] == "en_US-joe-medium"  # the rest of the map is kept
 
     # AND the service loads it from there (hashes verified) and it speaks

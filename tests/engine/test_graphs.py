@@ -40,14 +40,17 @@ def test_cuts_start_small_then_cover_everything_in_bounded_windows() -> None:
     ranges = cuts(1300, 512, first=24)
     assert ranges[0] == (0, 24)
     assert all(a == prev_b for (_, prev_b), (a, _) in zip(ranges, ranges[1:], strict=False))
-    assert ranges[-1][1] == 1300 and max(b - a for a, b in ranges) <= 512
+    assert ranges[-1][1] == 1300
+    assert max(b - a for a, b in ranges) <= 512
     sizes = [b - a for a, b in cuts(1100, 512)]
-    assert len(sizes) == 3 and max(sizes) - min(sizes) <= 1  # even windows, no tiny tail
+    assert len(sizes) == 3
+    assert max(sizes) - min(sizes) <= 1  # even windows, no tiny tail
 
 
 def test_windowed_decode_equals_piper_whole_graph(voice: LoadedVoice, stock: PiperVoice) -> None:
     graphs = voice.graphs
-    assert graphs is not None and voice.piper.session is None  # no second copy of the whole model
+    assert graphs is not None
+    assert voice.piper.session is None  # no second copy of the whole model
     ids = voice.piper.phonemes_to_ids(voice.piper.phonemize(LONG)[0])
     whole = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
     z_p, mask, g, _ = graphs.frontend(0, ids, graphs.scales(0.0, None, 0.0), None)
@@ -135,11 +138,14 @@ def test_split_failure_falls_back_to_whole_graph(
     monkeypatch.setattr(graph, "split", refuse)
     entry = engine.registry.voices[engine.registry.default_voice]
     fallback = load_voice(entry, _settings(engine, tmp_path / "cache"))
-    assert fallback.graphs is None and fallback.piper.session is not None
+    assert fallback.graphs is None
+    assert fallback.piper.session is not None
     small = Engine(engine.settings, registry=engine.registry)
     small.voice_cache._voices[entry.id] = fallback  # type: ignore[attr-defined]
     chunks = list(small.iter_stream_chunks(small.request(LONG)))
-    assert len(chunks) == 1 and chunks[0].sentence_end and chunks[0].pcm.size > 22050 * 5
+    assert len(chunks) == 1
+    assert chunks[0].sentence_end
+    assert chunks[0].pcm.size > 22050 * 5
     small.pool.shutdown()
 
 
@@ -169,9 +175,11 @@ def test_unusable_cache_dir_falls_back_to_a_fresh_private_temp_dir(engine: Engin
     not_a_dir.write_text("x")
     entry = engine.registry.voices[engine.registry.default_voice]
     loaded = load_voice(entry, _settings(engine, not_a_dir / "cache"))
-    assert loaded.graphs is not None and loaded.graphs.gain > 1.0
+    assert loaded.graphs is not None
+    assert loaded.graphs.gain > 1.0
     from tts_service.engine.graphs import fallback_root
 
     root = fallback_root()
-    assert root.name.startswith("tts-service-graphs-") and root.name != "tts-service-graphs-"
+    assert root.name.startswith("tts-service-graphs-")
+    assert root.name != "tts-service-graphs-"
     assert stat.S_IMODE(root.stat().st_mode) == 0o700

@@ -64,4 +64,5 @@ def test_the_limiter_only_touches_what_is_over() -> None:
 
 def test_loudness_out_of_range_is_refused(client: TestClient) -> None:
     response = client.post("/tts", json={"text": "Hi.", "loudness": -80})
-    assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"

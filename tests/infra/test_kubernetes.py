@@ -67,7 +67,8 @@ def test_server_and_console_deployments_run_hardened_behind_their_services() -> 
     for name, port in (("tts-service", 8085), ("tts-frontend", 8080)):
         pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["ports"][0]["containerPort"] == port
         service = find(docs, "Service", name)
@@ -101,7 +102,8 @@ def test_the_ingress_serves_tls_and_routes_the_api_to_the_server_and_the_rest_to
     ingress = find(built(), "Ingress", "tts-service")
     (tls,) = ingress["spec"]["tls"]
     (rule,) = ingress["spec"]["rules"]
-    assert tls["hosts"] == [rule["host"]] and tls["secretName"]
+    assert tls["hosts"] == [rule["host"]]
+    assert tls["secretName"]
     for path in api_paths():
         assert ingress_backend(ingress, path) == "tts-service", path
     for path in ("/", "/index.html", "/assets/app.js", "/metrics", "/api/metrics", "/ttsx"):
@@ -130,11 +132,11 @@ def test_network_policies_let_only_the_ingress_in_and_the_server_out_to_dns_llm_
     assert {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6333)} <= egress_ports
     # the hosted LLM over the internet, never the cluster's or the cloud's private ranges
     https = next(rule for rule in server["egress"] if rule["ports"] == [{"protocol": "TCP", "port": 443}])
-    assert (
-        "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"] and "169.254.0.0/16" in https["to"][0]["ipBlock"]["except"]
-    )
+    assert "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"]
+    assert "169.254.0.0/16" in https["to"][0]["ipBlock"]["except"]
     console = find(docs, "NetworkPolicy", "tts-frontend")["spec"]
-    assert console["egress"] == [] and set(console["policyTypes"]) == {"Ingress", "Egress"}
+    assert console["egress"] == []
+    assert set(console["policyTypes"]) == {"Ingress", "Egress"}
     assert console["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
 
 
@@ -157,7 +159,8 @@ def test_threads_follow_the_cpu_limit_one_single_threaded_worker_per_core() -> N
 def hpa_in_flight_target(docs: list[dict[str, Any]]) -> float:
     spec = find(docs, "HorizontalPodAutoscaler", "tts-service")["spec"]
     (pods,) = [m["pods"] for m in spec["metrics"] if m["type"] == "Pods"]
-    assert pods["metric"]["name"] == "requests_in_flight" and pods["target"]["type"] == "AverageValue"
+    assert pods["metric"]["name"] == "requests_in_flight"
+    assert pods["target"]["type"] == "AverageValue"
     return float(pods["target"]["averageValue"])
 
 
@@ -177,7 +180,8 @@ def test_the_hpa_scales_on_cpu_and_on_requests_in_flight_served_by_the_adapter_r
     assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
     # Prometheus finds the pods to scrape
     annotations = find(docs, "Deployment", "tts-service")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == "8085" and annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == "8085"
+    assert annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_the_streaming_profile_runs_fewer_larger_pods() -> None:
@@ -207,4 +211,5 @@ def test_the_voices_overlay_really_mounts_the_claim_read_only() -> None:
     mounts = {m["mountPath"]: m for m in server_container(docs)["volumeMounts"]}
     assert mounts["/voices"] == {"name": "voices", "mountPath": "/voices", "readOnly": True}
     # the base's volumes and mounts are all still there
-    assert {"/models", "/tmp", "/data"} <= set(mounts) and {"models", "tmp", "data"} <= set(volumes)
+    assert {"/models", "/tmp", "/data"} <= set(mounts)
+    assert {"models", "tmp", "data"} <= set(volumes)

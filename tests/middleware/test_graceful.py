@@ -125,7 +125,8 @@ def test_shutdown_finishes_in_flight_work_then_closes_streams(running: Running) 
         busy_result = pool.submit(receive_until_closed, busy)
 
         response = slow_call.result(timeout=10)
-        assert response.status_code == 200 and response.json() == {"status": "finished"}
+        assert response.status_code == 200
+        assert response.json() == {"status": "finished"}
 
         _, idle_code = idle_result.result(timeout=10)
         assert idle_code == 1001, "a quiet stream is closed with 1001 going away"

@@ -81,7 +81,8 @@ def test_access_log_line_fields(make_client: AppFactory, logs: LogCapture) -> No
     client.get("/no/such/path/12345", headers={"X-Request-ID": "access-2"})
     lines = {r["request_id"]: r for r in logs.records if r["logger"] == "tts_service.access"}
     first = lines["access-1"]
-    assert first["level"] == "INFO" and first["message"] == "request"
+    assert first["level"] == "INFO"
+    assert first["message"] == "request"
     assert (first["method"], first["route"], first["status"]) == ("GET", "/api/voices", 200)
     assert first["duration_ms"] >= 0
     assert lines["access-2"]["route"] == "unmatched", "raw paths never become labels or log fields"
@@ -100,7 +101,8 @@ def test_no_user_text_or_secrets_in_logs(make_client: AppFactory, logs: LogCaptu
     assert invalid.status_code == 422
     assert any(r["logger"] == "tts_service.access" for r in logs.records)
     assert secret not in logs.text
-    assert "Quillfeather" not in logs.text and "9931" not in logs.text
+    assert "Quillfeather" not in logs.text
+    assert "9931" not in logs.text
 
 
 def test_log_level_settings() -> None:

@@ -71,7 +71,8 @@ def test_a_default_voice_that_cannot_load_fails_liveness(broken_default_voice: E
         assert client.get("/health").status_code == 200
         # WHEN a request needs the default voice and it cannot load
         refused = client.post("/tts", json={"text": "Hello."})
-        assert refused.status_code == 503 and refused.json()["error"]["code"] == "voice_unavailable"
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "voice_unavailable"
         # THEN liveness fails, saying why, so the orchestrator restarts the pod
         dead = client.get("/health")
         assert dead.status_code == 503

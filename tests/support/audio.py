@@ -37,7 +37,8 @@ def parse_wav(data: bytes) -> Wav:
         assert wav.getcomptype() == "NONE"
         frames = wav.readframes(wav.getnframes())
         parsed = Wav(wav.getframerate(), wav.getnchannels(), wav.getsampwidth(), np.frombuffer(frames, dtype="<i2"))
-    assert parsed.channels == 1 and parsed.sample_width == 2
+    assert parsed.channels == 1
+    assert parsed.sample_width == 2
     return parsed
 
 

@@ -19,7 +19,8 @@ def decode(fmt: str, data: bytes, sample_rate: int | None = None) -> Wav:
     """Decode `data` of `fmt` to 16-bit mono samples; headerless formats (pcm, mulaw, alaw) need `sample_rate`."""
     assert data, f"no {fmt} bytes to decode"
     if fmt == "pcm":
-        assert sample_rate is not None and len(data) % 2 == 0
+        assert sample_rate is not None
+        assert len(data) % 2 == 0
         return Wav(sample_rate, 1, 2, np.frombuffer(data, dtype="<i2"))
     if fmt == "aac":
         assert data[0] == 0xFF and data[1] & 0xF0 == 0xF0, "not an ADTS stream"

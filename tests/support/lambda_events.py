@@ -40,7 +40,8 @@ def load_function(name: str) -> ModuleType:
     """Import functions/<name>/app.py as Lambda does (module scope runs once)."""
     path = REPO / "functions" / name / "app.py"
     spec = importlib.util.spec_from_file_location(f"lambda_{name}_app", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
