@@ -99,7 +99,8 @@ def test_a_dead_port_fails_every_check_with_a_reason_each(capsys: pytest.Capture
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(smoke.CHECKS) + 1
     for name, line in zip(smoke.CHECKS, lines, strict=False):
-        assert line.startswith(f"FAIL {name}: ") and "refused" in line.lower(), line
+        assert line.startswith(f"FAIL {name}: "), line
+        assert "refused" in line.lower(), line
     assert lines[-1] == f"smoke FAILED against {url}: 0 ok, 6 failing, 0 skipped"
 
 

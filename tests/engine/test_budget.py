@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tts_service.config import Settings
-from tts_service.engine import Engine, SpeechOptions
+from tts_service.engine import Engine, SpeechChunk, SpeechOptions
 from tts_service.errors import AudioTooLong
 from tts_service.observability import Metrics
 
@@ -17,6 +17,12 @@ LONGER = (
     "The quick brown fox jumps over the lazy dog, and then it runs far, far away into the dark green forest, "
     "where it hides until the evening comes."
 )
+
+
+def drain_sizes(chunks: Iterable[SpeechChunk], sizes: list[int]) -> None:
+    """Record each chunk's sample count in `sizes` until the stream ends or raises."""
+    for chunk in chunks:
+        sizes.append(chunk.pcm.size)
 
 
 @pytest.fixture
@@ -50,10 +56,10 @@ def test_synthesis_stops_at_the_budget_when_the_estimate_was_low(small_budget: E
     req = small_budget.request(LONGER)  # at least ~4 s by the estimate's floor, really ~9 s
     with pytest.raises(AudioTooLong):
         small_budget.synthesize_blocking(req)
-    produced = 0
+    sizes: list[int] = []
     with pytest.raises(AudioTooLong):
-        for chunk in small_budget.iter_stream_chunks(req):
-            produced += chunk.pcm.size
+        drain_sizes(small_budget.iter_stream_chunks(req), sizes)
+    produced = sum(sizes)
     assert 0 < produced <= 6.0 * 22050  # what was delivered before the stop stays within the budget
 
 

@@ -49,7 +49,8 @@ def test_compose_runs_server_console_and_proxy_with_only_the_proxy_exposed(compo
     assert {"tts", "frontend", "proxy"} <= set(services)
     for name in ("tts", "frontend", "proxy"):
         assert "profiles" not in services[name], name  # the default layout
-        assert services[name]["read_only"] is True and services[name]["cap_drop"] == ["ALL"], name
+        assert services[name]["read_only"] is True, name
+        assert services[name]["cap_drop"] == ["ALL"], name
         assert services[name]["security_opt"] == ["no-new-privileges:true"], name
     published = {name for name, svc in services.items() if svc.get("ports")}
     assert published == {"proxy", "grafana"}
@@ -90,7 +91,8 @@ def test_compose_files_and_settings_exist_and_parse(compose: dict[str, Any]) -> 
                 assert (INFRA / source).exists(), (name, source)
             elif source.startswith("${"):
                 default = re.search(r":-([^}]+)\}", source)
-                assert default and (INFRA / default.group(1)).exists(), (name, source)
+                assert default, (name, source)
+                assert (INFRA / default.group(1)).exists(), (name, source)
             else:
                 assert source in compose["volumes"], (name, source)
     # the server's variables are Settings fields (or OpenTelemetry's standard ones)
@@ -135,7 +137,8 @@ def test_caddy_validates_the_config_in_every_tls_mode(tmp_path: Path, mode: str)
         timeout=60,
         check=False,
     )
-    assert run.returncode == 0 and "Valid configuration" in run.stdout + run.stderr, run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Valid configuration" in run.stdout + run.stderr, run.stderr[-2000:]
     # and what Caddy made of it: HTTP is redirected, the site is served with TLS
     adapted = subprocess.run(
         [str(CADDY), "adapt", "--adapter", "caddyfile", "--config", str(CADDYFILE)],

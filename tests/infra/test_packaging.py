@@ -147,7 +147,8 @@ def check_tts(responses: list[dict[str, Any]]) -> None:
     assert 0.6 < wav_seconds(base64.b64decode(as_wav["body"])) < 4.0
     assert healthz["statusCode"] == 200
     assert json.loads(healthz["body"])["status"] == "ready"
-    assert openai_mp3["statusCode"] == 200 and openai_mp3["isBase64Encoded"] is True, openai_mp3
+    assert openai_mp3["statusCode"] == 200, openai_mp3
+    assert openai_mp3["isBase64Encoded"] is True, openai_mp3
     mp3 = decode("mp3", base64.b64decode(openai_mp3["body"]))
     assert 2.0 < mp3.seconds < 8.0
     assert mp3.rms > 300

@@ -341,7 +341,8 @@ def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_pa
     env = {**image.host_env(), "PORT": str(port), "HOST": "127.0.0.1", "HOME": str(image.host("/nonexistent"))}
     command = image.cmd
     python = shutil.which(command[0], path=env["PATH"])
-    assert python is not None and str(image.root) in python, python
+    assert python is not None, python
+    assert str(image.root) in python, python
 
     # WHEN the container's command starts it, outside the repository
     proc = subprocess.Popen(
@@ -382,7 +383,8 @@ def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_pa
                 answer = client.post("/v1/audio/speech", json=body)
                 assert answer.status_code == 200, answer.text
                 decoded = decode(fmt, answer.content, int(answer.headers["x-sample-rate"]))
-                assert abs(decoded.seconds - reference) < 0.15 and decoded.rms > 300, fmt
+                assert abs(decoded.seconds - reference) < 0.15, fmt
+                assert decoded.rms > 300, fmt
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -129,6 +129,14 @@ def chat_events(ws: ClientConnection, until: tuple[str, ...] = ("done", "error")
 # --- the scenarios: each asserts its clear error ---
 
 
+def read_event_types(ws: ClientConnection, types: list[str]) -> None:
+    """Append each text frame's event type to `types` until the connection closes (which raises)."""
+    while True:
+        frame = ws.recv(timeout=30)
+        if isinstance(frame, str):
+            types.append(json.loads(frame)["type"])
+
+
 def llm_fault(fault: str, status: int, code: str) -> Callable[[Rig], None]:
     def scenario(rig: Rig) -> None:
         rig.llm.reset()
@@ -317,12 +325,9 @@ def test_sigterm_under_load_finishes_what_it_accepted(logs_dir: Path, figures: d
                 answer = future.result(timeout=60)
                 assert answer.status_code == 200
                 assert len(answer.content) > 50_000
-            events = []
+            events: list[str] = []
             with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    frame = stream.recv(timeout=30)
-                    if isinstance(frame, str):
-                        events.append(json.loads(frame)["type"])
+                read_event_types(stream, events)
             assert events[0] == "start"
             assert "end" in events
             assert closed.value.rcvd is not None

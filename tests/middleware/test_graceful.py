@@ -132,7 +132,8 @@ def test_shutdown_finishes_in_flight_work_then_closes_streams(running: Running) 
         assert idle_code == 1001, "a quiet stream is closed with 1001 going away"
 
         got, busy_code = busy_result.result(timeout=10)
-        assert got[:7] == [f"chunk {i}" for i in range(1, 8)] and got[-1] == "done", "the utterance finished"
+        assert got[:7] == [f"chunk {i}" for i in range(1, 8)], "the utterance finished"
+        assert got[-1] == "done", "the utterance finished"
         assert busy_code == 1001
 
         running.thread.join(10)

@@ -137,7 +137,8 @@ def test_malformed_messages_get_error_events_and_connection_stays_usable(stream_
             else:
                 ws.send_text(raw)
             event = ws.receive_json()
-            assert event["type"] == "error" and event["code"] == code, (raw, event)
+            assert event["type"] == "error", (raw, event)
+            assert event["code"] == code, (raw, event)
             assert event["message"]
         ws.send_text(json.dumps({"type": "speak", "text": "Still here.", "encoding": "base64"}))
         events, _ = collect(ws)
@@ -281,7 +282,8 @@ def test_tts_stream_first_bytes_arrive_before_the_last_sentence_is_made(
             if not first_bytes.is_set() and len(received + data) > 44:
                 first_bytes.set()
             received += data
-    assert held and all(held), "the first bytes only came after the last sentence was synthesized"
+    assert held, "the first bytes only came after the last sentence was synthesized"
+    assert all(held), "the first bytes only came after the last sentence was synthesized"
     assert len(received) > 44 + 22050 * 2 * 5
 
 

@@ -32,7 +32,8 @@ class Wav:
 
 def parse_wav(data: bytes) -> Wav:
     """Parse a WAV file, asserting a RIFF/WAVE header with 16-bit mono PCM."""
-    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE", "not a RIFF/WAVE file"
+    assert data[:4] == b"RIFF", "not a RIFF/WAVE file"
+    assert data[8:12] == b"WAVE", "not a RIFF/WAVE file"
     with wave.open(io.BytesIO(data)) as wav:
         assert wav.getcomptype() == "NONE"
         frames = wav.readframes(wav.getnframes())

@@ -23,7 +23,8 @@ def decode(fmt: str, data: bytes, sample_rate: int | None = None) -> Wav:
         assert len(data) % 2 == 0
         return Wav(sample_rate, 1, 2, np.frombuffer(data, dtype="<i2"))
     if fmt == "aac":
-        assert data[0] == 0xFF and data[1] & 0xF0 == 0xF0, "not an ADTS stream"
+        assert data[0] == 0xFF, "not an ADTS stream"
+        assert data[1] & 0xF0 == 0xF0, "not an ADTS stream"
         with av.open(io.BytesIO(data), format="aac") as container:
             stream = container.streams.audio[0]
             frames = [frame.to_ndarray().reshape(-1) for frame in container.decode(stream)]
