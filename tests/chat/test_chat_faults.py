@@ -7,10 +7,12 @@ import socket
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.audio import assert_speech, parse_wav
 from tests.support.chat import AppFactory
+from tts_service.config import Settings
 from tts_service.observability.metrics import get_metrics
 
 PROVIDERS = ("openai", "ollama")
@@ -163,9 +165,5 @@ def test_bad_requests(
 
 
 def test_settings_refuse_llm_timeout_above_request_timeout() -> None:
-    from pydantic import ValidationError
-
-    from tts_service.config import Settings
-
     with pytest.raises(ValidationError, match="LLM_TIMEOUT_SECS"):
         Settings(llm_timeout_secs=90, request_timeout_secs=60)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import Browser, expect
 
 from tests.infra.dockerbuild import instructions
@@ -278,8 +279,6 @@ def test_the_image_console_speaks_and_streams_with_the_api_on_another_origin(
 
 
 def test_compose_and_kubernetes_run_the_image_hardened_as_it_needs(image: Image) -> None:
-    import yaml
-
     # Kubernetes: the image's user and port, probes on its /healthz, read-only root with its two writable folders
     docs = list(yaml.safe_load_all((REPO / "infra/k8s/frontend.yaml").read_text()))
     deployment = next(d for d in docs if d["kind"] == "Deployment")

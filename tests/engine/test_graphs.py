@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from piper import PiperVoice
 from piper.config import SynthesisConfig
+from streaming_vits import graph
 
 from tts_service.engine import Engine, SpeechOptions
 from tts_service.engine.audio import float_to_int16
-from tts_service.engine.graphs import MARGIN_CANDIDATES, GraphCacheError, cuts, private_dir, split_files
+from tts_service.engine.graphs import MARGIN_CANDIDATES, GraphCacheError, cuts, fallback_root, private_dir, split_files
 from tts_service.engine.voices import LoadedVoice, SessionSettings, load_voice
 
 LONG = (
@@ -130,8 +131,6 @@ def _settings(engine: Engine, root: Path | None) -> SessionSettings:
 def test_split_failure_falls_back_to_whole_graph(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streaming_vits import graph
-
     def refuse(*_: object, **__: object) -> None:
         raise ValueError("no RandomNormalLike node found -- is this a VITS export?")
 
@@ -177,7 +176,6 @@ def test_unusable_cache_dir_falls_back_to_a_fresh_private_temp_dir(engine: Engin
     loaded = load_voice(entry, _settings(engine, not_a_dir / "cache"))
     assert loaded.graphs is not None
     assert loaded.graphs.gain > 1.0
-    from tts_service.engine.graphs import fallback_root
 
     root = fallback_root()
     assert root.name.startswith("tts-service-graphs-")

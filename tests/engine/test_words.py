@@ -10,9 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.audio import parse_wav
+from tts_service.api.stream import stream_format
 from tts_service.engine import Engine, SpeechOptions
 from tts_service.engine.subtitles import LINE_CHARS, subtitle_cues
 from tts_service.engine.words import WordTiming, owners, text_words
+from tts_service.errors import ValidationFailed
 
 PLAIN = "The quick brown fox jumps over the lazy dog near the quiet river."
 
@@ -117,8 +119,5 @@ def test_cues_break_at_sentence_ends_and_pauses() -> None:
 
 @pytest.mark.parametrize("fmt", ["srt", "vtt"])
 def test_subtitles_cannot_stream(fmt: str) -> None:
-    from tts_service.api.stream import stream_format
-    from tts_service.errors import ValidationFailed
-
     with pytest.raises(ValidationFailed, match="subtitles"):
         stream_format(fmt, None)  # type: ignore[arg-type]

@@ -17,12 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
 
 from tests.infra import kustomize
-from tests.infra.dockerbuild import instructions
+from tests.infra.dockerbuild import Builder, DockerIgnore, expand, instructions
+from tests.support.audio import parse_wav
+from tests.support.decode import decode
+from tts_service.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "infra" / "k8s"
@@ -162,8 +166,6 @@ def test_voice_map_configmap_is_models_map_json() -> None:
 
 
 def test_the_pod_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tts_service.config import Settings
-
     fields = {name.upper() for name in Settings.model_fields}
     config = manifest("ConfigMap", "tts-service-config")["data"]
     (container,) = manifest("Deployment", "tts-service")["spec"]["template"]["spec"]["containers"]
@@ -302,8 +304,6 @@ BUILDS = [
 )
 def test_every_copy_source_is_in_the_build_context(dockerfile: str, context: str, build_args: dict[str, str]) -> None:
     # A COPY of a file that .dockerignore leaves out fails only at `docker build`: check it here.
-    from tests.infra.dockerbuild import DockerIgnore, expand
-
     root = REPO / context
     ignore = DockerIgnore(root)
     for keyword, args in instructions(REPO / dockerfile):
@@ -315,8 +315,6 @@ def test_every_copy_source_is_in_the_build_context(dockerfile: str, context: str
 
 
 def test_dockerignore_keeps_the_build_context_small() -> None:
-    from tests.infra.dockerbuild import DockerIgnore
-
     ignore = DockerIgnore(REPO)
     for heavy in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "src/tts_service/__pycache__/x.pyc"):
         assert ignore.excluded(PurePosixPath(heavy)), heavy
@@ -326,12 +324,6 @@ def test_dockerignore_keeps_the_build_context_small() -> None:
 @pytest.mark.slow
 def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_path: Path) -> None:
     # GIVEN infra/Dockerfile replayed (both stages: the venv built in `build`, copied into the final stage)
-    import httpx
-
-    from tests.infra.dockerbuild import Builder
-    from tests.support.audio import parse_wav
-    from tests.support.decode import decode
-
     builder = Builder(tmp_path, {}, log=tmp_path / "build.log")
     image = builder.build("shim", SHIM_DOCKERFILE, REPO)
     assert image.user.split(":")[0] not in ("0", "root")

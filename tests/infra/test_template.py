@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from tests.infra.cfn import Evaluator, load_template
 from tests.infra.dockerbuild import commands, expand, instructions
+from tts_service.aws import handler
 from tts_service.config import Settings
 from tts_service.observability import tracing
 
@@ -356,8 +358,6 @@ def test_outputs_give_both_api_urls(template: dict[str, Any]) -> None:
 
 
 def test_samconfig_sits_beside_the_template() -> None:
-    import tomllib
-
     config = tomllib.loads((REPO / "samconfig.toml").read_text())
     deploy = config["default"]["deploy"]["parameters"]
     assert deploy["capabilities"] == "CAPABILITY_IAM"
@@ -492,8 +492,6 @@ def test_every_function_deploys_gradually_through_its_live_alias_and_rolls_back_
 
 
 def test_the_alarms_watch_5xx_rate_p95_latency_and_throttles_on_metrics_that_exist(template: dict[str, Any]) -> None:
-    from tts_service.aws import handler
-
     res = template["Resources"]
     # 5xx rate: the EMF metric every function emits (0/1 per invocation, so its average is the rate)
     errors = res["ErrorRateAlarm"]["Properties"]

@@ -8,9 +8,13 @@ import uuid
 
 import pytest
 from fastapi import APIRouter
+from mangum import Mangum
 
 from tests.support.apps import AppFactory
+from tests.support.lambda_events import FakeLambdaContext, load_event
 from tests.support.logs import LogCapture
+from tts_service.api import voices
+from tts_service.app import create_app
 from tts_service.config import Settings
 from tts_service.engine import Engine
 from tts_service.observability.logging import request_id_var
@@ -113,12 +117,6 @@ def test_log_level_settings() -> None:
 
 
 def test_on_lambda_the_gateway_request_id_is_used(engine: Engine) -> None:
-    from mangum import Mangum
-
-    from tests.support.lambda_events import FakeLambdaContext, load_event
-    from tts_service.api import voices
-    from tts_service.app import create_app
-
     handler = Mangum(create_app(voices.router, settings=Settings(rate_limit_enabled=False)), lifespan="off")
     event = load_event("http_v2_get_voices.json")
     response = handler(event, FakeLambdaContext())

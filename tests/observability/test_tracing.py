@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.logs import LogCapture
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
-from tts_service.api import health, tts
+from tts_service.api import health, stream, tts
 from tts_service.app import create_app
 from tts_service.engine import Engine
 from tts_service.observability import tracing
@@ -122,8 +122,6 @@ def test_a_server_error_marks_the_span_failed_and_health_is_traced_too(otlp: Otl
 
 
 def test_a_stream_span_covers_the_whole_stream_with_its_first_audio(engine: Engine, otlp: OtlpReceiver) -> None:
-    from tts_service.api import stream
-
     with TestClient(create_app(stream.router)) as client:
         response = client.post("/tts/stream", json={"text": "One sentence. And another one.", "format": "pcm"})
         assert response.status_code == 200

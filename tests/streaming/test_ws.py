@@ -18,8 +18,10 @@ from tests.support.live import LiveServer
 from tests.support.streams import PARAGRAPH, collect, pcm_seconds, rms
 from tests.support.wait import wait_until
 from tts_service.engine import Engine
+from tts_service.engine.audio import wav_header
 from tts_service.engine.graphs import HEAD
 from tts_service.engine.pipeline import Synthesis
+from tts_service.streaming import driver
 
 
 def tts_seconds(client: TestClient, text: str) -> float:
@@ -221,8 +223,6 @@ def test_disconnect_mid_stream_frees_the_worker(
 
 
 def _wav(pcm: bytes) -> bytes:
-    from tts_service.engine.audio import wav_header
-
     return wav_header(22050, len(pcm)) + pcm
 
 
@@ -290,8 +290,6 @@ def test_tts_stream_first_bytes_arrive_before_the_last_sentence_is_made(
 def test_runaway_text_is_refused_while_the_stream_goes_on(
     stream_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tts_service.streaming import driver
-
     monkeypatch.setattr(driver, "MAX_QUEUED", 0)
     with stream_client.websocket_connect("/ws/tts") as ws:
         ws.send_text(json.dumps({"type": "start", "encoding": "base64"}))

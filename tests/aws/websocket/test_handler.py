@@ -11,6 +11,7 @@ import pytest
 from tests.support.audio import assert_speech, parse_wav
 from tests.support.aws import CONNECTION, ENDPOINT, Capture, audio_of, message
 from tests.support.lambda_events import load_event
+from tts_service.aws.websocket import store
 from tts_service.engine import Engine, SpeechChunk, SpeechRequest
 from tts_service.engine.audio import wav_header
 from tts_service.streaming.events import API_GATEWAY_FRAME_LIMIT
@@ -197,8 +198,6 @@ def test_speak_while_a_stream_is_open_is_refused(invoke: Any, capture: Capture) 
 
 
 def test_queue_is_bounded(invoke: Any, capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tts_service.aws.websocket import store
-
     monkeypatch.setattr(store, "MAX_QUEUED", 1)
     invoke(load_event("ws_connect.json"))
     invoke(message({"type": "start"}))
