@@ -74,13 +74,14 @@ def test_every_check_passes_against_a_healthy_server(server: LiveServer, fake_ll
     assert [(r.name, r.outcome) for r in results] == [(name, "PASS") for name in smoke.CHECKS], lines
     assert lines[-1].startswith(f"smoke OK against {server.http}: 6 ok, 0 failing, 0 skipped")
     # the chat check cleaned up after itself: the conversation it made is gone
-    assert fake_llm.chat_requests
+    assert fake_llm.chat_requests()
 
 
 def test_chat_is_skipped_without_an_llm_unless_required(engine: Engine) -> None:
-    live = LiveServer(create_app(health.router, chat.router, settings=Settings(rate_limit_enabled=False)))
+    app = create_app(health.router, chat.router, settings=Settings(rate_limit_enabled=False))
+    live = LiveServer(app)
     service = ChatService(Settings(openai_api_key=None))
-    live.config.app.dependency_overrides[get_chat_service] = lambda: service
+    app.dependency_overrides[get_chat_service] = lambda: service
     live.start()
     try:
         results, lines = run(options(live.http), ("health", "chat"))

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from tts_service.api import openai_compat, stream, tts
 from tts_service.app import create_app
 from tts_service.engine import Engine
-from tts_service.engine.audio import MAX_SPECTROGRAM_FRAMES
+from tts_service.engine.audio import MAX_SPECTROGRAM_FRAMES, mel_spectrogram
 
 # Each sentence is short to synthesize, and 5 s of silence follows it: minutes of audio for little compute.
 PAUSED = "Yes. " * 40
@@ -68,7 +68,7 @@ def test_text_no_voice_can_take_is_422_on_every_route(client: TestClient, text: 
 def test_spectrogram_is_capped_and_made_off_the_event_loop(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a watch on where the spectrogram is computed
     loops: list[bool] = []
-    original = tts.mel_spectrogram
+    original = mel_spectrogram
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         try:

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.audio import assert_speech, parse_wav
-from tts_service.api import deps, tts
+from tts_service.api import tts
 from tts_service.app import create_app
 from tts_service.config import Settings
-from tts_service.engine import Engine
+from tts_service.engine import Engine, get_engine
 from tts_service.engine.registry import VoiceRegistry
 
 PARAGRAPH = (
@@ -212,7 +212,7 @@ def test_concurrent_requests_to_a_cold_voice_load_it_once(tmp_path: Path) -> Non
     raw["voices"]["cold-alias"] = raw["voices"]["en_US-joe-medium"]
     engine = Engine(Settings(synth_workers=4), VoiceRegistry.from_dict(raw, tmp_path))
     app = create_app(tts.router)
-    app.dependency_overrides[deps.get_engine] = lambda: engine
+    app.dependency_overrides[get_engine] = lambda: engine
     statuses: list[int] = []
     with TestClient(app) as cold_client:
         barrier = threading.Barrier(4)
@@ -240,7 +240,7 @@ def test_broken_voice_is_503_and_others_keep_working(tmp_path: Path) -> None:
     raw["voices"]["tampered"] = {**good, "model": {**good["model"], "sha256": "0" * 64}}
     engine = Engine(Settings(), VoiceRegistry.from_dict(raw, tmp_path))
     app = create_app(tts.router)
-    app.dependency_overrides[deps.get_engine] = lambda: engine
+    app.dependency_overrides[get_engine] = lambda: engine
     with TestClient(app) as c:
         bad = c.post("/tts", json={"text": "Hello.", "voice": "tampered"})
         assert bad.status_code == 503

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tts_service.api import deps, health
+from tts_service.api import health
 from tts_service.app import create_app
 from tts_service.config import Settings
-from tts_service.engine import Engine
+from tts_service.engine import Engine, get_engine
 
 
 def test_voices_maps_languages_to_voices(client: TestClient) -> None:
@@ -39,7 +39,7 @@ def test_readiness_warms_a_cold_engine() -> None:
     # GIVEN an engine that has loaded nothing
     engine = Engine(Settings())
     app = create_app(health.router)
-    app.dependency_overrides[deps.get_engine] = lambda: engine
+    app.dependency_overrides[get_engine] = lambda: engine
     assert not engine.ready()
     # WHEN the readiness probe runs THEN it loads and tries the default voice before answering ready
     with TestClient(app) as c:

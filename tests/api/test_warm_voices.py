@@ -7,10 +7,10 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tts_service.api import deps, health
+from tts_service.api import health
 from tts_service.app import create_app
 from tts_service.config import Settings
-from tts_service.engine import Engine, warm
+from tts_service.engine import Engine, get_engine, warm
 from tts_service.engine.registry import VoiceRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def engine_with(tmp_path: Path, warm_voices: str) -> Engine:
 
 def client_for(engine: Engine) -> TestClient:
     app = create_app(health.router)
-    app.dependency_overrides[deps.get_engine] = lambda: engine
+    app.dependency_overrides[get_engine] = lambda: engine
     return TestClient(app)
 
 

@@ -60,7 +60,7 @@ def test_tts_speaks_and_logs_with_the_correlation_id(
     tts_function: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a fresh instance (cold start) WHEN API Gateway delivers POST /tts
-    cold_start.reset_cold_start_flag()
+    cold_start.reset_cold_start_flag()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
     event, response = invoke(tts_function, "http_post_tts.json")
 
     # THEN the body holds a real WAV of plausible length

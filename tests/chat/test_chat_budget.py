@@ -19,7 +19,7 @@ from tts_service.observability import Metrics
 
 def next_error_or_done(ws: WebSocketTestSession) -> dict[str, Any]:
     while True:
-        event = ws.receive_json()
+        event: dict[str, Any] = ws.receive_json()
         if event["type"] in ("error", "done"):
             return event
 

@@ -149,7 +149,7 @@ def test_the_chat_functions_schedule_purges_expired_turns(
     make_settings: SettingsFactory, services: list[ChatService]
 ) -> None:
     # GIVEN the chat function as Lambda loads it, with a store holding an expired turn
-    module = load_function("chat")
+    module: Any = load_function("chat")  # its globals are set below, as the function's init would
     service = ChatService(make_settings(memory_retention_days=1e-9))
     services.append(service)
     asyncio.run(service.memory.store("owner", "old", "Old news.", "Noted.", None))

@@ -85,7 +85,9 @@ def replay(root: Path) -> Image:
             mapped = [str(stage / a.lstrip("/")) if a.startswith("/") else a for a in argv[1:]]
             subprocess.run([sys.executable, *mapped], cwd=stage / workdir.lstrip("/"), check=True, capture_output=True)
         elif keyword == "ENV":
-            image.env.update(pair.split("=", 1) for pair in shlex.split(args))
+            for pair in shlex.split(args):
+                key, value = pair.split("=", 1)
+                image.env[key] = value
         elif keyword == "USER":
             image.user = args
         elif keyword == "EXPOSE":

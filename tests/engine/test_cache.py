@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def counters(engine: Engine) -> tuple[float, float, float]:
 
 def test_identical_tts_request_is_a_hit_without_synthesis(make_client: AppFactory, engine: Engine) -> None:
     client, _ = make_client()
-    body = {"text": "The cache keeps this sentence about purple lighthouses.", "speed": 1.1}
+    body: dict[str, Any] = {"text": "The cache keeps this sentence about purple lighthouses.", "speed": 1.1}
     hits0, misses0, synth0 = counters(engine)
     first = client.post("/tts", json=body)
     assert first.status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from piper.config import SynthesisConfig
 from streaming_vits import graph
 
 from tts_service.engine import Engine, SpeechOptions
-from tts_service.engine.audio import float_to_int16
+from tts_service.engine.audio import FloatArray, float_to_int16
 from tts_service.engine.graphs import MARGIN_CANDIDATES, GraphCacheError, cuts, fallback_root, private_dir, split_files
 from tts_service.engine.voices import LoadedVoice, SessionSettings, load_voice
 
@@ -54,6 +55,7 @@ def test_windowed_decode_equals_piper_whole_graph(voice: LoadedVoice, stock: Pip
     assert voice.piper.session is None  # no second copy of the whole model
     ids = voice.piper.phonemes_to_ids(voice.piper.phonemize(LONG)[0])
     whole = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    assert isinstance(whole, np.ndarray)  # (audio, alignments) only when alignments are asked for
     z_p, mask, g, _ = graphs.frontend(0, ids, graphs.scales(0.0, None, 0.0), None)
     ranges = cuts(int(z_p.shape[2]), 128, first=24)
     assert len(ranges) >= 4
@@ -75,8 +77,9 @@ def test_tts_audio_is_piper_audio_per_piece(engine: Engine, stock: PiperVoice) -
     req = engine.request(LONG, SpeechOptions(noise_scale=0.0, noise_w=0.0))
     speech = engine.synthesize_blocking(req)
     ids = stock.phonemes_to_ids(stock.phonemize(LONG)[0])
-    expected = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
-    expected = float_to_int16(expected / np.max(np.abs(expected))).astype(np.int32)
+    audio = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    assert isinstance(audio, np.ndarray)  # (audio, alignments) only when alignments are asked for
+    expected = float_to_int16(cast(FloatArray, audio / np.max(np.abs(audio)))).astype(np.int32)
     assert speech.pcm.shape == expected.shape
     assert int(np.max(np.abs(speech.pcm.astype(np.int32) - expected))) <= 2
 
@@ -93,7 +96,8 @@ def test_stream_chunks_equal_whole_decode_at_fixed_gain(engine: Engine, stock: P
     assert voice.graphs is not None
     ids = stock.phonemes_to_ids(stock.phonemize(LONG)[0])
     whole = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
-    expected = float_to_int16(whole * voice.graphs.gain * 0.5).astype(np.int32)
+    assert isinstance(whole, np.ndarray)  # (audio, alignments) only when alignments are asked for
+    expected = float_to_int16(cast(FloatArray, whole * voice.graphs.gain * 0.5)).astype(np.int32)
     streamed = np.concatenate([c.pcm for c in chunks]).astype(np.int32)
     assert streamed.shape == expected.shape
     assert int(np.max(np.abs(streamed - expected))) <= 2  # int16 rounding of float-identical audio
@@ -140,7 +144,7 @@ def test_split_failure_falls_back_to_whole_graph(
     assert fallback.graphs is None
     assert fallback.piper.session is not None
     small = Engine(engine.settings, registry=engine.registry)
-    small.voice_cache._voices[entry.id] = fallback  # type: ignore[attr-defined]
+    small.voice_cache._voices[entry.id] = fallback
     chunks = list(small.iter_stream_chunks(small.request(LONG)))
     assert len(chunks) == 1
     assert chunks[0].sentence_end

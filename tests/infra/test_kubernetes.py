@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi import APIRouter
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from tests.infra import kustomize
 from tests.infra.promql import exported_names, metric_names
@@ -32,7 +34,8 @@ def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def server_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (container,) = find(docs, "Deployment", "tts-service")["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = find(docs, "Deployment", "tts-service")["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
     return container
 
 
@@ -75,11 +78,16 @@ def test_server_and_console_deployments_run_hardened_behind_their_services() -> 
         assert service["spec"]["selector"] == find(docs, "Deployment", name)["spec"]["selector"]["matchLabels"]
 
 
+def route_path(route: BaseRoute) -> str:
+    assert isinstance(route, Route | WebSocketRoute), route
+    return route.path
+
+
 def api_paths() -> list[str]:
     """A concrete path for every route the shim serves (but /metrics), plain and under /api."""
-    routers = (chat.router, chat.ws_router, health.router, openai_compat.router, tickets.router, tts.router)
-    routers += (voices.router, stream.router, client_config.router, samples.router)
-    paths = [re.sub(r"\{[^}]+\}", "x1", route.path) for router in routers for route in router.routes]
+    routers: tuple[APIRouter, ...] = (chat.router, chat.ws_router, health.router, openai_compat.router, tickets.router)
+    routers += (tts.router, voices.router, stream.router, client_config.router, samples.router)
+    paths = [re.sub(r"\{[^}]+\}", "x1", route_path(route)) for router in routers for route in router.routes]
     return [prefix + path for prefix in ("", "/api") for path in paths]
 
 

@@ -133,7 +133,7 @@ def check_logs(stdout: str, event_names: list[str], service: str) -> None:
 
 
 def wav_seconds(data: bytes) -> float:
-    with wave.open(io.BytesIO(data)) as wav:
+    with wave.open(io.BytesIO(data), "rb") as wav:
         assert (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) == (22050, 2, 1)
         return wav.getnframes() / wav.getframerate()
 

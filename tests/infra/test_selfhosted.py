@@ -218,7 +218,9 @@ def shim_image() -> dict[str, Any]:
     result: dict[str, Any] = {"env": env}
     for keyword, args in steps[final:]:
         if keyword == "ENV":
-            env.update(pair.split("=", 1) for pair in shlex.split(args))
+            for pair in shlex.split(args):
+                key, value = pair.split("=", 1)
+                env[key] = value
         elif keyword in ("USER", "CMD", "HEALTHCHECK", "EXPOSE"):
             result[keyword] = args
     return result

@@ -14,7 +14,7 @@ from tts_service.api import stream
 
 def next_error_or_end(ws: WebSocketTestSession) -> dict[str, Any]:
     while True:
-        event = ws.receive_json()
+        event: dict[str, Any] = ws.receive_json()
         if event["type"] in ("error", "end", "done"):
             return event
 

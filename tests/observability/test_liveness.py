@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tts_service.api import deps, health, tts
+from tts_service.api import health, tts
 from tts_service.app import create_app
 from tts_service.config import Settings
-from tts_service.engine import Engine, SpeechRequest
+from tts_service.engine import Engine, SpeechRequest, get_engine
 from tts_service.engine.registry import VoiceRegistry
 from tts_service.errors import ServiceBusy
 from tts_service.observability import Metrics
@@ -34,7 +34,7 @@ def fresh_liveness() -> Iterator[Liveness]:
 
 def client_for(engine: Engine) -> TestClient:
     app = create_app(health.router, tts.router, settings=Settings(rate_limit_enabled=False))
-    app.dependency_overrides[deps.get_engine] = lambda: engine
+    app.dependency_overrides[get_engine] = lambda: engine
     return TestClient(app)
 
 
