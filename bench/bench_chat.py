@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Generator
 from pathlib import Path
 
 import httpx
@@ -111,6 +112,7 @@ def synth_baseline(rounds: int) -> tuple[float, float]:
         whole.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         chunks = engine.iter_stream_chunks(req)
+        assert isinstance(chunks, Generator)  # typed as an Iterator; closing it releases the worker
         next(chunks)
         first.append(time.perf_counter() - t0)
         chunks.close()

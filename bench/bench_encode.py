@@ -23,7 +23,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MODELS_DIR", str(REPO / "models"))
 
-from tts_service.audio import FORMATS, encode_whole, new_encoder  # noqa: E402
+from tts_service.audio import (  # noqa: E402
+    FORMATS,
+    AudioFormat,
+    encode_whole,
+    new_encoder,
+)
 from tts_service.config import Settings  # noqa: E402
 from tts_service.engine import Engine, SpeechChunk  # noqa: E402
 
@@ -41,7 +46,7 @@ async def synthesize(engine: Engine) -> tuple[list[SpeechChunk], float]:
     return chunks, time.perf_counter() - started
 
 
-def encode_stream(fmt: str, chunks: list[SpeechChunk]) -> tuple[float, float, int, int]:
+def encode_stream(fmt: AudioFormat, chunks: list[SpeechChunk]) -> tuple[float, float, int, int]:
     """(total encode seconds, first-chunk encode seconds, bytes, output rate) of one chunk-by-chunk encode."""
     encoder = new_encoder(fmt, chunks[0].sample_rate, whole=fmt == "flac")
     size = 0
@@ -60,7 +65,6 @@ def main() -> None:
     args = parser.parse_args()
     engine = Engine(Settings(tts_cache_mb=0))
     engine.warm_blocking()
-    engine.prepare_streaming()
     synth: list[float] = []
     stream: dict[str, list[float]] = {f: [] for f in FORMATS}
     first: dict[str, list[float]] = {f: [] for f in FORMATS}

@@ -49,7 +49,8 @@ def main() -> None:
     bare = TestClient(bare_app)
     headers = {"X-API-Key": "bench-key", "Origin": "https://app.example"}
 
-    full_times, bare_times = [], []
+    full_times: list[float] = []
+    bare_times: list[float] = []
     for _ in range(args.rounds):
         for client, sink in ((full, full_times), (bare, bare_times)):
             started = time.perf_counter()
@@ -61,7 +62,8 @@ def main() -> None:
 
     engine = get_engine()
     engine.warm_blocking()
-    misses, hits = [], []
+    misses: list[float] = []
+    hits: list[float] = []
     for _ in range(args.tts_rounds):
         engine.audio_cache.clear()
         for sink in (misses, hits):

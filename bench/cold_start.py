@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import socket
 import statistics
@@ -74,9 +75,7 @@ def run_once(name: str, env: dict[str, str]) -> dict[str, Any]:
 
 
 def moto_dynamodb() -> tuple[Any, str]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 ~0.4 s to import, only for the stream function
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per DynamoDB call otherwise
 
@@ -94,7 +93,7 @@ def main() -> None:
     parser.add_argument("functions", nargs="*", default=list(FIRST_EVENT))
     args = parser.parse_args()
 
-    import boto3
+    import boto3  # noqa: PLC0415 after argument parsing: --help stays quick
 
     server, endpoint = moto_dynamodb()
     aws = {

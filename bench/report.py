@@ -6,6 +6,8 @@ and matplotlib plots under docs/performance/.
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import sys
 from collections.abc import Callable, Iterable
@@ -271,10 +273,10 @@ COLORS = {"raw": "#7f7f7f", "ours": "#1f77b4", "peer": "#ff7f0e"}
 
 def plots(results: dict[str, Any], analysis: dict[str, Any], folder: Path) -> dict[str, str]:
     """Write the PNGs; returns {name: file name} of those written."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 the optional `bench` extra, only when plotting
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 after matplotlib.use("Agg") (the backend must be chosen first)
 
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
@@ -758,9 +760,6 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 
 
 def main() -> None:
-    import argparse
-    import json
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, nargs="?", default=REPO / "docs" / "performance.json")
     source = parser.parse_args().results

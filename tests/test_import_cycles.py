@@ -38,8 +38,8 @@ def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
+            for branch in node.orelse:
+                visit(branch)
             return
         if isinstance(node, ast.Import | ast.ImportFrom):
             found.append(node)
@@ -138,7 +138,8 @@ def test_late_imports_count_and_type_checking_ones_do_not(tmp_path: Path) -> Non
     (pkg / "b.py").write_text("from . import a\n\ndef late():\n    from pkg.c import C\n")
     (pkg / "c.py").write_text("from pkg.b import late\n")
     graph = import_graph(tmp_path, "pkg")
-    assert graph["pkg"] == {"pkg.a"} and graph["pkg.a"] == set()
+    assert graph["pkg"] == {"pkg.a"}
+    assert graph["pkg.a"] == set()
     assert cycles(graph) == [["pkg.b", "pkg.c"]]
 
 

@@ -14,7 +14,8 @@ def test_every_entry_names_a_router() -> None:
 
 def test_each_function_serves_its_routers_and_health() -> None:
     assert routers("tts") == (health.router, tts.router, openai_compat.router)
-    assert voices.router in routers("voices") and chat.router in routers("chat")
+    assert voices.router in routers("voices")
+    assert chat.router in routers("chat")
     for function in FUNCTIONS:
         assert health.router in routers(function)
 
@@ -23,7 +24,8 @@ def test_the_shim_serves_the_union_and_what_lambda_cannot() -> None:
     served = {id(router) for function in FUNCTIONS for router in routers(function)}
     shim = routers()
     assert served < {id(router) for router in shim}
-    assert stream.router in shim and chat.ws_router in shim
+    assert stream.router in shim
+    assert chat.ws_router in shim
     assert all(stream.router not in routers(function) for function in FUNCTIONS)
 
 

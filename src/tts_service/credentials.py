@@ -188,7 +188,7 @@ class DynamoTickets:
 def ticket_store(settings: Settings) -> TicketStore:
     """DynamoDB tickets where there is a connection table (AWS: any instance may redeem), else in memory."""
     if settings.stream_table_name:
-        import boto3
+        import boto3  # noqa: PLC0415 the `aws` extra, only with a connection table
 
         table = boto3.resource("dynamodb").Table(settings.stream_table_name)
         return DynamoTickets(table, settings.ws_ticket_ttl_secs)

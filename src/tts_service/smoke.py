@@ -205,8 +205,8 @@ class Smoke:
 
     async def _ws(self) -> str:
         try:
-            from websockets.asyncio.client import connect
-            from websockets.exceptions import InvalidStatus, WebSocketException
+            from websockets.asyncio.client import connect  # noqa: PLC0415 optional `smoke` extra
+            from websockets.exceptions import InvalidStatus, WebSocketException  # noqa: PLC0415 optional `smoke` extra
         except ImportError:
             raise CheckFailed("the websockets package is missing (pip install 'tts-service[smoke]')") from None
         url = self.websocket_url()

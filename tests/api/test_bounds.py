@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from tts_service.api import openai_compat, stream, tts
 from tts_service.app import create_app
 from tts_service.engine import Engine
-from tts_service.engine.audio import MAX_SPECTROGRAM_FRAMES
+from tts_service.engine.audio import MAX_SPECTROGRAM_FRAMES, mel_spectrogram
 
 # Each sentence is short to synthesize, and 5 s of silence follows it: minutes of audio for little compute.
 PAUSED = "Yes. " * 40
@@ -59,7 +59,8 @@ def test_text_no_voice_can_take_is_422_on_every_route(client: TestClient, text: 
     assert [a.status_code for a in answers] == [422, 422, 400]  # OpenAI's routes say 400 for bad input
     assert [a.json()["error"]["code"] for a in answers] == ["validation_error"] * 3
     assert named in answers[0].json()["error"]["message"]
-    assert event["type"] == "error" and event["code"] == "validation_error"
+    assert event["type"] == "error"
+    assert event["code"] == "validation_error"
     # AND whitespace controls are still text
     assert client.post("/tts", json={"text": "Tab\tand\nnewline."}).status_code == 200
 
@@ -67,7 +68,7 @@ def test_text_no_voice_can_take_is_422_on_every_route(client: TestClient, text: 
 def test_spectrogram_is_capped_and_made_off_the_event_loop(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a watch on where the spectrogram is computed
     loops: list[bool] = []
-    original = tts.mel_spectrogram
+    original = mel_spectrogram
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -117,10 +118,12 @@ def test_lambda_refuses_an_answer_that_cannot_fit_before_synthesis(
     assert response.status_code == 413, response.text
     error = response.json()["error"]
     assert error["code"] == "response_too_large"
-    assert "stream" in error["message"] and "not synthesized" in error["message"]
+    assert "stream" in error["message"]
+    assert "not synthesized" in error["message"]
     assert admissions == []
 
 
 def test_lambda_still_synthesizes_what_may_fit(buffered: TestClient, admissions: list[int]) -> None:
     response = buffered.post("/tts", json={"text": "A short answer fits easily."})
-    assert response.status_code == 200 and admissions == [1]
+    assert response.status_code == 200
+    assert admissions == [1]

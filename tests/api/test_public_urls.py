@@ -68,8 +68,9 @@ def test_a_separate_websocket_endpoint_serves_both_protocols() -> None:
     ],
 )
 def test_malformed_public_urls_are_refused_at_start(field: str, value: str) -> None:
+    fields: dict[str, Any] = {field: value}
     with pytest.raises(ValidationError, match=field.upper()):
-        Settings(**{field: value})
+        Settings(**fields)
 
 
 def test_on_lambda_the_gateway_host_and_scheme_are_used(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

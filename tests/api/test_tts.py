@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.audio import assert_speech, parse_wav
-from tts_service.api import deps, tts
+from tts_service.api import tts
 from tts_service.app import create_app
 from tts_service.config import Settings
-from tts_service.engine import Engine
+from tts_service.engine import Engine, get_engine
 from tts_service.engine.registry import VoiceRegistry
 
 PARAGRAPH = (
@@ -39,7 +39,8 @@ def test_hello_world_is_about_a_second_of_speech(client: TestClient) -> None:
     wav = parse_wav(base64.b64decode(data["audio_base64"]))
     assert_speech(wav, "Hello world.")
     assert 0.5 <= wav.seconds <= 2.0
-    assert data["sample_rate"] == 22050 and data["voice"] == "en_US-joe-medium"
+    assert data["sample_rate"] == 22050
+    assert data["voice"] == "en_US-joe-medium"
     assert abs(data["duration_ms"] - wav.seconds * 1000) <= 1
 
 
@@ -96,7 +97,8 @@ def test_spectrogram_on_request(client: TestClient) -> None:
     data = speak(client, text="Show me the spectrum.", include_spectrogram=True)
     spec = data["spectrogram"]
     frames = np.array(spec["frames"])
-    assert spec["n_mels"] == 80 and frames.shape[1] == 80
+    assert spec["n_mels"] == 80
+    assert frames.shape[1] == 80
     samples = data["duration_ms"] * 22050 / 1000
     assert abs(frames.shape[0] - (1 + samples // 256)) <= 1
     assert "spectrogram" not in speak(client, text="No spectrum.")
@@ -109,7 +111,8 @@ def test_language_picks_its_default_voice(client: TestClient) -> None:
 
 def test_legacy_api_prefix(client: TestClient) -> None:
     response = client.post("/api/tts", json={"text": "Old clients."})
-    assert response.status_code == 200 and "audio_base64" in response.json()
+    assert response.status_code == 200
+    assert "audio_base64" in response.json()
 
 
 @pytest.mark.parametrize(
@@ -141,7 +144,9 @@ def test_error_table(client: TestClient, body: Any, status: int, code: str) -> N
     response = client.post("/tts", json=body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert error["code"] == code and isinstance(error["message"], str) and error["message"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str)
+    assert error["message"]
 
 
 @pytest.mark.parametrize(
@@ -196,7 +201,8 @@ def test_text_limit_counts_characters_not_bytes(client: TestClient) -> None:
 def test_unknown_route_and_method_are_json(client: TestClient) -> None:
     assert client.get("/nope").json()["error"]["code"] == "not_found"
     response = client.get("/tts")
-    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_concurrent_requests_to_a_cold_voice_load_it_once(tmp_path: Path) -> None:
@@ -206,7 +212,7 @@ def test_concurrent_requests_to_a_cold_voice_load_it_once(tmp_path: Path) -> Non
     raw["voices"]["cold-alias"] = raw["voices"]["en_US-joe-medium"]
     engine = Engine(Settings(synth_workers=4), VoiceRegistry.from_dict(raw, tmp_path))
     app = create_app(tts.router)
-    app.dependency_overrides[deps.get_engine] = lambda: engine
+    app.dependency_overrides[get_engine] = lambda: engine
     statuses: list[int] = []
     with TestClient(app) as cold_client:
         barrier = threading.Barrier(4)
@@ -223,7 +229,8 @@ def test_concurrent_requests_to_a_cold_voice_load_it_once(tmp_path: Path) -> Non
             t.join(timeout=120)
     # THEN all succeed and the voice was loaded exactly once
     assert statuses == [200] * 4
-    assert engine.voice_cache.loads == 1 and engine.voice_cache.loaded_ids() == ["cold-alias"]
+    assert engine.voice_cache.loads == 1
+    assert engine.voice_cache.loaded_ids() == ["cold-alias"]
 
 
 def test_broken_voice_is_503_and_others_keep_working(tmp_path: Path) -> None:
@@ -233,8 +240,9 @@ def test_broken_voice_is_503_and_others_keep_working(tmp_path: Path) -> None:
     raw["voices"]["tampered"] = {**good, "model": {**good["model"], "sha256": "0" * 64}}
     engine = Engine(Settings(), VoiceRegistry.from_dict(raw, tmp_path))
     app = create_app(tts.router)
-    app.dependency_overrides[deps.get_engine] = lambda: engine
+    app.dependency_overrides[get_engine] = lambda: engine
     with TestClient(app) as c:
         bad = c.post("/tts", json={"text": "Hello.", "voice": "tampered"})
-        assert bad.status_code == 503 and bad.json()["error"]["code"] == "voice_unavailable"
+        assert bad.status_code == 503
+        assert bad.json()["error"]["code"] == "voice_unavailable"
         assert c.post("/tts", json={"text": "Hello."}).status_code == 200

@@ -9,7 +9,7 @@ import pytest
 import soxr
 
 from tests.support.decode import assert_same_speech, decode
-from tts_service.audio import FORMATS, encode_whole, format_from_accept, new_encoder, output_rate
+from tts_service.audio import FORMATS, AudioFormat, encode_whole, format_from_accept, new_encoder, output_rate
 from tts_service.engine import Engine, SpeechChunk, SpeechOptions
 from tts_service.errors import ValidationFailed
 
@@ -38,7 +38,7 @@ def pcm(chunks: list[SpeechChunk]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_whole_file_decodes_to_the_same_speech(pcm: np.ndarray, fmt: str) -> None:
+def test_whole_file_decodes_to_the_same_speech(pcm: np.ndarray, fmt: AudioFormat) -> None:
     data, encoder = encode_whole(pcm, 22050, fmt)
     assert encoder.sample_rate == EXPECTED_RATE[fmt]
     decoded = decode(fmt, data, encoder.sample_rate)
@@ -48,7 +48,9 @@ def test_whole_file_decodes_to_the_same_speech(pcm: np.ndarray, fmt: str) -> Non
 
 
 @pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "flac"])
-def test_chunk_by_chunk_bytes_come_with_each_chunk_and_decode_whole(chunks: list[SpeechChunk], fmt: str) -> None:
+def test_chunk_by_chunk_bytes_come_with_each_chunk_and_decode_whole(
+    chunks: list[SpeechChunk], fmt: AudioFormat
+) -> None:
     encoder = new_encoder(fmt, 22050)
     pieces = [encoder.encode(c.pcm) for c in chunks]
     tail = encoder.finish()
@@ -93,7 +95,7 @@ def test_chunked_resampling_matches_one_pass(chunks: list[SpeechChunk], pcm: np.
 
 
 @pytest.mark.parametrize("fmt", ["mulaw", "alaw"])
-def test_g711_is_the_resampled_speech_companded(pcm: np.ndarray, fmt: str) -> None:
+def test_g711_is_the_resampled_speech_companded(pcm: np.ndarray, fmt: AudioFormat) -> None:
     data, encoder = encode_whole(pcm, 22050, fmt)
     assert len(data) == pytest.approx(pcm.size * 8000 / 22050, abs=2)  # one byte per 8 kHz sample
     decoded = decode(fmt, data, 8000).samples.astype(np.float64)
@@ -111,7 +113,8 @@ def test_rates_each_format_takes() -> None:
     assert output_rate("opus", 16000) == 16000
     assert output_rate("mp3", 44100) == 44100
     assert output_rate("mp3", 11000) == 24000
-    for fmt, rate in (("mp3", 8000), ("mulaw", 16000), ("wav", 12345), ("opus", 48000)):
+    refused: tuple[tuple[AudioFormat, int], ...] = (("mp3", 8000), ("mulaw", 16000), ("wav", 12345), ("opus", 48000))
+    for fmt, rate in refused:
         with pytest.raises(ValidationFailed) as err:
             output_rate(fmt, 22050, rate)
         assert err.value.details["fields"] == ["sample_rate"]

@@ -130,7 +130,8 @@ def test_voices_from_s3_replace_the_baked_models_folder(
         "voice.onnx.json",
     ]
     # AND it only read objects: the role needs s3:GetObject on the prefix, no listing of the bucket
-    assert calls and set(calls) <= {"GetObject", "HeadObject"}
+    assert calls
+    assert set(calls) <= {"GetObject", "HeadObject"}
 
 
 def test_s3_voices_without_a_map_fail_loudly(aws: None, tmp_path: Path) -> None:

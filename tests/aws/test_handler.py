@@ -55,7 +55,8 @@ def test_core_logs_survive_a_service_name_inside_a_logger_name(capsys: pytest.Ca
     # THEN the core's line is printed, once, with the correlation id
     entries = logs(json_lines(capsys.readouterr().out))
     lines = [e for e in entries if e.get("message") == "still here"]
-    assert len(lines) == 1 and lines[0]["correlation_id"] == event["requestContext"]["requestId"]
+    assert len(lines) == 1
+    assert lines[0]["correlation_id"] == event["requestContext"]["requestId"]
 
 
 def test_a_failing_plain_handler_is_logged_and_counted_then_raises(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,7 +74,8 @@ def test_a_failing_plain_handler_is_logged_and_counted_then_raises(capsys: pytes
     assert failure["connection_id"] == event["requestContext"]["connectionId"]
     assert "secret user text" not in json.dumps(entries)
     (blob,) = [b for b in emf(entries) if "ServerError" in metric_names(b)]
-    assert metric(blob, "ServerError") == 1 and blob["route"] == "$default"
+    assert metric(blob, "ServerError") == 1
+    assert blob["route"] == "$default"
 
 
 @pytest.mark.parametrize(

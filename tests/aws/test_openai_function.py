@@ -37,7 +37,8 @@ def headers(response: dict[str, Any]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def wav_seconds(tts_function: ModuleType) -> float:
     response = invoke(tts_function, "http_v2_post_v1_speech_wav.json")
-    assert response["statusCode"] == 200 and response["isBase64Encoded"] is True
+    assert response["statusCode"] == 200
+    assert response["isBase64Encoded"] is True
     return parse_wav(base64.b64decode(response["body"])).seconds
 
 
@@ -85,14 +86,18 @@ def test_models_are_listed(tts_function: ModuleType) -> None:
 def test_long_audio_fits_compressed_and_is_refused_clearly_as_wav(tts_function: ModuleType) -> None:
     # 24 short sentences 5 s apart: ~2 minutes of audio, ~5.5 MB of WAV (7.4 MB as base64), ~1 MB of mp3.
     mp3 = invoke(tts_function, "http_v2_post_tts_long_mp3.json")
-    assert mp3["statusCode"] == 200 and mp3["isBase64Encoded"] is True
+    assert mp3["statusCode"] == 200
+    assert mp3["isBase64Encoded"] is True
     decoded = decode("mp3", base64.b64decode(mp3["body"]))
-    assert decoded.seconds > 120 and decoded.rms > 100
+    assert decoded.seconds > 120
+    assert decoded.rms > 100
     wav = invoke(tts_function, "http_v2_post_tts_long_wav.json")
     assert wav["statusCode"] == 413
     error = json.loads(wav["body"])["error"]
     assert error["code"] == "response_too_large"
-    assert "mp3" in error["message"] and "stream" in error["message"] and "6 MB" in error["message"]
+    assert "mp3" in error["message"]
+    assert "stream" in error["message"]
+    assert "6 MB" in error["message"]
 
 
 def test_v1_refusal_past_the_limit_has_openai_shape(tts_function: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,4 +107,5 @@ def test_v1_refusal_past_the_limit_has_openai_shape(tts_function: ModuleType, mo
     assert response["statusCode"] == 413
     error = json.loads(response["body"])["error"]
     assert set(error) == {"message", "type", "param", "code"}
-    assert error["code"] == "response_too_large" and "compressed response_format" in error["message"]
+    assert error["code"] == "response_too_large"
+    assert "compressed response_format" in error["message"]

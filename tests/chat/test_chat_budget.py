@@ -19,7 +19,7 @@ from tts_service.observability import Metrics
 
 def next_error_or_done(ws: WebSocketTestSession) -> dict[str, Any]:
     while True:
-        event = ws.receive_json()
+        event: dict[str, Any] = ws.receive_json()
         if event["type"] in ("error", "done"):
             return event
 
@@ -40,7 +40,8 @@ def test_every_chat_message_is_charged(
         ws.send_text(json.dumps({"type": "chat", "message": "Once more.", "speak": False}))
         # THEN the third is refused before the LLM is asked, and the connection stays usable
         refused = next_error_or_done(ws)
-        assert refused["type"] == "error" and refused["code"] == "rate_limited"
+        assert refused["type"] == "error"
+        assert refused["code"] == "rate_limited"
         ws.send_text("not json")
         assert ws.receive_json()["code"] == "invalid_json"
     assert len(fake_llm.chat_requests()) == 2

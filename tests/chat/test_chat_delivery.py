@@ -38,7 +38,9 @@ def test_voice_chat_on_lambda_speaks_the_sentences_that_fit(
     body = response.json()
     assert body["reply"] == PAUSED.strip()
     spoken = body["cleaned_text"]
-    assert spoken.startswith("Yes. Yes.") and spoken.endswith("Yes.") and spoken.count("Yes.") < 40
+    assert spoken.startswith("Yes. Yes.")
+    assert spoken.endswith("Yes.")
+    assert spoken.count("Yes.") < 40
     wav = parse_wav(base64.b64decode(body["audio_base64"]))
     assert wav.seconds == pytest.approx(body["duration_ms"] / 1000, abs=0.01)
     assert wav.seconds > 60
@@ -55,14 +57,17 @@ def test_voice_chat_stores_no_turn_when_its_speech_fails(
         # WHEN the LLM answers but the speech cannot be made
         failed = client.post("/voice-chat", json={"message": "Remember this?", "conversation_id": "unheard"})
         # THEN the user hears nothing, and nothing is remembered of the turn
-        assert failed.status_code == 503 and failed.json()["error"]["code"] == "busy"
+        assert failed.status_code == 503
+        assert failed.json()["error"]["code"] == "busy"
         assert len(fake_llm.chat_requests()) == 1
         assert client.get("/conversations/unheard").status_code == 404
     # AND once it can be spoken, it is delivered and stored
     spoken = client.post("/voice-chat", json={"message": "Remember this?", "conversation_id": "unheard"})
-    assert spoken.status_code == 200 and spoken.json()["memory"] == "ok"
+    assert spoken.status_code == 200
+    assert spoken.json()["memory"] == "ok"
     stored = client.get("/conversations/unheard").json()
-    assert stored["turns"] == 1 and [m["role"] for m in stored["messages"]] == ["user", "assistant"]
+    assert stored["turns"] == 1
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
 
 
 def test_two_replicas_writing_one_conversation_never_share_a_turn(
@@ -144,7 +149,7 @@ def test_the_chat_functions_schedule_purges_expired_turns(
     make_settings: SettingsFactory, services: list[ChatService]
 ) -> None:
     # GIVEN the chat function as Lambda loads it, with a store holding an expired turn
-    module = load_function("chat")
+    module: Any = load_function("chat")  # its globals are set below, as the function's init would
     service = ChatService(make_settings(memory_retention_days=1e-9))
     services.append(service)
     asyncio.run(service.memory.store("owner", "old", "Old news.", "Noted.", None))

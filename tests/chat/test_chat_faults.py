@@ -7,10 +7,12 @@ import socket
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.audio import assert_speech, parse_wav
 from tests.support.chat import AppFactory
+from tts_service.config import Settings
 from tts_service.observability.metrics import get_metrics
 
 PROVIDERS = ("openai", "ollama")
@@ -91,7 +93,8 @@ def test_streamed_fault_maps_to_error_event(provider: str, make_client: AppFacto
                 break
         # THEN the turn ends with an llm_unavailable error event after the tokens that did arrive
         assert events[0]["type"] == "start"
-        assert events[-1]["type"] == "error" and events[-1]["code"] == "llm_unavailable"
+        assert events[-1]["type"] == "error"
+        assert events[-1]["code"] == "llm_unavailable"
         # AND the connection still serves the next turn
         fake_llm.fault = None
         fake_llm.script("Fine now.")
@@ -108,7 +111,8 @@ def test_openai_without_key_is_not_configured(make_client: AppFactory, fake_llm:
     assert response.json()["error"]["code"] == "llm_not_configured"
     assert fake_llm.chat_requests() == []
     info = client.get("/llm/provider").json()
-    assert info["configured"] is False and info["available"] is False
+    assert info["configured"] is False
+    assert info["available"] is False
     assert info["error"] == "llm_not_configured"
     assert_tts_works(client)
 
@@ -124,7 +128,8 @@ def test_provider_down_is_unavailable(provider: str, make_client: AppFactory) ->
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "llm_unavailable"
     info = client.get("/llm/provider").json()
-    assert info["provider"] == provider and info["available"] is False
+    assert info["provider"] == provider
+    assert info["available"] is False
     assert_tts_works(client)
 
 
@@ -134,7 +139,8 @@ def test_llm_provider_reports_model_and_reachability(provider: str, make_client:
     info = client.get("/llm/provider").json()
     assert info["provider"] == provider
     assert info["model"] == "fake-model"
-    assert info["configured"] is True and info["available"] is True
+    assert info["configured"] is True
+    assert info["available"] is True
     assert info["memory"]["mode"] == "embedded"
 
 
@@ -159,9 +165,5 @@ def test_bad_requests(
 
 
 def test_settings_refuse_llm_timeout_above_request_timeout() -> None:
-    from pydantic import ValidationError
-
-    from tts_service.config import Settings
-
     with pytest.raises(ValidationError, match="LLM_TIMEOUT_SECS"):
         Settings(llm_timeout_secs=90, request_timeout_secs=60)

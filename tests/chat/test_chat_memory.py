@@ -36,7 +36,8 @@ def test_turns_are_sent_back_in_order(provider: str, make_client: AppFactory, fa
     # WHEN the third message arrives
     third = client.post("/chat", json={"message": "What is my name?", "conversation_id": conv}).json()
     # THEN the LLM received both earlier turns, in order, before the new message
-    assert third["memory"] == "ok" and third["conversation_id"] == conv
+    assert third["memory"] == "ok"
+    assert third["conversation_id"] == conv
     assert history_sent(fake_llm) == [
         ("user", "My name is Ada."),
         ("assistant", "Nice to meet you, Ada."),
@@ -118,7 +119,8 @@ def test_delete_erases(make_client: AppFactory, fake_llm: FakeLlmServer) -> None
     assert client.get("/conversations/keep-me").status_code == 200
     # AND deleting what is not there is a 404, as for GET
     gone = client.delete("/conversations/nothing-here")
-    assert gone.status_code == 404 and gone.json()["error"]["code"] == "conversation_not_found"
+    assert gone.status_code == 404
+    assert gone.json()["error"]["code"] == "conversation_not_found"
 
 
 def test_conversations_are_listed_most_recent_first(make_client: AppFactory, fake_llm: FakeLlmServer) -> None:
@@ -133,9 +135,11 @@ def test_conversations_are_listed_most_recent_first(make_client: AppFactory, fak
     listed = client.get("/conversations").json()["conversations"]
     # THEN the latest active comes first, titled by its first message, with its turn count
     assert [c["conversation_id"] for c in listed] == ["apples", "pears"]
-    assert listed[0]["title"] == "First about apples." and listed[0]["turns"] == 2
+    assert listed[0]["title"] == "First about apples."
+    assert listed[0]["turns"] == 2
     assert listed[1] == {**listed[1], "title": "First about pears.", "turns": 1}
-    assert listed[0]["updated"] > listed[1]["updated"] and listed[0]["updated"].endswith("Z")
+    assert listed[0]["updated"] > listed[1]["updated"]
+    assert listed[0]["updated"].endswith("Z")
     # AND a deleted conversation leaves the list
     client.delete("/conversations/apples")
     assert [c["conversation_id"] for c in client.get("/conversations").json()["conversations"]] == ["pears"]
@@ -195,7 +199,8 @@ def test_qdrant_server_down_means_memory_unavailable(make_client: AppFactory, fa
     }
     provider = client.get("/llm/provider")
     assert provider.json()["memory"] == {"enabled": True, "mode": "server", "collection": "conversations"}
-    assert f":{port}" not in provider.text and "127.0.0.1" not in provider.text
+    assert f":{port}" not in provider.text
+    assert "127.0.0.1" not in provider.text
 
 
 def test_on_lambda_an_http_qdrant_url_is_refused_unless_allowed(
@@ -211,11 +216,13 @@ def test_on_lambda_an_http_qdrant_url_is_refused_unless_allowed(
         # WHEN a chat continues a conversation
         response = client.post("/chat", json={"message": "Hi", "conversation_id": "c-http"})
         # THEN it answers without memory, and never opened a connection to the store in clear
-        assert response.status_code == 200 and response.json()["memory"] == "unavailable"
+        assert response.status_code == 200
+        assert response.json()["memory"] == "unavailable"
         with pytest.raises(BlockingIOError):
             listener.accept()
         refused = client.get("/conversations/c-http")
-        assert refused.status_code == 503 and "https" in refused.json()["error"]["message"]
+        assert refused.status_code == 503
+        assert "https" in refused.json()["error"]["message"]
         assert url not in refused.text
         # AND with QDRANT_ALLOW_HTTP the operator may use http (a private network): the store is contacted
         allowed, _ = make_client(
@@ -229,7 +236,8 @@ def test_on_lambda_an_http_qdrant_url_is_refused_unless_allowed(
 def test_lambda_without_qdrant_url_has_no_memory(make_client: AppFactory, data_dir: Path) -> None:
     client, _ = make_client(aws_lambda_function_name="tts-chat")
     first = client.post("/chat", json={"message": "Hi", "conversation_id": "lam"})
-    assert first.status_code == 200 and first.json()["memory"] == "unavailable"
+    assert first.status_code == 200
+    assert first.json()["memory"] == "unavailable"
     assert not (data_dir / "qdrant").exists()  # no private per-instance store was made
 
 
@@ -283,7 +291,8 @@ def test_embedder_failure_does_not_fail_chat(fault: str, make_client: AppFactory
     # WHEN the conversation continues
     response = client.post("/chat", json={"message": "Second.", "conversation_id": f"embfail-{fault}"})
     # THEN the reply comes, with the recent turns (recall by order still works)
-    assert response.status_code == 200 and response.json()["reply"] == "Second reply."
+    assert response.status_code == 200
+    assert response.json()["reply"] == "Second reply."
     assert history_sent(fake_llm)[0] == ("user", "First.")
 
 

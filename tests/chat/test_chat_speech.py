@@ -91,20 +91,27 @@ def test_ws_chat_streams_tokens_audio_and_done(provider: str, make_client: AppFa
         frames = read_turn(ws)
     order = kinds(frames)
     # THEN start, then tokens and audio interleaved, then end, then done
-    assert order[0] == "start" and order[-2:] == ["end", "done"]
+    assert order[0] == "start"
+    assert order[-2:] == ["end", "done"]
     start, end, done = frames[0], frames[-2], frames[-1]
-    assert start["sample_rate"] == 22050 and start["sample_width"] == 2 and start["channels"] == 1
-    assert start["conversation_id"] == f"ws-{provider}" and start["memory"] == "ok"
+    assert start["sample_rate"] == 22050
+    assert start["sample_width"] == 2
+    assert start["channels"] == 1
+    assert start["conversation_id"] == f"ws-{provider}"
+    assert start["memory"] == "ok"
     tokens = [f["token"] for f in frames if isinstance(f, dict) and f["type"] == "token"]
     assert "".join(tokens) == REPLY == done["reply"]
-    assert done["conversation_id"] == f"ws-{provider}" and done["cancelled"] is False and done["stored"] is True
+    assert done["conversation_id"] == f"ws-{provider}"
+    assert done["cancelled"] is False
+    assert done["stored"] is True
     # AND the first sentence is heard while the LLM is still writing the later ones
     assert order.index("audio") < len(order) - 1 - order[::-1].index("token")
     # AND the audio is the whole reply, spoken
     pcm = b"".join(f for f in frames if isinstance(f, bytes))
     wav = Wav(22050, 1, 2, np.frombuffer(pcm, dtype="<i2"))
     assert_speech(wav, REPLY)
-    assert end["chunks"] == order.count("audio") and end["cancelled"] is False
+    assert end["chunks"] == order.count("audio")
+    assert end["cancelled"] is False
     assert abs(end["duration_ms"] - 1000 * wav.seconds) < 5
     # AND the turn was stored once, whole
     stored = client.get(f"/conversations/ws-{provider}").json()
@@ -156,9 +163,13 @@ def test_ws_cancel_stops_llm_and_speech(make_client: AppFactory, fake_llm: FakeL
         frames += read_turn(ws)
         # THEN the turn ends with end{cancelled} and done{cancelled} holding only what was written
         end, done = frames[-2], frames[-1]
-        assert end["type"] == "end" and end["cancelled"] is True
-        assert done["type"] == "done" and done["cancelled"] is True and done["stored"] is False
-        assert long_reply.startswith(done["reply"]) and len(done["reply"]) < len(long_reply) // 2
+        assert end["type"] == "end"
+        assert end["cancelled"] is True
+        assert done["type"] == "done"
+        assert done["cancelled"] is True
+        assert done["stored"] is False
+        assert long_reply.startswith(done["reply"])
+        assert len(done["reply"]) < len(long_reply) // 2
         # AND nothing was stored for the cancelled turn
         assert client.get("/conversations/cancel-me").status_code == 404
         # AND the connection takes the next turn
@@ -212,12 +223,14 @@ def test_ws_chat_message_in_the_url_is_not_used(make_client: AppFactory, fake_ll
         # THEN it is told to send a frame, and the LLM never sees the URL's text
         error = ws.receive_json()
         assert error == {**error, "type": "error", "code": "protocol_error"}
-        assert "frame" in error["message"] and "Hi there" not in error["message"]
+        assert "frame" in error["message"]
+        assert "Hi there" not in error["message"]
         assert fake_llm.chat_requests() == []
         # AND the connection takes the message as a frame
         ws.send_json({"type": "chat", "message": "Hi there", "conversation_id": "q-1", "speak": False})
         frames = read_turn(ws)
-    assert frames[-1]["reply"] == "Hello from the frame." and frames[-1]["conversation_id"] == "q-1"
+    assert frames[-1]["reply"] == "Hello from the frame."
+    assert frames[-1]["conversation_id"] == "q-1"
     assert fake_llm.chat_requests()[-1]["messages"][-1] == {"role": "user", "content": "Hi there"}
 
 

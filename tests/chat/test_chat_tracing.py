@@ -29,10 +29,13 @@ def test_llm_and_qdrant_calls_are_children_of_the_chat_request(
     for name in ("llm.chat", "qdrant.recall", "qdrant.store"):
         assert named[name].parent_span_id == server.span_id, name
     llm = named["llm.chat"].attributes
-    assert llm["gen_ai.system"] == "openai" and llm["gen_ai.request.model"] == "fake-model"
+    assert llm["gen_ai.system"] == "openai"
+    assert llm["gen_ai.request.model"] == "fake-model"
     assert llm["tts.llm.outcome"] == "ok"
     store = named["qdrant.store"].attributes
-    assert store["db.system"] == "qdrant" and store["db.operation"] == "store"
+    assert store["db.system"] == "qdrant"
+    assert store["db.operation"] == "store"
     # AND no message, reply or conversation id is in any span
     dumped = json.dumps([s.attributes for s in spans])
-    assert "private" not in dumped and "t-1" not in dumped
+    assert "private" not in dumped
+    assert "t-1" not in dumped

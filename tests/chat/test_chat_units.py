@@ -37,7 +37,8 @@ def test_openai_request_body_and_key(make_client: AppFactory, fake_llm: FakeLlmS
     received = [r for r in fake_llm.requests if r.path == "/v1/chat/completions"][-1]
     assert received.headers["authorization"] == "Bearer sk-test"
     assert received.body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    assert received.body["temperature"] == 0.3 and received.body["max_tokens"] == 64
+    assert received.body["temperature"] == 0.3
+    assert received.body["max_tokens"] == 64
     assert received.body.get("stream") in (None, False)
 
 
@@ -120,4 +121,5 @@ def test_a_cancel_wins_over_queued_events(engine: Engine) -> None:
     # THEN the turn ends there, cancelled, instead of sending the 199 tokens waiting in the queue
     assert [type(e) for e in events] == [TurnStartEvent, TokenEvent, DoneEvent]
     done = events[-1]
-    assert done.cancelled is True and done.reply.startswith("word0 ")
+    assert done.cancelled is True
+    assert done.reply.startswith("word0 ")

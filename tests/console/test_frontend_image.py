@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import Browser, expect
 
 from tests.infra.dockerbuild import instructions
@@ -84,7 +85,9 @@ def replay(root: Path) -> Image:
             mapped = [str(stage / a.lstrip("/")) if a.startswith("/") else a for a in argv[1:]]
             subprocess.run([sys.executable, *mapped], cwd=stage / workdir.lstrip("/"), check=True, capture_output=True)
         elif keyword == "ENV":
-            image.env.update(pair.split("=", 1) for pair in shlex.split(args))
+            for pair in shlex.split(args):
+                key, value = pair.split("=", 1)
+                image.env[key] = value
         elif keyword == "USER":
             image.user = args
         elif keyword == "EXPOSE":
@@ -104,7 +107,8 @@ def render(template: str, env: dict[str, str]) -> str:
 def nginx_config(image: Image, env: dict[str, str], port: int, prefix: Path) -> Path:
     """The image's rendered server block on a loopback port, inside a main config like the image's own."""
     server = render(image.path(TEMPLATE).read_text(), {**image.env, **env})
-    assert server.count("listen 8080;") == 1 and server.count(f"root {HTML_ROOT};") == 1
+    assert server.count("listen 8080;") == 1
+    assert server.count(f"root {HTML_ROOT};") == 1
     server = server.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     server = server.replace(f"root {HTML_ROOT};", f"root {image.path(HTML_ROOT)};")
     prefix.mkdir(parents=True, exist_ok=True)
@@ -185,14 +189,16 @@ def test_the_build_stage_hashes_every_asset_and_names_them_in_the_page(image: Im
     page = (html / "index.html").read_text()
     named = re.findall(r'(?:href|src)="assets/([^"]+)"', page)
     named += [m for p in built if p.suffix == ".js" for m in re.findall(r'from "\./([^"]+)"', p.read_text())]
-    assert named and all((html / "assets" / n).is_file() for n in named)
+    assert named
+    assert all((html / "assets" / n).is_file() for n in named)
     assert not set(named) & set(sources)
 
 
 def test_a_changed_module_renames_the_modules_that_import_it(tmp_path: Path) -> None:
     # Loaded by path under a name of its own: `build` is also the name of a PyPI package.
     spec = importlib.util.spec_from_file_location("frontend_build", CONTEXT / "build.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     build = module.build
@@ -203,15 +209,20 @@ def test_a_changed_module_renames_the_modules_that_import_it(tmp_path: Path) -> 
     api.write_text(api.read_text() + "\n// changed\n")
     after = build(source, tmp_path / "b")
     # api.js and everything that imports it, directly or not, get new names; the stylesheet keeps its name
-    assert after["api.js"] != before["api.js"] and after["app.js"] != before["app.js"]
+    assert after["api.js"] != before["api.js"]
+    assert after["app.js"] != before["app.js"]
     assert after["speak.js"] != before["speak.js"]
-    assert after["style.css"] == before["style.css"] and after["audio.js"] == before["audio.js"]
+    assert after["style.css"] == before["style.css"]
+    assert after["audio.js"] == before["audio.js"]
 
 
 def test_the_image_is_nginx_unprivileged_with_a_healthcheck(image: Image) -> None:
-    assert image.base.startswith("nginxinc/nginx-unprivileged:1.") and not image.base.endswith(":latest")
-    assert image.user not in ("", "0", "root") and image.expose == "8080"
-    assert "/healthz" in image.healthcheck and "8080" in image.healthcheck
+    assert image.base.startswith("nginxinc/nginx-unprivileged:1.")
+    assert not image.base.endswith(":latest")
+    assert image.user not in ("", "0", "root")
+    assert image.expose == "8080"
+    assert "/healthz" in image.healthcheck
+    assert "8080" in image.healthcheck
     assert image.env == {"PUBLIC_BASE_URL": ""}
 
 
@@ -224,16 +235,19 @@ def test_nginx_accepts_the_rendered_config(image: Image, base_url: str, tmp_path
 
 def test_nginx_serves_hashed_assets_for_a_year_and_the_page_fresh(image: Image, nginx: str, shim: Shim) -> None:
     page = httpx.get(f"{nginx}/")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
     # the page is revalidated every time and names the API's base URL, which its CSP allows and nothing else
     assert page.headers["cache-control"] == "no-cache"
     assert f'<meta name="tts-api-base" content="{shim.base}">' in page.text
     csp = page.headers["content-security-policy"]
-    assert f"connect-src 'self' {shim.base} {shim.base.replace('http', 'ws')};" in csp and "script-src 'self';" in csp
+    assert f"connect-src 'self' {shim.base} {shim.base.replace('http', 'ws')};" in csp
+    assert "script-src 'self';" in csp
     assert httpx.get(f"{nginx}/index.html").text == page.text
     for name in re.findall(r'(?:href|src)="(assets/[^"]+)"', page.text):
         asset = httpx.get(f"{nginx}/{name}")
-        assert asset.status_code == 200 and asset.headers["cache-control"] == YEAR, name
+        assert asset.status_code == 200, name
+        assert asset.headers["cache-control"] == YEAR, name
         assert asset.content == image.path(f"{HTML_ROOT}/{name}").read_bytes()
     module = next(p for p in (image.path(HTML_ROOT) / "assets").iterdir() if p.name.startswith("app."))
     assert "javascript" in httpx.get(f"{nginx}/assets/{module.name}").headers["content-type"]
@@ -267,15 +281,14 @@ def test_the_image_console_speaks_and_streams_with_the_api_on_another_origin(
 
 
 def test_compose_and_kubernetes_run_the_image_hardened_as_it_needs(image: Image) -> None:
-    import yaml
-
     # Kubernetes: the image's user and port, probes on its /healthz, read-only root with its two writable folders
     docs = list(yaml.safe_load_all((REPO / "infra/k8s/frontend.yaml").read_text()))
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     service = next(d for d in docs if d["kind"] == "Service")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert str(pod["securityContext"]["runAsUser"]) == image.user and pod["securityContext"]["runAsNonRoot"]
+    assert str(pod["securityContext"]["runAsUser"]) == image.user
+    assert pod["securityContext"]["runAsNonRoot"]
     assert container["ports"][0]["containerPort"] == int(image.expose)
     assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -286,7 +299,9 @@ def test_compose_and_kubernetes_run_the_image_hardened_as_it_needs(image: Image)
     compose = yaml.safe_load((REPO / "infra/compose.yaml").read_text())["services"]
     frontend = compose["frontend"]
     assert frontend["build"]["context"] == "../frontend"
-    assert frontend["read_only"] is True and frontend["cap_drop"] == ["ALL"]
+    assert frontend["read_only"] is True
+    assert frontend["cap_drop"] == ["ALL"]
     assert {t.split(":")[0] for t in frontend["tmpfs"]} == {"/tmp", "/etc/nginx/conf.d"}
-    assert "ports" not in frontend and frontend["expose"] == [str(image.expose)]
+    assert "ports" not in frontend
+    assert frontend["expose"] == [str(image.expose)]
     assert compose["proxy"]["environment"]["CONSOLE_UPSTREAM"] == f"frontend:{image.expose}"

@@ -19,7 +19,9 @@ def test_encode_wav_round_trips() -> None:
 
 def test_streaming_header_declares_unknown_length() -> None:
     header = wav_header(16000, None)
-    assert len(header) == 44 and header[:4] == b"RIFF" and header[36:40] == b"data"
+    assert len(header) == 44
+    assert header[:4] == b"RIFF"
+    assert header[36:40] == b"data"
     assert struct.unpack("<I", header[40:44])[0] >= 0xFFFF0000
     assert struct.unpack("<I", header[24:28])[0] == 16000
 
@@ -32,7 +34,8 @@ def test_mel_spectrogram_shape_and_tone_position() -> None:
     spec_low, spec_high = mel_spectrogram(low, sr), mel_spectrogram(high, sr)
     frames = np.array(spec_low["frames"])
     assert frames.shape == (1 + sr // HOP_LENGTH, N_MELS)
-    assert spec_low["n_fft"] == 1024 and spec_low["hop_length"] == 256
+    assert spec_low["n_fft"] == 1024
+    assert spec_low["hop_length"] == 256
     # The louder band follows the tone's pitch.
     assert np.argmax(frames.mean(axis=0)) < np.argmax(np.array(spec_high["frames"]).mean(axis=0))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def counters(engine: Engine) -> tuple[float, float, float]:
 
 def test_identical_tts_request_is_a_hit_without_synthesis(make_client: AppFactory, engine: Engine) -> None:
     client, _ = make_client()
-    body = {"text": "The cache keeps this sentence about purple lighthouses.", "speed": 1.1}
+    body: dict[str, Any] = {"text": "The cache keeps this sentence about purple lighthouses.", "speed": 1.1}
     hits0, misses0, synth0 = counters(engine)
     first = client.post("/tts", json=body)
     assert first.status_code == 200
@@ -52,7 +53,8 @@ def test_every_option_is_part_of_the_key(make_client: AppFactory, engine: Engine
     for options in variants:
         assert client.post("/tts", json={"text": text, **options}).status_code == 200
     _, misses1, synth1 = counters(engine)
-    assert misses1 - misses0 == len(variants) and synth1 - synth0 == len(variants)
+    assert misses1 - misses0 == len(variants)
+    assert synth1 - synth0 == len(variants)
     # Surrounding whitespace is trimmed before the key is made: same speech, same entry.
     hits = counters(engine)[0]
     assert client.post("/tts", json={"text": f"  {text}\n"}).status_code == 200
@@ -73,7 +75,8 @@ def test_stream_and_tts_share_entries(engine: Engine) -> None:
     assert counters(engine)[0] == hits0 + 1
     assert np.array_equal(speech.pcm, np.concatenate([c.pcm for c in streamed]))
     replayed = asyncio.run(collect(text))
-    assert counters(engine)[0] == hits0 + 2 and counters(engine)[2] == synth0 + 1
+    assert counters(engine)[0] == hits0 + 2
+    assert counters(engine)[2] == synth0 + 1
     assert [c.seq for c in replayed] == [c.seq for c in streamed]
 
 
@@ -110,7 +113,8 @@ def test_lru_bounded_by_bytes(engine: Engine) -> None:
     requests = [engine.request(f"Entry number {i}.") for i in range(4)]
     for req in requests[:3]:
         assert cache.put(req, [chunk(2000)])  # 4001 bytes each with its text
-    assert len(cache) == 2 and cache.size_bytes <= 10_000
+    assert len(cache) == 2
+    assert cache.size_bytes <= 10_000
     assert cache.get(requests[0]) is None, "the least recently used entry went first"
     assert cache.get(requests[1]) is not None
     assert cache.put(requests[3], [chunk(2000)])

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.audio import assert_speech, parse_wav
 from tts_service.config import Settings
-from tts_service.engine import Engine, SpeechOptions
+from tts_service.engine import Engine, SpeechOptions, download
 from tts_service.engine.audio import encode_wav
 from tts_service.engine.cli import main
 from tts_service.engine.registry import VoiceRegistry
@@ -163,7 +163,8 @@ def test_download_verifies_registers_and_the_voice_speaks(
         "sha256": hashlib.sha256((JOE / "en_US-joe-medium.onnx").read_bytes()).hexdigest(),
     }
     assert voice["config"]["path"] == f"{JOE_DIR}/en_US-joe-medium.onnx.json"
-    assert voice["language"] == "en_US" and voice["quality"] == "medium"
+    assert voice["language"] == "en_US"
+    assert voice["quality"] == "medium"
     assert raw["openai_voices"]["alloy"] == "en_US-joe-medium"  # the rest of the map is kept
 
     # AND the service loads it from there (hashes verified) and it speaks
@@ -205,8 +206,6 @@ def test_an_unreachable_mirror_is_a_clear_failure(voice_map: Path, capsys: pytes
 
 
 def test_the_default_base_url_is_the_piper_voices_repository() -> None:
-    from tts_service.engine import download
-
     assert download.DEFAULT_BASE_URL == "https://huggingface.co/rhasspy/piper-voices/resolve/main/"
     assert download.file_url(download.DEFAULT_BASE_URL, "en/en_US/joe/medium/en_US-joe-medium.onnx") == (
         "https://huggingface.co/rhasspy/piper-voices/resolve/main/en/en_US/joe/medium/en_US-joe-medium.onnx"

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 from piper import PiperVoice
 from piper.config import SynthesisConfig
+from streaming_vits import graph
 
 from tts_service.engine import Engine, SpeechOptions
-from tts_service.engine.audio import float_to_int16
-from tts_service.engine.graphs import MARGIN_CANDIDATES, GraphCacheError, cuts, private_dir, split_files
+from tts_service.engine.audio import FloatArray, float_to_int16
+from tts_service.engine.graphs import MARGIN_CANDIDATES, GraphCacheError, cuts, fallback_root, private_dir, split_files
 from tts_service.engine.voices import LoadedVoice, SessionSettings, load_voice
 
 LONG = (
@@ -40,16 +42,20 @@ def test_cuts_start_small_then_cover_everything_in_bounded_windows() -> None:
     ranges = cuts(1300, 512, first=24)
     assert ranges[0] == (0, 24)
     assert all(a == prev_b for (_, prev_b), (a, _) in zip(ranges, ranges[1:], strict=False))
-    assert ranges[-1][1] == 1300 and max(b - a for a, b in ranges) <= 512
+    assert ranges[-1][1] == 1300
+    assert max(b - a for a, b in ranges) <= 512
     sizes = [b - a for a, b in cuts(1100, 512)]
-    assert len(sizes) == 3 and max(sizes) - min(sizes) <= 1  # even windows, no tiny tail
+    assert len(sizes) == 3
+    assert max(sizes) - min(sizes) <= 1  # even windows, no tiny tail
 
 
 def test_windowed_decode_equals_piper_whole_graph(voice: LoadedVoice, stock: PiperVoice) -> None:
     graphs = voice.graphs
-    assert graphs is not None and voice.piper.session is None  # no second copy of the whole model
+    assert graphs is not None
+    assert voice.piper.session is None  # no second copy of the whole model
     ids = voice.piper.phonemes_to_ids(voice.piper.phonemize(LONG)[0])
     whole = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    assert isinstance(whole, np.ndarray)  # (audio, alignments) only when alignments are asked for
     z_p, mask, g, _ = graphs.frontend(0, ids, graphs.scales(0.0, None, 0.0), None)
     ranges = cuts(int(z_p.shape[2]), 128, first=24)
     assert len(ranges) >= 4
@@ -71,8 +77,9 @@ def test_tts_audio_is_piper_audio_per_piece(engine: Engine, stock: PiperVoice) -
     req = engine.request(LONG, SpeechOptions(noise_scale=0.0, noise_w=0.0))
     speech = engine.synthesize_blocking(req)
     ids = stock.phonemes_to_ids(stock.phonemize(LONG)[0])
-    expected = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
-    expected = float_to_int16(expected / np.max(np.abs(expected))).astype(np.int32)
+    audio = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
+    assert isinstance(audio, np.ndarray)  # (audio, alignments) only when alignments are asked for
+    expected = float_to_int16(cast(FloatArray, audio / np.max(np.abs(audio)))).astype(np.int32)
     assert speech.pcm.shape == expected.shape
     assert int(np.max(np.abs(speech.pcm.astype(np.int32) - expected))) <= 2
 
@@ -89,7 +96,8 @@ def test_stream_chunks_equal_whole_decode_at_fixed_gain(engine: Engine, stock: P
     assert voice.graphs is not None
     ids = stock.phonemes_to_ids(stock.phonemize(LONG)[0])
     whole = stock.phoneme_ids_to_audio(ids, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
-    expected = float_to_int16(whole * voice.graphs.gain * 0.5).astype(np.int32)
+    assert isinstance(whole, np.ndarray)  # (audio, alignments) only when alignments are asked for
+    expected = float_to_int16(cast(FloatArray, whole * voice.graphs.gain * 0.5)).astype(np.int32)
     streamed = np.concatenate([c.pcm for c in chunks]).astype(np.int32)
     assert streamed.shape == expected.shape
     assert int(np.max(np.abs(streamed - expected))) <= 2  # int16 rounding of float-identical audio
@@ -127,19 +135,20 @@ def _settings(engine: Engine, root: Path | None) -> SessionSettings:
 def test_split_failure_falls_back_to_whole_graph(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streaming_vits import graph
-
     def refuse(*_: object, **__: object) -> None:
         raise ValueError("no RandomNormalLike node found -- is this a VITS export?")
 
     monkeypatch.setattr(graph, "split", refuse)
     entry = engine.registry.voices[engine.registry.default_voice]
     fallback = load_voice(entry, _settings(engine, tmp_path / "cache"))
-    assert fallback.graphs is None and fallback.piper.session is not None
+    assert fallback.graphs is None
+    assert fallback.piper.session is not None
     small = Engine(engine.settings, registry=engine.registry)
-    small.voice_cache._voices[entry.id] = fallback  # type: ignore[attr-defined]
+    small.voice_cache._voices[entry.id] = fallback
     chunks = list(small.iter_stream_chunks(small.request(LONG)))
-    assert len(chunks) == 1 and chunks[0].sentence_end and chunks[0].pcm.size > 22050 * 5
+    assert len(chunks) == 1
+    assert chunks[0].sentence_end
+    assert chunks[0].pcm.size > 22050 * 5
     small.pool.shutdown()
 
 
@@ -169,9 +178,10 @@ def test_unusable_cache_dir_falls_back_to_a_fresh_private_temp_dir(engine: Engin
     not_a_dir.write_text("x")
     entry = engine.registry.voices[engine.registry.default_voice]
     loaded = load_voice(entry, _settings(engine, not_a_dir / "cache"))
-    assert loaded.graphs is not None and loaded.graphs.gain > 1.0
-    from tts_service.engine.graphs import fallback_root
+    assert loaded.graphs is not None
+    assert loaded.graphs.gain > 1.0
 
     root = fallback_root()
-    assert root.name.startswith("tts-service-graphs-") and root.name != "tts-service-graphs-"
+    assert root.name.startswith("tts-service-graphs-")
+    assert root.name != "tts-service-graphs-"
     assert stat.S_IMODE(root.stat().st_mode) == 0o700

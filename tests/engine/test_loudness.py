@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pytest
 import soxr
@@ -9,13 +11,14 @@ from fastapi.testclient import TestClient
 
 from tests.support.audio import parse_wav
 from tts_service.engine import Engine, SpeechOptions
+from tts_service.engine.audio import FloatArray
 from tts_service.engine.loudness import integrated_lufs, limit
 
 TEXT = "The morning train was late again. Passengers waited on the cold platform with their coffee."
 
 
 def _lufs(pcm: np.ndarray) -> float:
-    return integrated_lufs(pcm.astype(np.float32) / 32767, 22050)
+    return integrated_lufs(cast(FloatArray, pcm.astype(np.float32) / 32767), 22050)
 
 
 def _true_peak_db(pcm: np.ndarray) -> float:
@@ -64,4 +67,5 @@ def test_the_limiter_only_touches_what_is_over() -> None:
 
 def test_loudness_out_of_range_is_refused(client: TestClient) -> None:
     response = client.post("/tts", json={"text": "Hi.", "loudness": -80})
-    assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"

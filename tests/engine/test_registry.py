@@ -26,8 +26,10 @@ def test_repo_map_default_voice_resolves_through_its_package() -> None:
     registry = VoiceRegistry.from_file(REPO / "models" / "map.json")
     joe = registry.get("en_US-joe-medium")
     assert registry.default_voice == "en_US-joe-medium"
-    assert "site-packages" in str(joe.model.path) and joe.model.path.is_file()
-    assert joe.sample_rate == 22050 and joe.num_speakers == 1
+    assert "site-packages" in str(joe.model.path)
+    assert joe.model.path.is_file()
+    assert joe.sample_rate == 22050
+    assert joe.num_speakers == 1
     assert joe.check_files() == []
 
 

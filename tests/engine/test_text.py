@@ -32,9 +32,11 @@ def test_split_complete_waits_for_what_follows_a_terminator() -> None:
     # WHEN it is split incrementally
     done, rest = split_complete("It costs 3.")
     # THEN nothing is spoken yet
-    assert done == [] and rest == "It costs 3."
+    assert done == []
+    assert rest == "It costs 3."
     done, rest = split_complete("It costs 3.5 dollars. And")
-    assert done == ["It costs 3.5 dollars."] and rest.strip() == "And"
+    assert done == ["It costs 3.5 dollars."]
+    assert rest.strip() == "And"
 
 
 def test_word_by_word_feed_gives_the_same_sentences_as_the_whole_text() -> None:

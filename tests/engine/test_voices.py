@@ -47,7 +47,8 @@ def test_concurrent_first_requests_load_a_voice_once(tmp_path: Path) -> None:
         t.join(timeout=60)
     # THEN it was loaded once and every request got the same voice
     assert cache.loads == 1
-    assert len(results) == 6 and all(r is results[0] for r in results)
+    assert len(results) == 6
+    assert all(r is results[0] for r in results)
 
 
 def test_lru_evicts_least_recently_used_but_never_the_pinned_voice(tmp_path: Path) -> None:

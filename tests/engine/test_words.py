@@ -10,9 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.audio import parse_wav
+from tts_service.api.stream import stream_format
 from tts_service.engine import Engine, SpeechOptions
 from tts_service.engine.subtitles import LINE_CHARS, subtitle_cues
 from tts_service.engine.words import WordTiming, owners, text_words
+from tts_service.errors import ValidationFailed
 
 PLAIN = "The quick brown fox jumps over the lazy dog near the quiet river."
 
@@ -24,10 +26,12 @@ def test_a_plain_sentence_has_one_ordered_entry_per_word(client: TestClient) -> 
     words = body["words"]
     assert [w["word"] for w in words] == text_words(PLAIN)
     starts = [w["start_ms"] for w in words]
-    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    assert starts == sorted(starts)
+    assert len(set(starts)) == len(starts)
     assert all(w["start_ms"] < w["end_ms"] for w in words)
     assert all(a["end_ms"] <= b["start_ms"] for a, b in zip(words, words[1:], strict=False))
-    assert starts[0] >= 0 and words[-1]["end_ms"] <= body["duration_ms"]
+    assert starts[0] >= 0
+    assert words[-1]["end_ms"] <= body["duration_ms"]
 
 
 def test_no_words_unless_asked(client: TestClient) -> None:
@@ -80,7 +84,8 @@ def test_subtitles_have_short_lines_and_follow_the_voice(client: TestClient) -> 
         "and a new sentence starts a new cue. This one is here to make the text long enough to need several cues."
     )
     srt = client.post("/tts", json={"text": text, "format": "srt"})
-    assert srt.status_code == 200 and srt.headers["content-type"].startswith("application/x-subrip")
+    assert srt.status_code == 200
+    assert srt.headers["content-type"].startswith("application/x-subrip")
     blocks = srt.text.strip().split("\n\n")
     assert len(blocks) >= 3
     previous_end = -1
@@ -93,11 +98,12 @@ def test_subtitles_have_short_lines_and_follow_the_voice(client: TestClient) -> 
         start, end = ((h1 * 60 + m1) * 60 + s1) * 1000 + f1, ((h2 * 60 + m2) * 60 + s2) * 1000 + f2
         assert previous_end <= start < end
         previous_end = end
-        assert 1 <= len(lines[2:]) <= 2 and all(len(line) <= LINE_CHARS for line in lines[2:])
+        assert 1 <= len(lines[2:]) <= 2
+        assert all(len(line) <= LINE_CHARS for line in lines[2:])
     vtt = client.post("/tts", json={"text": text, "format": "vtt"})
-    assert (
-        vtt.text.startswith("WEBVTT\n\n") and "-->" in vtt.text and vtt.headers["content-type"].startswith("text/vtt")
-    )
+    assert vtt.text.startswith("WEBVTT\n\n")
+    assert "-->" in vtt.text
+    assert vtt.headers["content-type"].startswith("text/vtt")
 
 
 def test_cues_break_at_sentence_ends_and_pauses() -> None:
@@ -113,8 +119,5 @@ def test_cues_break_at_sentence_ends_and_pauses() -> None:
 
 @pytest.mark.parametrize("fmt", ["srt", "vtt"])
 def test_subtitles_cannot_stream(fmt: str) -> None:
-    from tts_service.api.stream import stream_format
-    from tts_service.errors import ValidationFailed
-
     with pytest.raises(ValidationFailed, match="subtitles"):
         stream_format(fmt, None)  # type: ignore[arg-type]

@@ -77,7 +77,8 @@ def commands(run: str) -> list[list[str]]:
     test, guarded, rest = run.partition(" || ")
     if guarded:
         argv = shlex.split(test)
-        assert len(argv) == 5 and argv[::2] == ["[", "=", "]"], f"the replay does not know {test!r}"
+        assert len(argv) == 5, f"the replay does not know {test!r}"
+        assert argv[::2] == ["[", "=", "]"], f"the replay does not know {test!r}"
         if argv[1] == argv[3]:
             return []
         run = rest
@@ -253,7 +254,8 @@ class Builder:
         for source in sources:
             src = context / source
             rel = PurePosixPath(source)
-            assert src.exists() and not ignore.excluded(rel), f"COPY {source}: not in the build context"
+            assert src.exists(), f"COPY {source}: not in the build context"
+            assert not ignore.excluded(rel), f"COPY {source}: not in the build context"
             if src.is_dir():
                 target = image.host(dest)
                 for path in sorted(src.rglob("*")):

@@ -49,7 +49,8 @@ def test_compose_runs_server_console_and_proxy_with_only_the_proxy_exposed(compo
     assert {"tts", "frontend", "proxy"} <= set(services)
     for name in ("tts", "frontend", "proxy"):
         assert "profiles" not in services[name], name  # the default layout
-        assert services[name]["read_only"] is True and services[name]["cap_drop"] == ["ALL"], name
+        assert services[name]["read_only"] is True, name
+        assert services[name]["cap_drop"] == ["ALL"], name
         assert services[name]["security_opt"] == ["no-new-privileges:true"], name
     published = {name for name, svc in services.items() if svc.get("ports")}
     assert published == {"proxy", "grafana"}
@@ -57,11 +58,13 @@ def test_compose_runs_server_console_and_proxy_with_only_the_proxy_exposed(compo
     assert services["grafana"]["ports"] == ["127.0.0.1:3000:3000"]  # operators only, never public
     assert services["proxy"]["cap_add"] == ["NET_BIND_SERVICE"]
     # the server and the console are what the proxy forwards to
-    assert services["tts"]["expose"] == ["8085"] and services["tts"]["environment"]["PORT"] == "8085"
+    assert services["tts"]["expose"] == ["8085"]
+    assert services["tts"]["environment"]["PORT"] == "8085"
     assert services["frontend"]["expose"] == ["8080"]
     assert services["frontend"]["build"] == {"context": "../frontend"}
     env = services["proxy"]["environment"]
-    assert env["TTS_UPSTREAM"] == "tts:8085" and env["CONSOLE_UPSTREAM"] == "frontend:8080"
+    assert env["TTS_UPSTREAM"] == "tts:8085"
+    assert env["CONSOLE_UPSTREAM"] == "frontend:8080"
     assert services["proxy"]["depends_on"]["tts"] == {"condition": "service_healthy"}
 
 
@@ -88,7 +91,8 @@ def test_compose_files_and_settings_exist_and_parse(compose: dict[str, Any]) -> 
                 assert (INFRA / source).exists(), (name, source)
             elif source.startswith("${"):
                 default = re.search(r":-([^}]+)\}", source)
-                assert default and (INFRA / default.group(1)).exists(), (name, source)
+                assert default, (name, source)
+                assert (INFRA / default.group(1)).exists(), (name, source)
             else:
                 assert source in compose["volumes"], (name, source)
     # the server's variables are Settings fields (or OpenTelemetry's standard ones)
@@ -133,7 +137,8 @@ def test_caddy_validates_the_config_in_every_tls_mode(tmp_path: Path, mode: str)
         timeout=60,
         check=False,
     )
-    assert run.returncode == 0 and "Valid configuration" in run.stdout + run.stderr, run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Valid configuration" in run.stdout + run.stderr, run.stderr[-2000:]
     # and what Caddy made of it: HTTP is redirected, the site is served with TLS
     adapted = subprocess.run(
         [str(CADDY), "adapt", "--adapter", "caddyfile", "--config", str(CADDYFILE)],
@@ -145,7 +150,8 @@ def test_caddy_validates_the_config_in_every_tls_mode(tmp_path: Path, mode: str)
     )
     config = json.loads(adapted.stdout)
     (server,) = config["apps"]["http"]["servers"].values()
-    assert server["listen"] == [":443"] and "automatic_https" not in server  # redirects are on
+    assert server["listen"] == [":443"]
+    assert "automatic_https" not in server  # redirects are on
     if mode == "files":
         assert config["apps"]["tls"]["certificates"]["load_files"][0]["certificate"].endswith("tls.crt")
 
@@ -238,7 +244,8 @@ def test_the_proxy_terminates_tls_redirects_http_and_passes_api_websockets_and_c
         assert (target.scheme, target.host, target.path) == ("https", "localhost", "/health")
         # the API answers through TLS with the security headers, and no Server banner
         answer = client.get(f"{base}/health")
-        assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+        assert answer.status_code == 200
+        assert answer.json() == {"status": "ok"}
         assert answer.headers["strict-transport-security"].startswith("max-age=31536000")
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["x-frame-options"] == "DENY"
@@ -247,7 +254,9 @@ def test_the_proxy_terminates_tls_redirects_http_and_passes_api_websockets_and_c
         assert client.get(f"{base}/metrics").status_code == 404
         # the console gets everything else, hashed assets cached for good, pages revalidated
         page = client.get(f"{base}/")
-        assert page.status_code == 200 and "console" in page.text and page.headers["cache-control"] == "no-cache"
+        assert page.status_code == 200
+        assert "console" in page.text
+        assert page.headers["cache-control"] == "no-cache"
         asset = client.get(f"{base}/assets/app.1234abcd.js")
         assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
     # AND the smoke test passes through the proxy, WebSocket stream included

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi import APIRouter
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from tests.infra import kustomize
 from tests.infra.promql import exported_names, metric_names
@@ -32,7 +34,8 @@ def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def server_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (container,) = find(docs, "Deployment", "tts-service")["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = find(docs, "Deployment", "tts-service")["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
     return container
 
 
@@ -67,18 +70,24 @@ def test_server_and_console_deployments_run_hardened_behind_their_services() -> 
     for name, port in (("tts-service", 8085), ("tts-frontend", 8080)):
         pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["ports"][0]["containerPort"] == port
         service = find(docs, "Service", name)
         assert service["spec"]["selector"] == find(docs, "Deployment", name)["spec"]["selector"]["matchLabels"]
 
 
+def route_path(route: BaseRoute) -> str:
+    assert isinstance(route, Route | WebSocketRoute), route
+    return route.path
+
+
 def api_paths() -> list[str]:
     """A concrete path for every route the shim serves (but /metrics), plain and under /api."""
-    routers = (chat.router, chat.ws_router, health.router, openai_compat.router, tickets.router, tts.router)
-    routers += (voices.router, stream.router, client_config.router, samples.router)
-    paths = [re.sub(r"\{[^}]+\}", "x1", route.path) for router in routers for route in router.routes]
+    routers: tuple[APIRouter, ...] = (chat.router, chat.ws_router, health.router, openai_compat.router, tickets.router)
+    routers += (tts.router, voices.router, stream.router, client_config.router, samples.router)
+    paths = [re.sub(r"\{[^}]+\}", "x1", route_path(route)) for router in routers for route in router.routes]
     return [prefix + path for prefix in ("", "/api") for path in paths]
 
 
@@ -101,7 +110,8 @@ def test_the_ingress_serves_tls_and_routes_the_api_to_the_server_and_the_rest_to
     ingress = find(built(), "Ingress", "tts-service")
     (tls,) = ingress["spec"]["tls"]
     (rule,) = ingress["spec"]["rules"]
-    assert tls["hosts"] == [rule["host"]] and tls["secretName"]
+    assert tls["hosts"] == [rule["host"]]
+    assert tls["secretName"]
     for path in api_paths():
         assert ingress_backend(ingress, path) == "tts-service", path
     for path in ("/", "/index.html", "/assets/app.js", "/metrics", "/api/metrics", "/ttsx"):
@@ -130,11 +140,11 @@ def test_network_policies_let_only_the_ingress_in_and_the_server_out_to_dns_llm_
     assert {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 6333)} <= egress_ports
     # the hosted LLM over the internet, never the cluster's or the cloud's private ranges
     https = next(rule for rule in server["egress"] if rule["ports"] == [{"protocol": "TCP", "port": 443}])
-    assert (
-        "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"] and "169.254.0.0/16" in https["to"][0]["ipBlock"]["except"]
-    )
+    assert "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"]
+    assert "169.254.0.0/16" in https["to"][0]["ipBlock"]["except"]
     console = find(docs, "NetworkPolicy", "tts-frontend")["spec"]
-    assert console["egress"] == [] and set(console["policyTypes"]) == {"Ingress", "Egress"}
+    assert console["egress"] == []
+    assert set(console["policyTypes"]) == {"Ingress", "Egress"}
     assert console["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8080}]
 
 
@@ -157,7 +167,8 @@ def test_threads_follow_the_cpu_limit_one_single_threaded_worker_per_core() -> N
 def hpa_in_flight_target(docs: list[dict[str, Any]]) -> float:
     spec = find(docs, "HorizontalPodAutoscaler", "tts-service")["spec"]
     (pods,) = [m["pods"] for m in spec["metrics"] if m["type"] == "Pods"]
-    assert pods["metric"]["name"] == "requests_in_flight" and pods["target"]["type"] == "AverageValue"
+    assert pods["metric"]["name"] == "requests_in_flight"
+    assert pods["target"]["type"] == "AverageValue"
     return float(pods["target"]["averageValue"])
 
 
@@ -177,7 +188,8 @@ def test_the_hpa_scales_on_cpu_and_on_requests_in_flight_served_by_the_adapter_r
     assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
     # Prometheus finds the pods to scrape
     annotations = find(docs, "Deployment", "tts-service")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == "8085" and annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == "8085"
+    assert annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_the_streaming_profile_runs_fewer_larger_pods() -> None:
@@ -207,4 +219,5 @@ def test_the_voices_overlay_really_mounts_the_claim_read_only() -> None:
     mounts = {m["mountPath"]: m for m in server_container(docs)["volumeMounts"]}
     assert mounts["/voices"] == {"name": "voices", "mountPath": "/voices", "readOnly": True}
     # the base's volumes and mounts are all still there
-    assert {"/models", "/tmp", "/data"} <= set(mounts) and {"models", "tmp", "data"} <= set(volumes)
+    assert {"/models", "/tmp", "/data"} <= set(mounts)
+    assert {"models", "tmp", "data"} <= set(volumes)

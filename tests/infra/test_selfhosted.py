@@ -17,12 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import httpx
 import kubernetes_validate
 import pytest
 import yaml
 
 from tests.infra import kustomize
-from tests.infra.dockerbuild import instructions
+from tests.infra.dockerbuild import Builder, DockerIgnore, expand, instructions
+from tests.support.audio import parse_wav
+from tests.support.decode import decode
+from tts_service.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "infra" / "k8s"
@@ -87,7 +91,8 @@ def test_kubernetes_manifest_validates_against_the_schema(layout: str, doc: dict
 def test_deployment_is_hardened_and_probed() -> None:
     pod = manifest("Deployment", "tts-service")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
     assert pod["automountServiceAccountToken"] is False
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
@@ -107,7 +112,8 @@ def test_deployment_is_hardened_and_probed() -> None:
     # secrets only through Secret references
     for name in ("OPENAI_API_KEY", "QDRANT_API_KEY", "API_KEYS"):
         ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == "tts-service-secrets" and "value" not in env[name]
+        assert ref["name"] == "tts-service-secrets"
+        assert "value" not in env[name]
     config = manifest("ConfigMap", "tts-service-config")["data"]
     assert not {k for k in config if re.search("KEY|SECRET|TOKEN|PASSWORD", k) and not k.endswith("_URI")}
     # the grace period outlasts the app's own shutdown budget
@@ -160,8 +166,6 @@ def test_voice_map_configmap_is_models_map_json() -> None:
 
 
 def test_the_pod_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tts_service.config import Settings
-
     fields = {name.upper() for name in Settings.model_fields}
     config = manifest("ConfigMap", "tts-service-config")["data"]
     (container,) = manifest("Deployment", "tts-service")["spec"]["template"]["spec"]["containers"]
@@ -171,7 +175,8 @@ def test_the_pod_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) 
     for entry in container["env"]:
         ref = entry.get("valueFrom", {}).get("resourceFieldRef")
         if ref is not None:
-            assert ref["resource"] == "limits.cpu" and ref["divisor"] == "1"
+            assert ref["resource"] == "limits.cpu"
+            assert ref["divisor"] == "1"
             plain[entry["name"]] = str(math.ceil(float(container["resources"]["limits"]["cpu"])))
     external = {k for k in config if k.startswith("OTEL_")}  # OpenTelemetry's standard variables
     assert set(config) - external | set(plain) | secret_refs <= fields
@@ -183,7 +188,9 @@ def test_the_pod_environment_is_valid_settings(monkeypatch: pytest.MonkeyPatch) 
             continue
         monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.port == 8085 and settings.synth_workers == 2 and settings.ort_intra_op_threads == 1
+    assert settings.port == 8085
+    assert settings.synth_workers == 2
+    assert settings.ort_intra_op_threads == 1
     assert settings.public_base_url == "https://tts.example.com"
     assert str(settings.trusted_proxies) == config["TRUSTED_PROXIES"]
 
@@ -192,7 +199,8 @@ def test_compose_runs_the_shim_hardened_with_optional_qdrant() -> None:
     compose = yaml.safe_load((REPO / "infra" / "compose.yaml").read_text())
     tts = compose["services"]["tts"]
     assert tts["build"] == {"context": "..", "dockerfile": "infra/Dockerfile"}
-    assert tts["read_only"] is True and tts["cap_drop"] == ["ALL"]
+    assert tts["read_only"] is True
+    assert tts["cap_drop"] == ["ALL"]
     assert "../models:/models:ro" in tts["volumes"]
     assert any(t.startswith("/tmp") for t in tts["tmpfs"])
     assert compose["services"]["qdrant"]["profiles"] == ["qdrant"]
@@ -210,7 +218,9 @@ def shim_image() -> dict[str, Any]:
     result: dict[str, Any] = {"env": env}
     for keyword, args in steps[final:]:
         if keyword == "ENV":
-            env.update(pair.split("=", 1) for pair in shlex.split(args))
+            for pair in shlex.split(args):
+                key, value = pair.split("=", 1)
+                env[key] = value
         elif keyword in ("USER", "CMD", "HEALTHCHECK", "EXPOSE"):
             result[keyword] = args
     return result
@@ -222,7 +232,8 @@ def test_shim_image_runs_as_non_root_with_models_at_slash_models() -> None:
     assert user not in ("0", "root")
     assert image["env"]["MODELS_DIR"] == "/models"
     assert image["env"]["PORT"] == image["EXPOSE"] == "8085"
-    assert "/health" in image["HEALTHCHECK"] and "PORT" in image["HEALTHCHECK"]
+    assert "/health" in image["HEALTHCHECK"]
+    assert "PORT" in image["HEALTHCHECK"]
     assert json.loads(image["CMD"]) == ["python", "local/serve.py"]
 
 
@@ -295,8 +306,6 @@ BUILDS = [
 )
 def test_every_copy_source_is_in_the_build_context(dockerfile: str, context: str, build_args: dict[str, str]) -> None:
     # A COPY of a file that .dockerignore leaves out fails only at `docker build`: check it here.
-    from tests.infra.dockerbuild import DockerIgnore, expand
-
     root = REPO / context
     ignore = DockerIgnore(root)
     for keyword, args in instructions(REPO / dockerfile):
@@ -308,8 +317,6 @@ def test_every_copy_source_is_in_the_build_context(dockerfile: str, context: str
 
 
 def test_dockerignore_keeps_the_build_context_small() -> None:
-    from tests.infra.dockerbuild import DockerIgnore
-
     ignore = DockerIgnore(REPO)
     for heavy in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "src/tts_service/__pycache__/x.pyc"):
         assert ignore.excluded(PurePosixPath(heavy)), heavy
@@ -319,12 +326,6 @@ def test_dockerignore_keeps_the_build_context_small() -> None:
 @pytest.mark.slow
 def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_path: Path) -> None:
     # GIVEN infra/Dockerfile replayed (both stages: the venv built in `build`, copied into the final stage)
-    import httpx
-
-    from tests.infra.dockerbuild import Builder
-    from tests.support.audio import parse_wav
-    from tests.support.decode import decode
-
     builder = Builder(tmp_path, {}, log=tmp_path / "build.log")
     image = builder.build("shim", SHIM_DOCKERFILE, REPO)
     assert image.user.split(":")[0] not in ("0", "root")
@@ -334,7 +335,8 @@ def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_pa
     env = {**image.host_env(), "PORT": str(port), "HOST": "127.0.0.1", "HOME": str(image.host("/nonexistent"))}
     command = image.cmd
     python = shutil.which(command[0], path=env["PATH"])
-    assert python is not None and str(image.root) in python, python
+    assert python is not None, python
+    assert str(image.root) in python, python
 
     # WHEN the container's command starts it, outside the repository
     proc = subprocess.Popen(
@@ -357,13 +359,17 @@ def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_pa
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=60) as client:
             ready = client.get("/healthz")
-            assert ready.status_code == 200 and ready.json()["status"] == "ready"
+            assert ready.status_code == 200
+            assert ready.json()["status"] == "ready"
             # AND the web console is there at /, with its modules
             console = client.get("/")
-            assert console.status_code == 200 and "Piper TTS console" in console.text
+            assert console.status_code == 200
+            assert "Piper TTS console" in console.text
             assert client.get("/assets/app.js").headers["content-type"].startswith("text/javascript")
             wav = client.post("/tts", json={"text": "Self hosted."}, headers={"accept": "audio/wav"})
-            assert wav.status_code == 200 and wav.content[:4] == b"RIFF" and len(wav.content) > 20_000
+            assert wav.status_code == 200
+            assert wav.content[:4] == b"RIFF"
+            assert len(wav.content) > 20_000
             # AND the image's own packages encode every format the OpenAI-compatible route offers
             reference = parse_wav(wav.content).seconds
             for fmt in ("mp3", "opus", "aac", "flac", "pcm", "mulaw", "alaw"):
@@ -371,7 +377,8 @@ def test_the_shim_image_replayed_serves_speech_and_passes_its_healthcheck(tmp_pa
                 answer = client.post("/v1/audio/speech", json=body)
                 assert answer.status_code == 200, answer.text
                 decoded = decode(fmt, answer.content, int(answer.headers["x-sample-rate"]))
-                assert abs(decoded.seconds - reference) < 0.15 and decoded.rms > 300, fmt
+                assert abs(decoded.seconds - reference) < 0.15, fmt
+                assert decoded.rms > 300, fmt
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

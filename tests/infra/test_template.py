@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from tests.infra.cfn import Evaluator, load_template
 from tests.infra.dockerbuild import commands, expand, instructions
+from tts_service.aws import handler
 from tts_service.config import Settings
 from tts_service.observability import tracing
 
@@ -195,9 +197,11 @@ def statements(cfn: dict[str, Any], role: str) -> list[dict[str, Any]]:
 def test_stream_function_may_post_to_connections_and_use_its_table(cfn: dict[str, Any]) -> None:
     stmts = statements(cfn, "StreamFunctionRole")
     manage = [s for s in stmts if s["Action"] == "execute-api:ManageConnections"]
-    assert len(manage) == 1 and "${WebSocketApi}" in json.dumps(manage[0]["Resource"])
+    assert len(manage) == 1
+    assert "${WebSocketApi}" in json.dumps(manage[0]["Resource"])
     dynamo = [s for s in stmts if "dynamodb:PutItem" in s["Action"]]
-    assert dynamo and '"StreamTable"' in json.dumps(dynamo[0]["Resource"])
+    assert dynamo
+    assert '"StreamTable"' in json.dumps(dynamo[0]["Resource"])
     env = cfn["Resources"]["StreamFunction"]["Properties"]["Environment"]["Variables"]
     assert env["STREAM_TABLE_NAME"] == {"Ref": "StreamTable"}
     # no other function may post to WebSocket clients
@@ -302,7 +306,8 @@ def test_parameters_reach_the_settings_class(
         # X-Ray and OpenTelemetry together, each from its own parameter
         assert tracing.wanted(env) is True
     else:
-        assert settings.openai_api_key_secret is None and settings.voices_s3_uri is None
+        assert settings.openai_api_key_secret is None
+        assert settings.voices_s3_uri is None
         assert tracing.wanted(env) is False  # OpenTelemetry is off unless its endpoint is given
 
 
@@ -320,8 +325,11 @@ def test_secrets_are_never_plain_parameters_or_environment(template: dict[str, A
 
 def test_secret_and_s3_policies_follow_their_parameters(cfn: dict[str, Any]) -> None:
     chat = json.dumps(cfn["Resources"]["ChatFunctionRole"]["Properties"]["Policies"])
-    assert "HasOpenAISecret" in chat and "OpenAIApiKeySecretArn" in chat and "secretsmanager:GetSecretValue" in chat
-    assert "HasQdrantSecret" in chat and "HasVoicesS3" in chat
+    assert "HasOpenAISecret" in chat
+    assert "OpenAIApiKeySecretArn" in chat
+    assert "secretsmanager:GetSecretValue" in chat
+    assert "HasQdrantSecret" in chat
+    assert "HasVoicesS3" in chat
     tts = json.dumps(cfn["Resources"]["TtsFunctionRole"]["Properties"]["Policies"])
     assert "OpenAIApiKeySecretArn" not in tts  # the tts function never needs the LLM key
     for role in ("TtsFunctionRole", "VoicesFunctionRole", "ChatFunctionRole", "StreamFunctionRole"):
@@ -350,11 +358,10 @@ def test_outputs_give_both_api_urls(template: dict[str, Any]) -> None:
 
 
 def test_samconfig_sits_beside_the_template() -> None:
-    import tomllib
-
     config = tomllib.loads((REPO / "samconfig.toml").read_text())
     deploy = config["default"]["deploy"]["parameters"]
-    assert deploy["capabilities"] == "CAPABILITY_IAM" and deploy["resolve_image_repos"] is True
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_image_repos"] is True
     template = load_template(TEMPLATE)
     for env in config.values():
         if not isinstance(env, dict):
@@ -428,7 +435,8 @@ def test_the_stream_function_is_bounded(template: dict[str, Any]) -> None:
     env = ev.function_env("StreamFunction")
     limit = int(env["MAX_TEXT_CHARS"])
     assert limit < Settings.model_fields["max_text_chars"].default
-    assert int(env["STREAM_MAX_PENDING_CHARS"]) == limit and int(env["MAX_MESSAGE_CHARS"]) == limit
+    assert int(env["STREAM_MAX_PENDING_CHARS"]) == limit
+    assert int(env["MAX_MESSAGE_CHARS"]) == limit
 
 
 def test_the_chat_function_purges_expired_turns_on_a_schedule(cfn: dict[str, Any]) -> None:
@@ -469,7 +477,8 @@ def test_every_function_deploys_gradually_through_its_live_alias_and_rolls_back_
         )
     for logical_id in FUNCTIONS:
         alias = res[f"{logical_id}Aliaslive"]
-        assert alias["Type"] == "AWS::Lambda::Alias" and alias["Properties"]["Name"] == "live"
+        assert alias["Type"] == "AWS::Lambda::Alias"
+        assert alias["Properties"]["Name"] == "live"
         assert "CodeDeployLambdaAliasUpdate" in alias["UpdatePolicy"]
     # canary or linear by default, and only AWS's predefined configurations may be named
     strategy = template["Parameters"]["DeploymentStrategy"]
@@ -483,8 +492,6 @@ def test_every_function_deploys_gradually_through_its_live_alias_and_rolls_back_
 
 
 def test_the_alarms_watch_5xx_rate_p95_latency_and_throttles_on_metrics_that_exist(template: dict[str, Any]) -> None:
-    from tts_service.aws import handler
-
     res = template["Resources"]
     # 5xx rate: the EMF metric every function emits (0/1 per invocation, so its average is the rate)
     errors = res["ErrorRateAlarm"]["Properties"]
@@ -495,7 +502,8 @@ def test_the_alarms_watch_5xx_rate_p95_latency_and_throttles_on_metrics_that_exi
     assert errors["Threshold"] == {"Ref": "ErrorRateThreshold"}
     # p95 latency of the synthesizing function, on its live alias
     latency = res["LatencyAlarm"]["Properties"]
-    assert latency["ExtendedStatistic"] == "p95" and latency["MetricName"] == "Duration"
+    assert latency["ExtendedStatistic"] == "p95"
+    assert latency["MetricName"] == "Duration"
     assert {"Name": "Resource", "Value": {"Fn::Sub": "${TtsFunction}:live"}} in latency["Dimensions"]
     assert latency["Threshold"] == {"Ref": "LatencyP95Ms"}
     # throttles of every function, summed
@@ -537,7 +545,8 @@ def test_both_api_stages_write_access_logs(cfn: dict[str, Any], template: dict[s
         assert settings["DestinationArn"] == {"Fn::GetAtt": [group, "Arn"]}
         assert res[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
         fields = json.loads(re.sub(r"\s+", "", settings["Format"]))
-        assert {"requestId", "status", "ip"} <= set(fields) and "$context.requestId" in fields.values()
+        assert {"requestId", "status", "ip"} <= set(fields)
+        assert "$context.requestId" in fields.values()
     # WebSocket APIs log through the account's CloudWatch role: the stack sets it unless told the account has one,
     # and the stage waits for it
     assert template["Resources"]["ApiGatewayAccount"]["Condition"] == "ManagesApiGatewayAccount"

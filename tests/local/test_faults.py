@@ -94,7 +94,8 @@ class Rig:
         """The rest keeps serving: liveness, and speech from the default voice."""
         assert httpx.get(f"{self.base}/health", timeout=10).status_code == 200
         speech = self.post("/tts", {"text": f"Still speaking {uuid.uuid4().hex[:6]}."})
-        assert speech.status_code == 200 and speech.json()["duration_ms"] > 300
+        assert speech.status_code == 200
+        assert speech.json()["duration_ms"] > 300
 
     def settled(self) -> Usage:
         """Once idle, what the process holds (nothing admitted, no request in flight)."""
@@ -128,6 +129,14 @@ def chat_events(ws: ClientConnection, until: tuple[str, ...] = ("done", "error")
 # --- the scenarios: each asserts its clear error ---
 
 
+def read_event_types(ws: ClientConnection, types: list[str]) -> None:
+    """Append each text frame's event type to `types` until the connection closes (which raises)."""
+    while True:
+        frame = ws.recv(timeout=30)
+        if isinstance(frame, str):
+            types.append(json.loads(frame)["type"])
+
+
 def llm_fault(fault: str, status: int, code: str) -> Callable[[Rig], None]:
     def scenario(rig: Rig) -> None:
         rig.llm.reset()
@@ -150,7 +159,8 @@ def llm_dropped_mid_stream(rig: Rig) -> None:
     with connect(f"{rig.ws}/ws/chat") as ws:
         ws.send(json.dumps({"type": "chat", "message": "Count.", "encoding": "base64"}))
         events = chat_events(ws)
-        assert [e["type"] for e in events if e["type"] == "token"] and events[-1]["type"] == "error"
+        assert [e["type"] for e in events if e["type"] == "token"]
+        assert events[-1]["type"] == "error"
         assert events[-1]["code"] == "llm_unavailable"
         # The connection stays usable: the next turn, with the LLM back, is answered.
         rig.llm.reset()
@@ -164,9 +174,11 @@ def qdrant(mode: str) -> Callable[[Rig], None]:
         rig.qdrant.set(mode)  # type: ignore[arg-type]
         started = time.monotonic()
         answer = rig.post("/chat", {"message": "Remember me?", "conversation_id": f"c-{mode}"})
-        assert answer.status_code == 200 and answer.json()["memory"] == "unavailable"
+        assert answer.status_code == 200
+        assert answer.json()["memory"] == "unavailable"
         history = httpx.get(f"{rig.base}/conversations/c-{mode}", timeout=10)
-        assert history.status_code == 503 and history.json()["error"]["code"] == "memory_unavailable"
+        assert history.status_code == 503
+        assert history.json()["error"]["code"] == "memory_unavailable"
         assert time.monotonic() - started < 5
 
     return scenario
@@ -179,7 +191,8 @@ def redis(mode: str) -> Callable[[Rig], None]:
         try:
             started = time.monotonic()
             answers = [httpx.get(f"{rig.base}/voices", timeout=10).status_code for _ in range(5)]
-            assert answers == [200] * 5 and time.monotonic() - started < 3  # each waits 0.3 s at most
+            assert answers == [200] * 5
+            assert time.monotonic() - started < 3  # each waits 0.3 s at most
             counted = sum(v for k, v in samples(rig.base).items() if k.startswith("tts_dependency_failures_total"))
             assert counted == failures + 5, "every failed check is counted"
         finally:
@@ -278,7 +291,8 @@ def rig(logs_dir: Path, figures: dict[str, Any]) -> Iterator[Rig]:
                 "at_end": vars(usage(shim.proc.pid)),
             }
         log = (logs_dir / "faults-shim.log").read_text()
-        assert "Traceback" not in log and '"unhandled error"' not in log
+        assert "Traceback" not in log
+        assert '"unhandled error"' not in log
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -309,19 +323,20 @@ def test_sigterm_under_load_finishes_what_it_accepted(logs_dir: Path, figures: d
             # THEN everything accepted completes whole
             for future in [*wholes, *streamed]:
                 answer = future.result(timeout=60)
-                assert answer.status_code == 200 and len(answer.content) > 50_000
-            events = []
+                assert answer.status_code == 200
+                assert len(answer.content) > 50_000
+            events: list[str] = []
             with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    frame = stream.recv(timeout=30)
-                    if isinstance(frame, str):
-                        events.append(json.loads(frame)["type"])
-            assert events[0] == "start" and "end" in events and closed.value.rcvd is not None
+                read_event_types(stream, events)
+            assert events[0] == "start"
+            assert "end" in events
+            assert closed.value.rcvd is not None
             assert closed.value.rcvd.code == 1001
         # AND the process exits within its grace period
         assert shim.proc.wait(timeout=30) in (0, -signal.SIGTERM)
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     messages = [line["message"] for line in lines]
-    assert "drained" in messages and "unhandled error" not in messages
+    assert "drained" in messages
+    assert "unhandled error" not in messages
     assert not [line for line in lines if line.get("level") == "ERROR"]
     figures["sigterm"] = {"in_flight": 5, "completed": 5, "exit": "drained"}

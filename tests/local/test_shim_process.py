@@ -37,7 +37,8 @@ def test_voices_detail_and_errors_over_http(shim: str) -> None:
     detail = httpx.get(f"{shim}/voices/detail", timeout=10).json()
     assert any(v["id"] == "en_US-joe-medium" and v["sample_rate"] == 22050 for v in detail)
     bad = httpx.post(f"{shim}/tts", content=b'{"text":', headers={"content-type": "application/json"}, timeout=10)
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_json"
 
 
 @pytest.mark.slow

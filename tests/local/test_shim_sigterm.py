@@ -37,13 +37,16 @@ def test_sigterm_drains_the_shim(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             response = in_flight.result(timeout=30)
             assert response.status_code == 200
-            assert response.content[:4] == b"RIFF" and len(response.content) > 100_000
+            assert response.content[:4] == b"RIFF"
+            assert len(response.content) > 100_000
             with pytest.raises(ConnectionClosed) as closed:
                 idle_stream.recv(timeout=20)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001
         # uvicorn re-raises the signal once it has shut down, so the parent sees "terminated by SIGTERM".
         assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
     events = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     messages = [e["message"] for e in events]
-    assert "draining" in messages and "drained" in messages
+    assert "draining" in messages
+    assert "drained" in messages
     assert messages.index("drained") > messages.index("draining")

@@ -52,5 +52,6 @@ def test_make_smoke_fails_clearly_where_nothing_listens() -> None:
     run = make_smoke(url, "--timeout", "5")
     assert run.returncode != 0
     lines = [line for line in run.stdout.splitlines() if line.startswith(("PASS", "FAIL", "SKIP"))]
-    assert len(lines) == 6 and all(line.startswith("FAIL ") and "refused" in line.lower() for line in lines)
+    assert len(lines) == 6
+    assert all(line.startswith("FAIL ") and "refused" in line.lower() for line in lines)
     assert f"smoke FAILED against {url}: 0 ok, 6 failing, 0 skipped" in run.stdout

@@ -125,13 +125,15 @@ def test_shutdown_finishes_in_flight_work_then_closes_streams(running: Running) 
         busy_result = pool.submit(receive_until_closed, busy)
 
         response = slow_call.result(timeout=10)
-        assert response.status_code == 200 and response.json() == {"status": "finished"}
+        assert response.status_code == 200
+        assert response.json() == {"status": "finished"}
 
         _, idle_code = idle_result.result(timeout=10)
         assert idle_code == 1001, "a quiet stream is closed with 1001 going away"
 
         got, busy_code = busy_result.result(timeout=10)
-        assert got[:7] == [f"chunk {i}" for i in range(1, 8)] and got[-1] == "done", "the utterance finished"
+        assert got[:7] == [f"chunk {i}" for i in range(1, 8)], "the utterance finished"
+        assert got[-1] == "done", "the utterance finished"
         assert busy_code == 1001
 
         running.thread.join(10)

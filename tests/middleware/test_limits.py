@@ -44,7 +44,8 @@ def test_declared_oversize_body_is_413(make_client: AppFactory) -> None:
     response = client.post("/tts", content=b'{"text": "' + b"a" * 4000 + b'"}')
     assert response.status_code == 413
     error = response.json()["error"]
-    assert error["code"] == "payload_too_large" and error["limit"] == 2048
+    assert error["code"] == "payload_too_large"
+    assert error["limit"] == 2048
     assert metrics.value("http_requests_rejected_total", reason="payload_too_large") == 1
 
 

@@ -14,7 +14,7 @@ from tts_service.api import stream
 
 def next_error_or_end(ws: WebSocketTestSession) -> dict[str, Any]:
     while True:
-        event = ws.receive_json()
+        event: dict[str, Any] = ws.receive_json()
         if event["type"] in ("error", "end", "done"):
             return event
 
@@ -31,8 +31,10 @@ def test_every_speak_is_charged_and_a_spent_budget_is_an_error_event(make_client
         ws.send_text(json.dumps({"type": "speak", "text": "Three.", "encoding": "base64"}))
         refused = ws.receive_json()
         # THEN the third is refused as rate limited, with when to retry, and starts nothing
-        assert refused["type"] == "error" and refused["code"] == "rate_limited"
-        assert refused["ends_stream"] is False and refused["retry_after"] >= 1
+        assert refused["type"] == "error"
+        assert refused["code"] == "rate_limited"
+        assert refused["ends_stream"] is False
+        assert refused["retry_after"] >= 1
         # AND the connection stays usable: control messages and bad frames still get their answers
         ws.send_text(json.dumps({"type": "text", "text": "No stream."}))
         assert ws.receive_json()["code"] == "unexpected_message"

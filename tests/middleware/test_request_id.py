@@ -8,9 +8,13 @@ import uuid
 
 import pytest
 from fastapi import APIRouter
+from mangum import Mangum
 
 from tests.support.apps import AppFactory
+from tests.support.lambda_events import FakeLambdaContext, load_event
 from tests.support.logs import LogCapture
+from tts_service.api import voices
+from tts_service.app import create_app
 from tts_service.config import Settings
 from tts_service.engine import Engine
 from tts_service.observability.logging import request_id_var
@@ -81,7 +85,8 @@ def test_access_log_line_fields(make_client: AppFactory, logs: LogCapture) -> No
     client.get("/no/such/path/12345", headers={"X-Request-ID": "access-2"})
     lines = {r["request_id"]: r for r in logs.records if r["logger"] == "tts_service.access"}
     first = lines["access-1"]
-    assert first["level"] == "INFO" and first["message"] == "request"
+    assert first["level"] == "INFO"
+    assert first["message"] == "request"
     assert (first["method"], first["route"], first["status"]) == ("GET", "/api/voices", 200)
     assert first["duration_ms"] >= 0
     assert lines["access-2"]["route"] == "unmatched", "raw paths never become labels or log fields"
@@ -100,7 +105,8 @@ def test_no_user_text_or_secrets_in_logs(make_client: AppFactory, logs: LogCaptu
     assert invalid.status_code == 422
     assert any(r["logger"] == "tts_service.access" for r in logs.records)
     assert secret not in logs.text
-    assert "Quillfeather" not in logs.text and "9931" not in logs.text
+    assert "Quillfeather" not in logs.text
+    assert "9931" not in logs.text
 
 
 def test_log_level_settings() -> None:
@@ -111,12 +117,6 @@ def test_log_level_settings() -> None:
 
 
 def test_on_lambda_the_gateway_request_id_is_used(engine: Engine) -> None:
-    from mangum import Mangum
-
-    from tests.support.lambda_events import FakeLambdaContext, load_event
-    from tts_service.api import voices
-    from tts_service.app import create_app
-
     handler = Mangum(create_app(voices.router, settings=Settings(rate_limit_enabled=False)), lifespan="off")
     event = load_event("http_v2_get_voices.json")
     response = handler(event, FakeLambdaContext())

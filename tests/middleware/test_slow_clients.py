@@ -134,7 +134,8 @@ def test_an_idle_websocket_is_closed_and_a_busy_one_is_not(live: LiveFactory) ->
         # Then nothing moves either way: the server closes the connection as going away.
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1001
         assert time.monotonic() - ended >= 0.9
 
 
@@ -144,7 +145,8 @@ def test_an_oversized_websocket_message_closes_the_connection(live: LiveFactory)
         ws.send(json.dumps({"type": "speak", "text": "x" * (300 * 1024)}))
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009  # message too big
 
 
 def test_streams_per_client_are_capped(make_client: AppFactory) -> None:
@@ -158,7 +160,8 @@ def test_streams_per_client_are_capped(make_client: AppFactory) -> None:
         answer = client.post("/tts/stream", json={"text": "Three."}, headers=one)
         # THEN it is refused with 429, while the other client and the first one's other routes are served
         assert refused.value.status_code == 429
-        assert answer.status_code == 429 and answer.json()["error"]["code"] == "too_many_streams"
+        assert answer.status_code == 429
+        assert answer.json()["error"]["code"] == "too_many_streams"
         assert "retry-after" in answer.headers
         assert client.post("/tts/stream", json={"text": "Other client."}, headers=two).status_code == 200
         assert client.post("/tts", json={"text": "Not a stream."}, headers=one).status_code == 200
@@ -175,11 +178,14 @@ def test_incremental_text_cannot_queue_more_than_its_bound(make_client: AppFacto
         # One message completing more sentences than the queue holds is refused whole; the stream goes on.
         ws.send_text(json.dumps({"type": "text", "text": "Go. " * (MAX_QUEUED + 1)}))
         refused = ws.receive_json()
-        assert refused["type"] == "error" and refused["code"] == "busy" and refused["ends_stream"] is False
+        assert refused["type"] == "error"
+        assert refused["code"] == "busy"
+        assert refused["ends_stream"] is False
         ws.send_text(json.dumps({"type": "text", "text": "Just this one. "}))
         ws.send_text(json.dumps({"type": "end"}))
         events, _ = collect(ws)
-    assert events[-1]["type"] == "end" and events[-1]["chunks"] >= 1
+    assert events[-1]["type"] == "end"
+    assert events[-1]["chunks"] >= 1
 
 
 class _Engine:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tts_service.api import deps, health, tts
+from tts_service.api import health, tts
 from tts_service.app import create_app
 from tts_service.config import Settings
-from tts_service.engine import Engine, SpeechRequest
+from tts_service.engine import Engine, SpeechRequest, get_engine
 from tts_service.engine.registry import VoiceRegistry
 from tts_service.errors import ServiceBusy
 from tts_service.observability import Metrics
@@ -34,7 +34,7 @@ def fresh_liveness() -> Iterator[Liveness]:
 
 def client_for(engine: Engine) -> TestClient:
     app = create_app(health.router, tts.router, settings=Settings(rate_limit_enabled=False))
-    app.dependency_overrides[deps.get_engine] = lambda: engine
+    app.dependency_overrides[get_engine] = lambda: engine
     return TestClient(app)
 
 
@@ -71,7 +71,8 @@ def test_a_default_voice_that_cannot_load_fails_liveness(broken_default_voice: E
         assert client.get("/health").status_code == 200
         # WHEN a request needs the default voice and it cannot load
         refused = client.post("/tts", json={"text": "Hello."})
-        assert refused.status_code == 503 and refused.json()["error"]["code"] == "voice_unavailable"
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "voice_unavailable"
         # THEN liveness fails, saying why, so the orchestrator restarts the pod
         dead = client.get("/health")
         assert dead.status_code == 503

@@ -67,7 +67,8 @@ def test_off_by_default_nothing_is_kept(engine: Engine, tmp_path: Path) -> None:
     with TestClient(create_app(tts.router, samples.router)) as client:
         assert client.post("/tts", json={"text": "Not kept."}).status_code == 200
         refused = client.get("/debug/samples")
-        assert refused.status_code == 404 and "DEBUG_SAMPLES" in refused.json()["error"]["message"]
+        assert refused.status_code == 404
+        assert "DEBUG_SAMPLES" in refused.json()["error"]["message"]
 
 
 def test_samples_are_kept_redacted_per_owner_and_deleted(engine: Engine, samples_on: Path, logs: LogCapture) -> None:
@@ -81,16 +82,21 @@ def test_samples_are_kept_redacted_per_owner_and_deleted(engine: Engine, samples
 
         # THEN A sees both, newest first, without text in the listing
         listed = client.get("/debug/samples", headers=a).json()["samples"]
-        assert len(listed) == 2 and all("text" not in s for s in listed)
+        assert len(listed) == 2
+        assert all("text" not in s for s in listed)
         newest, oldest = listed
-        assert newest["redacted"] == ["email", "phone"] and newest["audio"] is False
-        assert oldest["redacted"] == [] and oldest["audio"] is True and oldest["voice"] == "en_US-joe-medium"
+        assert newest["redacted"] == ["email", "phone"]
+        assert newest["audio"] is False
+        assert oldest["redacted"] == []
+        assert oldest["audio"] is True
+        assert oldest["voice"] == "en_US-joe-medium"
 
         # AND the PII never reached the disk, nor the audio that would speak it
         kept = client.get(f"/debug/samples/{newest['id']}", headers=a).json()
         assert kept["text"] == "Mail me at [email] or call [phone]."
         on_disk = "".join(p.read_bytes().decode("latin-1") for p in samples_on.iterdir())
-        assert "a.b@example.com" not in on_disk and "2345678" not in on_disk
+        assert "a.b@example.com" not in on_disk
+        assert "2345678" not in on_disk
         assert client.get(f"/debug/samples/{newest['id']}/audio", headers=a).status_code == 404
         assert not (samples_on / f"{newest['id']}.wav").exists()
 
@@ -112,7 +118,8 @@ def test_samples_are_kept_redacted_per_owner_and_deleted(engine: Engine, samples
         assert client.delete("/debug/samples", headers=a).json() == {"deleted": 1}
         assert list(samples_on.iterdir()) == []
     # AND the logs never held the text
-    assert "a.b@example.com" not in logs.text and "plain sentence" not in logs.text
+    assert "a.b@example.com" not in logs.text
+    assert "plain sentence" not in logs.text
 
 
 def test_the_ring_keeps_the_newest_samples(engine: Engine, samples_on: Path) -> None:
@@ -141,7 +148,8 @@ def test_expired_samples_are_purged_on_schedule(tmp_path: Path) -> None:
 
     asyncio.run(one_pass())
     assert [s["id"] for s in store.entries("owner")] == [young]
-    assert store.get("owner", old) is None and not (tmp_path / "s" / f"{old}.wav").exists()
+    assert store.get("owner", old) is None
+    assert not (tmp_path / "s" / f"{old}.wav").exists()
 
 
 def test_without_api_keys_samples_are_kept_but_not_served(engine: Engine, samples_on: Path) -> None:
@@ -149,6 +157,7 @@ def test_without_api_keys_samples_are_kept_but_not_served(engine: Engine, sample
     with TestClient(create_app(tts.router, samples.router, settings=Settings(rate_limit_enabled=False))) as client:
         assert client.post("/tts", json={"text": "Kept on disk only."}).status_code == 200
         refused = client.get("/debug/samples")
-        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "forbidden"
         assert client.delete("/debug/samples").status_code == 403
     assert len(list(samples_on.glob("*.json"))) == 1

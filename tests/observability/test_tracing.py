@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.logs import LogCapture
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
-from tts_service.api import health, tts
+from tts_service.api import health, stream, tts
 from tts_service.app import create_app
 from tts_service.engine import Engine
 from tts_service.observability import tracing
@@ -70,7 +70,9 @@ def test_a_tts_request_is_a_server_span_with_synthesis_and_encoding_children(
     wanted = {"POST /tts", "tts.synthesize", "tts.phonemize", "tts.encode"}
     spans = by_name(otlp.wait_for(lambda got: wanted <= {s.name for s in got}))
     server = spans["POST /tts"]
-    assert server.kind == SERVER and server.trace_id == CALLER_TRACE and server.parent_span_id == CALLER_SPAN
+    assert server.kind == SERVER
+    assert server.trace_id == CALLER_TRACE
+    assert server.parent_span_id == CALLER_SPAN
     assert server.attributes["http.route"] == "/tts"
     assert server.attributes["http.request.method"] == "POST"
     assert server.attributes["http.response.status_code"] == 200
@@ -78,19 +80,24 @@ def test_a_tts_request_is_a_server_span_with_synthesis_and_encoding_children(
     assert server.resource["service.name"] == "tts-test"
     # AND synthesis and encoding are its children, with what they did but not what was said
     synth, encode = spans["tts.synthesize"], spans["tts.encode"]
-    assert synth.parent_span_id == server.span_id and encode.parent_span_id == server.span_id
+    assert synth.parent_span_id == server.span_id
+    assert encode.parent_span_id == server.span_id
     assert synth.attributes["tts.voice"] == "en_US-joe-medium"
     assert synth.attributes["tts.text_chars"] == len(text)
     assert synth.attributes["tts.audio_ms"] > 1000
-    assert encode.attributes["tts.format"] == "wav" and encode.attributes["tts.bytes"] == len(response.content)
+    assert encode.attributes["tts.format"] == "wav"
+    assert encode.attributes["tts.bytes"] == len(response.content)
     # phonemizing runs on the request's conductor thread, and still nests under synthesis
     phonemize = spans["tts.phonemize"]
-    assert phonemize.trace_id == CALLER_TRACE and phonemize.parent_span_id == synth.span_id
+    assert phonemize.trace_id == CALLER_TRACE
+    assert phonemize.parent_span_id == synth.span_id
     assert phonemize.attributes["tts.chars"] > 0
     assert "secret words" not in json.dumps([s.attributes for s in otlp.spans])
     # AND the JSON log lines written meanwhile carry the trace id, the access line included
     access = [r for r in logs.records if r.get("logger") == "tts_service.access" and r.get("route") == "/tts"]
-    assert access and access[-1]["trace_id"] == CALLER_TRACE and access[-1]["span_id"] == server.span_id
+    assert access
+    assert access[-1]["trace_id"] == CALLER_TRACE
+    assert access[-1]["span_id"] == server.span_id
 
 
 def test_a_server_error_marks_the_span_failed_and_health_is_traced_too(otlp: OtlpReceiver) -> None:
@@ -115,14 +122,14 @@ def test_a_server_error_marks_the_span_failed_and_health_is_traced_too(otlp: Otl
 
 
 def test_a_stream_span_covers_the_whole_stream_with_its_first_audio(engine: Engine, otlp: OtlpReceiver) -> None:
-    from tts_service.api import stream
-
     with TestClient(create_app(stream.router)) as client:
         response = client.post("/tts/stream", json={"text": "One sentence. And another one.", "format": "pcm"})
-        assert response.status_code == 200 and len(response.content) > 10_000
+        assert response.status_code == 200
+        assert len(response.content) > 10_000
         tracing.flush()
     spans = by_name(otlp.wait_for(lambda got: {"POST /tts/stream", "tts.stream"} <= {s.name for s in got}))
     streamed = spans["tts.stream"]
     assert streamed.parent_span_id == spans["POST /tts/stream"].span_id
     assert streamed.events == ["first_audio"]
-    assert streamed.attributes["tts.format"] == "pcm" and streamed.attributes["tts.audio_ms"] > 1000
+    assert streamed.attributes["tts.format"] == "pcm"
+    assert streamed.attributes["tts.audio_ms"] > 1000

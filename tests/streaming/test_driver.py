@@ -87,8 +87,10 @@ def test_cancel_mid_synthesis_sends_end_after_the_last_audio_and_closes_the_engi
 
     out, engine = asyncio.run(scenario())
     assert out.types() == ["start", "audio", "end"]
-    assert out.frames[-1]["cancelled"] is True and out.frames[-1]["chunks"] == 1
-    assert engine.made == 1 and engine.closed == 1
+    assert out.frames[-1]["cancelled"] is True
+    assert out.frames[-1]["chunks"] == 1
+    assert engine.made == 1
+    assert engine.closed == 1
 
 
 def test_cancel_after_the_end_adds_nothing() -> None:
@@ -125,7 +127,8 @@ def test_disconnect_closes_the_engine_stream() -> None:
         return engine
 
     engine = asyncio.run(scenario())
-    assert engine.made == 1 and engine.closed == 1
+    assert engine.made == 1
+    assert engine.closed == 1
 
 
 def test_failing_transport_stops_synthesis() -> None:
@@ -144,4 +147,5 @@ def test_failing_transport_stops_synthesis() -> None:
 
     out, engine = asyncio.run(scenario())
     assert out.types() == ["start"]
-    assert engine.made == 1 and engine.closed == 1
+    assert engine.made == 1
+    assert engine.closed == 1

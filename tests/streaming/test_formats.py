@@ -69,7 +69,9 @@ def test_tts_refuses_formats_and_rates_it_cannot_make(
     response = stream_client.post("/tts", json={"text": "Hello.", **body})
     assert response.status_code == 422
     error = response.json()["error"]
-    assert error["code"] == "validation_error" and field in error["message"] and error["fields"] == [field]
+    assert error["code"] == "validation_error"
+    assert field in error["message"]
+    assert error["fields"] == [field]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,8 @@ def test_http_stream_in_every_format(
 
 def test_http_stream_refuses_json(stream_client: TestClient) -> None:
     response = stream_client.post("/tts/stream", json={"text": "Hello.", "format": "json"})
-    assert response.status_code == 422 and response.json()["error"]["fields"] == ["format"]
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == ["format"]
 
 
 @pytest.mark.parametrize("fmt", STREAM_FORMATS)
@@ -112,7 +115,8 @@ def test_websocket_speaks_every_stream_format(
         events, binary = collect(ws)
     start, end = events[0], events[-1]
     rate = {"opus": 24000, "mulaw": 8000, "alaw": 8000}.get(fmt, 22050)
-    assert start["format"] == fmt and start["sample_rate"] == rate
+    assert start["format"] == fmt
+    assert start["sample_rate"] == rate
     assert start["sample_width"] == {"pcm": 2, "mulaw": 1, "alaw": 1}.get(fmt)
     audio = [e for e in events if e["type"] == "audio"]
     if encoding == "binary":
@@ -138,7 +142,8 @@ def test_websocket_incremental_text_is_one_continuous_stream(stream_client: Test
     data = b"".join(binary)
     assert data.count(b"OpusHead") == 1
     decoded = decode("opus", data)
-    assert decoded.seconds == pytest.approx(events[-1]["duration_ms"] / 1000, abs=0.1) and decoded.rms > 300
+    assert decoded.seconds == pytest.approx(events[-1]["duration_ms"] / 1000, abs=0.1)
+    assert decoded.rms > 300
 
 
 @pytest.mark.parametrize(
@@ -156,11 +161,14 @@ def test_websocket_refuses_what_cannot_stream_and_carries_on(
     with stream_client.websocket_connect("/ws/tts") as ws:
         ws.send_json({"type": "speak", "text": "Hello.", **msg})
         error = ws.receive_json()
-        assert error["type"] == "error" and error["code"] == "validation_error" and field in error["message"]
+        assert error["type"] == "error"
+        assert error["code"] == "validation_error"
+        assert field in error["message"]
         assert error["ends_stream"] is False
         ws.send_json({"type": "speak", "text": "Still here.", "format": "mulaw"})
         events, binary = collect(ws)
-    assert events[-1]["type"] == "end" and decode("mulaw", b"".join(binary), 8000).seconds > 0.4
+    assert events[-1]["type"] == "end"
+    assert decode("mulaw", b"".join(binary), 8000).seconds > 0.4
 
 
 def test_pcm_at_another_rate_over_websocket(stream_client: TestClient, wav_seconds: float) -> None:

@@ -27,12 +27,16 @@ from tts_service.streaming.session import IncrementalText
 def test_parse_speak_with_options() -> None:
     msg = parse_message(json.dumps({"type": "speak", "text": "Hi.", "speed": 1.5, "encoding": "base64"}), 100)
     assert isinstance(msg, SpeakMessage)
-    assert msg.encoding == "base64" and msg.options().speed == 1.5 and not msg.spectrogram
+    assert msg.encoding == "base64"
+    assert msg.options().speed == 1.5
+    assert not msg.spectrogram
 
 
 def test_parse_start_defaults_to_binary() -> None:
     msg = parse_message('{"type": "start", "voice": "en_US-joe-medium"}', 100)
-    assert isinstance(msg, StartMessage) and msg.encoding == "binary" and msg.options().voice == "en_US-joe-medium"
+    assert isinstance(msg, StartMessage)
+    assert msg.encoding == "binary"
+    assert msg.options().voice == "en_US-joe-medium"
 
 
 @pytest.mark.parametrize(
@@ -66,7 +70,8 @@ def test_missing_text_names_the_field() -> None:
 
 def test_control_messages_ignore_extra_fields() -> None:
     msg = parse_message('{"type": "text", "text": "Hi", "id": 7}', 100)
-    assert isinstance(msg, TextMessage) and msg.text == "Hi"
+    assert isinstance(msg, TextMessage)
+    assert msg.text == "Hi"
 
 
 TRICKY = (
@@ -131,11 +136,14 @@ def test_event_maker_splits_audio_into_bounded_numbered_events() -> None:
     for event in events:
         assert len(to_json(event).encode()) <= API_GATEWAY_FRAME_LIMIT
     texts = [e.to_dict()["text"] for e in audio]
-    assert texts[0] == "é" * MAX_EVENT_TEXT and texts[-1] == "Next one." and set(texts[1:-1]) == {""}
+    assert texts[0] == "é" * MAX_EVENT_TEXT
+    assert texts[-1] == "Next one."
+    assert set(texts[1:-1]) == {""}
     # Spectrogram frames cover each event's samples (hop 256).
     assert sum(len(s.to_dict()["frames"]) for s in specs[:-1]) >= 100_000 // 256
     end = maker.end()
-    assert end.chunks == len(audio) and end.duration_ms == round(1000 * 103_000 / 22050)
+    assert end.chunks == len(audio)
+    assert end.duration_ms == round(1000 * 103_000 / 22050)
 
 
 def test_continuation_pieces_carry_no_text() -> None:

@@ -24,7 +24,8 @@ def test_ws_stream_sends_words_before_their_audio(stream_client: TestClient) -> 
     # Each words event comes right before the audio event it names, which carries its first word's sound.
     for event in words_events:
         following = events[events.index(event) + 1]
-        assert following["type"] == "audio" and following["seq"] == event["seq"]
+        assert following["type"] == "audio"
+        assert following["seq"] == event["seq"]
     assert len(audio) >= len(words_events)
 
 

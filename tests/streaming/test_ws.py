@@ -18,8 +18,10 @@ from tests.support.live import LiveServer
 from tests.support.streams import PARAGRAPH, collect, pcm_seconds, rms
 from tests.support.wait import wait_until
 from tts_service.engine import Engine
+from tts_service.engine.audio import wav_header
 from tts_service.engine.graphs import HEAD
 from tts_service.engine.pipeline import Synthesis
+from tts_service.streaming import driver
 
 
 def tts_seconds(client: TestClient, text: str) -> float:
@@ -49,9 +51,14 @@ async def _ws_paragraph(url: str) -> tuple[list[Any], list[bytes]]:
 def test_websockets_client_gets_paragraph_in_order(live_server: LiveServer, stream_client: TestClient) -> None:
     events, audio = asyncio.run(_ws_paragraph(f"{live_server.ws}/ws/tts"))
     start, end = events[0], events[-1]
-    assert start["type"] == "start" and start["sample_rate"] == 22050 and start["sample_width"] == 2
-    assert start["channels"] == 1 and start["encoding"] == "binary" and start["voice"] == "en_US-joe-medium"
-    assert events[1:-1] == ["audio"] * len(audio) and len(audio) >= 4
+    assert start["type"] == "start"
+    assert start["sample_rate"] == 22050
+    assert start["sample_width"] == 2
+    assert start["channels"] == 1
+    assert start["encoding"] == "binary"
+    assert start["voice"] == "en_US-joe-medium"
+    assert events[1:-1] == ["audio"] * len(audio)
+    assert len(audio) >= 4
     assert end == {"type": "end", "chunks": len(audio), "duration_ms": end["duration_ms"], "cancelled": False}
     pcm = b"".join(audio)
     assert end["duration_ms"] == round(1000 * pcm_seconds(pcm))
@@ -67,7 +74,8 @@ def test_base64_events_are_numbered_and_carry_sentences(stream_client: TestClien
     assert not binary
     audio = [e for e in events if e["type"] == "audio"]
     specs = [e for e in events if e["type"] == "spectrogram"]
-    assert [e["seq"] for e in audio] == list(range(len(audio))) and len(audio) >= 4
+    assert [e["seq"] for e in audio] == list(range(len(audio)))
+    assert len(audio) >= 4
     assert [e["seq"] for e in specs] == [e["seq"] for e in audio]
     assert all(len(row) == 80 for s in specs for row in s["frames"])
     sentences = [e["text"] for e in audio if e["text"]]
@@ -93,7 +101,8 @@ def test_incremental_text_word_by_word(stream_client: TestClient) -> None:
     assert spoken == ["Dr. Lee measured 3.5 liters, e.g. a lot.", "It was enough...", "Really enough?", "Yes"]
     pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "audio")
     assert_speech(parse_wav(_wav(pcm)), text)
-    assert events[-1]["type"] == "end" and not events[-1]["cancelled"]
+    assert events[-1]["type"] == "end"
+    assert not events[-1]["cancelled"]
 
 
 def test_flush_speaks_pending_text_and_stream_stays_open(stream_client: TestClient) -> None:
@@ -103,7 +112,8 @@ def test_flush_speaks_pending_text_and_stream_stays_open(stream_client: TestClie
         ws.send_text(json.dumps({"type": "text", "text": "Hello there"}))
         ws.send_text(json.dumps({"type": "flush"}))
         first = ws.receive_json()
-        assert first["type"] == "audio" and first["text"] == "Hello there"
+        assert first["type"] == "audio"
+        assert first["text"] == "Hello there"
         ws.send_text(json.dumps({"type": "text", "text": "General Kenobi."}))
         ws.send_text(json.dumps({"type": "end"}))
         events, _ = collect(ws)
@@ -129,11 +139,14 @@ def test_malformed_messages_get_error_events_and_connection_stays_usable(stream_
             else:
                 ws.send_text(raw)
             event = ws.receive_json()
-            assert event["type"] == "error" and event["code"] == code, (raw, event)
+            assert event["type"] == "error", (raw, event)
+            assert event["code"] == code, (raw, event)
             assert event["message"]
         ws.send_text(json.dumps({"type": "speak", "text": "Still here.", "encoding": "base64"}))
         events, _ = collect(ws)
-    assert events[0]["type"] == "start" and events[-1]["type"] == "end" and events[-1]["chunks"] >= 1
+    assert events[0]["type"] == "start"
+    assert events[-1]["type"] == "end"
+    assert events[-1]["chunks"] >= 1
 
 
 def test_second_speak_during_a_stream_is_refused_without_breaking_it(stream_client: TestClient) -> None:
@@ -143,7 +156,8 @@ def test_second_speak_during_a_stream_is_refused_without_breaking_it(stream_clie
         events, _ = collect(ws)
     errors = [e for e in events if e["type"] == "error"]
     assert [e["code"] for e in errors] == ["unexpected_message"]
-    assert events[-1]["type"] == "end" and not events[-1]["cancelled"]
+    assert events[-1]["type"] == "end"
+    assert not events[-1]["cancelled"]
 
 
 def test_cancel_after_first_audio_ends_within_one_chunk(stream_client: TestClient, engine: Engine) -> None:
@@ -170,7 +184,8 @@ def test_cancel_after_first_audio_ends_within_one_chunk(stream_client: TestClien
         # The connection takes a new stream at once, and the worker is free again.
         ws.send_text(json.dumps({"type": "speak", "text": "Next.", "encoding": "base64"}))
         events, _ = collect(ws)
-        assert events[-1]["type"] == "end" and not events[-1]["cancelled"]
+        assert events[-1]["type"] == "end"
+        assert not events[-1]["cancelled"]
     assert wait_until(lambda: engine.pool.admitted == 0)
 
 
@@ -208,16 +223,17 @@ def test_disconnect_mid_stream_frees_the_worker(
 
 
 def _wav(pcm: bytes) -> bytes:
-    from tts_service.engine.audio import wav_header
-
     return wav_header(22050, len(pcm)) + pcm
 
 
 def test_tts_stream_wav(stream_client: TestClient) -> None:
     response = stream_client.post("/tts/stream", json={"text": PARAGRAPH})
-    assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "audio/wav"
     body = response.content
-    assert body[:4] == b"RIFF" and body[8:12] == b"WAVE" and body[36:40] == b"data"
+    assert body[:4] == b"RIFF"
+    assert body[8:12] == b"WAVE"
+    assert body[36:40] == b"data"
     assert int.from_bytes(body[40:44], "little") == 0xFFFFFFFF - 36  # streaming header: length unknown
     pcm = body[44:]
     assert_speech(parse_wav(_wav(pcm)), PARAGRAPH)
@@ -226,12 +242,16 @@ def test_tts_stream_wav(stream_client: TestClient) -> None:
 
 def test_tts_stream_pcm_and_errors(stream_client: TestClient) -> None:
     response = stream_client.post("/tts/stream", json={"text": "Raw bytes please."}, headers={"Accept": "audio/pcm"})
-    assert response.status_code == 200 and response.headers["content-type"].startswith("audio/pcm")
-    assert response.content[:4] != b"RIFF" and rms(response.content) > 300
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("audio/pcm")
+    assert response.content[:4] != b"RIFF"
+    assert rms(response.content) > 300
     bad = stream_client.post("/tts/stream", json={"text": ""})
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_error"
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "validation_error"
     missing = stream_client.post("/tts/stream", json={"text": "Hi.", "voice": "nobody"})
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "voice_not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "voice_not_found"
 
 
 def test_tts_stream_first_bytes_arrive_before_the_last_sentence_is_made(
@@ -262,22 +282,24 @@ def test_tts_stream_first_bytes_arrive_before_the_last_sentence_is_made(
             if not first_bytes.is_set() and len(received + data) > 44:
                 first_bytes.set()
             received += data
-    assert held and all(held), "the first bytes only came after the last sentence was synthesized"
+    assert held, "the first bytes only came after the last sentence was synthesized"
+    assert all(held), "the first bytes only came after the last sentence was synthesized"
     assert len(received) > 44 + 22050 * 2 * 5
 
 
 def test_runaway_text_is_refused_while_the_stream_goes_on(
     stream_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tts_service.streaming import driver
-
     monkeypatch.setattr(driver, "MAX_QUEUED", 0)
     with stream_client.websocket_connect("/ws/tts") as ws:
         ws.send_text(json.dumps({"type": "start", "encoding": "base64"}))
         assert ws.receive_json()["type"] == "start"
         ws.send_text(json.dumps({"type": "text", "text": "Too much. "}))
         event = ws.receive_json()
-        assert event["type"] == "error" and event["code"] == "busy" and not event["ends_stream"]
+        assert event["type"] == "error"
+        assert event["code"] == "busy"
+        assert not event["ends_stream"]
         ws.send_text(json.dumps({"type": "end"}))
         events, _ = collect(ws)
-    assert events[-1]["type"] == "end" and events[-1]["chunks"] == 0
+    assert events[-1]["type"] == "end"
+    assert events[-1]["chunks"] == 0

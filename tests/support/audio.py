@@ -32,12 +32,14 @@ class Wav:
 
 def parse_wav(data: bytes) -> Wav:
     """Parse a WAV file, asserting a RIFF/WAVE header with 16-bit mono PCM."""
-    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE", "not a RIFF/WAVE file"
+    assert data[:4] == b"RIFF", "not a RIFF/WAVE file"
+    assert data[8:12] == b"WAVE", "not a RIFF/WAVE file"
     with wave.open(io.BytesIO(data)) as wav:
         assert wav.getcomptype() == "NONE"
         frames = wav.readframes(wav.getnframes())
         parsed = Wav(wav.getframerate(), wav.getnchannels(), wav.getsampwidth(), np.frombuffer(frames, dtype="<i2"))
-    assert parsed.channels == 1 and parsed.sample_width == 2
+    assert parsed.channels == 1
+    assert parsed.sample_width == 2
     return parsed
 
 

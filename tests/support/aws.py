@@ -16,7 +16,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from moto import mock_aws
 
 from tests.support.lambda_events import load_event
-from tts_service.aws.websocket import poster
+from tts_service.aws.websocket import handler, poster
 
 ERROR_STATUS = {"GoneException": 410, "LimitExceededException": 429}
 
@@ -79,8 +79,6 @@ class Capture:
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Answer the clients of handlers made from settings (`WebSocketHandler.from_settings`), too."""
-        from tts_service.aws.websocket import handler
-
         monkeypatch.setattr(handler, "management_client", self.client)
 
     def _answer(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:

@@ -19,15 +19,17 @@ def decode(fmt: str, data: bytes, sample_rate: int | None = None) -> Wav:
     """Decode `data` of `fmt` to 16-bit mono samples; headerless formats (pcm, mulaw, alaw) need `sample_rate`."""
     assert data, f"no {fmt} bytes to decode"
     if fmt == "pcm":
-        assert sample_rate is not None and len(data) % 2 == 0
+        assert sample_rate is not None
+        assert len(data) % 2 == 0
         return Wav(sample_rate, 1, 2, np.frombuffer(data, dtype="<i2"))
     if fmt == "aac":
-        assert data[0] == 0xFF and data[1] & 0xF0 == 0xF0, "not an ADTS stream"
-        with av.open(io.BytesIO(data), format="aac") as container:
+        assert data[0] == 0xFF, "not an ADTS stream"
+        assert data[1] & 0xF0 == 0xF0, "not an ADTS stream"
+        with av.open(io.BytesIO(data), "r", format="aac") as container:
             stream = container.streams.audio[0]
             frames = [frame.to_ndarray().reshape(-1) for frame in container.decode(stream)]
             rate = stream.codec_context.sample_rate
-        samples = np.clip(np.concatenate(frames) * 32767.0, -32768, 32767).astype(np.int16)
+        samples = np.clip(np.multiply(np.concatenate(frames), 32767.0), -32768, 32767).astype(np.int16)
         return Wav(rate, 1, 2, samples)
     if fmt in ("mulaw", "alaw"):
         assert sample_rate is not None

@@ -11,6 +11,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from mangum.types import LambdaCognitoIdentity, LambdaMobileClientContext
+
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "events"
 
@@ -31,6 +33,9 @@ class FakeLambdaContext:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/tts-service-test"
     log_stream_name: str = "2026/11/27/[$LATEST]0123456789abcdef"
+    # Mobile-app fields, None on every invocation through API Gateway (as on a real one).
+    identity: LambdaCognitoIdentity | None = None
+    client_context: LambdaMobileClientContext | None = None
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
@@ -40,7 +45,8 @@ def load_function(name: str) -> ModuleType:
     """Import functions/<name>/app.py as Lambda does (module scope runs once)."""
     path = REPO / "functions" / name / "app.py"
     spec = importlib.util.spec_from_file_location(f"lambda_{name}_app", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

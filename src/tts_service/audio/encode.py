@@ -79,7 +79,7 @@ class _Lame:
     """MP3 through LAME (lameenc): constant bit rate, the voice's own rate (every Piper rate is an MPEG rate)."""
 
     def __init__(self, sample_rate: int) -> None:
-        import lameenc
+        import lameenc  # noqa: PLC0415 loaded with the first mp3 encoder (module docstring)
 
         self._encoder = lameenc.Encoder()
         self._encoder.set_bit_rate(MP3_KBPS)
@@ -135,7 +135,7 @@ class _Av:
     """
 
     def __init__(self, fmt: AudioFormat, sample_rate: int, whole: bool) -> None:
-        import av
+        import av  # noqa: PLC0415 FFmpeg is loaded with the first encoder that needs it (module docstring)
 
         muxer, codec, bit_rate, codec_options, muxer_options = _AV_FORMATS[fmt]
         self.sample_rate = sample_rate

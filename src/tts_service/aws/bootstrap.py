@@ -56,7 +56,7 @@ def resolve_secrets(settings: Settings) -> bool:
 
 def read_secret(ref: str) -> str:
     """The string value of a Secrets Manager secret (name or ARN) or of `ssm:<name>`, a SecureString parameter."""
-    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 boto3 behind it, only for secrets
 
     value: Any
     if ref.startswith(SSM_PREFIX):
@@ -76,8 +76,8 @@ def fetch_voices(uri: str, dest: Path) -> Path:
     Only the map and the files it names (paths relative to the map) are read, object by object: the function's
     role needs `s3:GetObject` on the voices prefix and nothing else, no listing of the bucket.
     """
-    import boto3
-    from botocore.exceptions import ClientError
+    import boto3  # noqa: PLC0415 the `aws` extra, only when voices come from S3
+    from botocore.exceptions import ClientError  # noqa: PLC0415 the `aws` extra, only when voices come from S3
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket:

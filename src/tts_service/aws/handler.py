@@ -159,7 +159,7 @@ def instrument(
     # tracer, then metrics (flushed even when the handler raises).
     handler: LambdaHandler = metrics.log_metrics(capture_cold_start_metric=True)(invoke)
     if _tracing_enabled(tracing):
-        from aws_lambda_powertools import Tracer
+        from aws_lambda_powertools import Tracer  # noqa: PLC0415 X-Ray SDK only when tracing (cold start)
 
         handler = Tracer(service=service).capture_lambda_handler(handler)
     wrapped: LambdaHandler = logger.inject_lambda_context(

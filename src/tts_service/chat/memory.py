@@ -327,15 +327,14 @@ class ConversationMemory:
                     "on AWS Lambda QDRANT_URL must be https: conversations and the Qdrant key would cross the "
                     "network in clear (QDRANT_ALLOW_HTTP=true allows http inside a private network)"
                 )
-            client = QdrantClient(
+            # No call here: this runs under the open lock, and a server that hangs must hold no lock. The first
+            # real call finds out, and a failure there answers "unavailable" for a while (`_run`).
+            return QdrantClient(
                 url=settings.qdrant_url,
                 api_key=settings.qdrant_api_key,
                 timeout=max(1, round(settings.memory_timeout_secs)),
                 check_compatibility=False,  # its background probe logs a traceback when the server is down
             )
-            # No call here: this runs under the open lock, and a server that hangs must hold no lock. The first
-            # real call finds out, and a failure there answers "unavailable" for a while (`_run`).
-            return client
         if settings.aws_lambda_function_name:
             raise MemoryUnavailable(
                 "on AWS Lambda conversation memory needs QDRANT_URL; an embedded store would be private to one "

@@ -125,7 +125,7 @@ class SplitFiles:
 
 def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -> None:
     """Split the (already verified) model bytes into `outdir` with a manifest of the graphs' hashes."""
-    from streaming_vits import graph
+    from streaming_vits import graph  # noqa: PLC0415 only when a voice is first split (onnx behind it)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     started = time.perf_counter()
@@ -165,7 +165,7 @@ def _expose_durations(frontend: Path) -> str | None:
     Piper's durations are the graph's one `Ceil` (what piper's own alignment patch exposes); a graph without
     exactly one is left as it is, and that voice gives no word timings.
     """
-    import onnx
+    import onnx  # noqa: PLC0415 only when a voice is first split
 
     model = onnx.load(str(frontend))
     ceils: list[str] = [str(out) for node in model.graph.node if node.op_type == "Ceil" for out in node.output]

@@ -25,7 +25,7 @@ LUFS_MIN, LUFS_MAX = -40.0, -5.0
 
 def integrated_lufs(audio: FloatArray, sample_rate: int) -> float:
     """BS.1770-4 integrated loudness; -inf for silence or audio shorter than one 400 ms block."""
-    import pyloudnorm  # scipy with it: loaded only when a loudness target is asked for
+    import pyloudnorm  # noqa: PLC0415 scipy with it: loaded only when a loudness target is asked for
 
     if audio.size < int(0.4 * sample_rate):
         return -math.inf

@@ -24,7 +24,7 @@ class TracingMiddleware:
         if tracer is None or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+        from opentelemetry.trace import SpanKind, Status, StatusCode  # noqa: PLC0415 optional `otel` extra
 
         websocket = scope["type"] == "websocket"
         method = "WEBSOCKET" if websocket else str(scope.get("method", "GET"))

@@ -63,9 +63,9 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     if not wanted(environ):
         return False
     try:
-        from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+        from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource  # noqa: PLC0415 optional `otel` extra
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 optional `otel` extra
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter  # noqa: PLC0415 optional `otel` extra
     except ImportError:
         logger.error("tracing asked for but the otel extra is not installed; traces are off")
         return False
@@ -79,7 +79,7 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
         if protocol and protocol.strip() != "http/protobuf":
             # Only the HTTP exporter ships (no grpcio in the images); say so rather than send nothing silently.
             logger.error("only OTLP over http/protobuf is supported; exporting with it", extra={"protocol": protocol})
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: PLC0415 only when exporting OTLP
 
         chosen.append(OTLPSpanExporter())
     if "console" in exporters:
@@ -164,7 +164,7 @@ def mark_error(current: Span | None, exc: BaseException) -> None:
     """Mark a span failed by a server-side error; client errors (4xx ServiceErrors) and cancellations are not."""
     if current is None:
         return
-    from opentelemetry.trace import Status, StatusCode
+    from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 optional `otel` extra, only once tracing is on
 
     status = exc.status_code if isinstance(exc, ServiceError) else 500
     if isinstance(exc, ServiceError):
@@ -184,7 +184,7 @@ def context_from_headers(headers: Mapping[str, str]) -> Context | None:
     """The caller's trace (`traceparent`, per OTEL_PROPAGATORS) from request headers, if any."""
     if _tracer is None:
         return None
-    from opentelemetry.propagate import extract
+    from opentelemetry.propagate import extract  # noqa: PLC0415 optional `otel` extra, only once tracing is on
 
     return extract(headers)
 
@@ -197,7 +197,7 @@ def current_ids() -> tuple[str, str] | None:
     """(trace id, span id) in hex of the span current here, or None."""
     if _tracer is None:
         return None
-    from opentelemetry.trace import get_current_span
+    from opentelemetry.trace import get_current_span  # noqa: PLC0415 optional `otel` extra, only once tracing is on
 
     ctx = get_current_span().get_span_context()
     if not ctx.is_valid:

@@ -92,7 +92,8 @@ def test_connect_without_a_valid_credential_is_refused(
 def test_connect_with_a_key_stores_its_owner(invoke: Invoke, table: Any, headers: dict[str, str]) -> None:
     assert invoke(connect_event(headers)) == {"statusCode": 200}
     stored = item(table)
-    assert stored is not None and stored["owner"] == key_fingerprint(KEY)
+    assert stored is not None
+    assert stored["owner"] == key_fingerprint(KEY)
     assert KEY not in str(stored)
 
 
@@ -101,7 +102,8 @@ def test_a_ticket_connects_once_and_its_subprotocol_is_echoed(
 ) -> None:
     # GIVEN a ticket issued for the key (as POST /ws-ticket does on the voices function)
     ticket = tickets.issue(key_fingerprint(KEY))
-    assert KEY not in str(table.scan()["Items"]) and ticket not in str(table.scan()["Items"])
+    assert KEY not in str(table.scan()["Items"])
+    assert ticket not in str(table.scan()["Items"])
     # WHEN a browser offers it as a subprotocol
     offered = {"Sec-WebSocket-Protocol": f"ticket.{ticket}"}
     response = invoke(connect_event(offered))
@@ -111,7 +113,8 @@ def test_a_ticket_connects_once_and_its_subprotocol_is_echoed(
     # AND the ticket is spent, from the subprotocol or the query alike
     assert invoke(connect_event(offered, connection="second="))["statusCode"] == 401
     assert invoke(connect_event(query={"ticket": ticket}, connection="third="))["statusCode"] == 401
-    assert item(table, "second=") is None and item(table, "third=") is None
+    assert item(table, "second=") is None
+    assert item(table, "third=") is None
 
 
 def test_a_ticket_in_the_query_connects_and_an_expired_one_does_not(invoke: Invoke, table: Any) -> None:

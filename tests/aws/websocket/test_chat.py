@@ -37,7 +37,9 @@ LONG_REPLY = " ".join(
 
 def check_closed(table: Any) -> None:
     item = table.get_item(Key={"connection_id": CONNECTION})["Item"]
-    assert "stream_id" not in item and "speaker" not in item and "cancelled" not in item
+    assert "stream_id" not in item
+    assert "speaker" not in item
+    assert "cancelled" not in item
 
 
 def test_chat_turn_streams_tokens_audio_and_done(
@@ -54,19 +56,27 @@ def test_chat_turn_streams_tokens_audio_and_done(
     events = capture.events
     types = [e["type"] for e in events]
     start = events[0]
-    assert start["type"] == "start" and start["encoding"] == "base64" and start["sample_rate"] == 22050
-    assert start["conversation_id"] == "harbor-1" and start["memory"] == "ok" and start["speak"] is True
+    assert start["type"] == "start"
+    assert start["encoding"] == "base64"
+    assert start["sample_rate"] == 22050
+    assert start["conversation_id"] == "harbor-1"
+    assert start["memory"] == "ok"
+    assert start["speak"] is True
     tokens = [e["token"] for e in events if e["type"] == "token"]
-    assert "".join(tokens) == REPLY and len(tokens) > 5
+    assert "".join(tokens) == REPLY
+    assert len(tokens) > 5
     assert types.index("token") < types.index("audio")
     audio = [e for e in events if e["type"] == "audio"]
-    assert [e["seq"] for e in audio] == list(range(len(audio))) and len(audio) >= 4  # 16 KB pieces of ~4 s
+    assert [e["seq"] for e in audio] == list(range(len(audio)))
+    assert len(audio) >= 4  # 16 KB pieces of ~4 s
     assert [e["text"] for e in audio if e["text"]] == [
         "The harbor was quiet this morning.",
         "A few boats drifted near the pier.",
     ]
     end, done = events[-2:]
-    assert end["type"] == "end" and end["chunks"] == len(audio) and end["cancelled"] is False
+    assert end["type"] == "end"
+    assert end["chunks"] == len(audio)
+    assert end["cancelled"] is False
     assert done == {
         "type": "done",
         "reply": REPLY,
@@ -86,7 +96,8 @@ def test_chat_turn_streams_tokens_audio_and_done(
     invoke(message({"type": "chat", "message": "Really?", "conversation_id": "harbor-1", "speak": False}), service)
     assert [e["type"] for e in capture.events] == ["start", "token", "done"]
     sent = [m["content"] for m in fake_llm.chat_requests()[-1]["messages"]]
-    assert "How was the harbor?" in sent and REPLY in sent
+    assert "How was the harbor?" in sent
+    assert REPLY in sent
 
 
 def test_cancel_on_another_invocation_stops_the_turn(
@@ -118,19 +129,26 @@ def test_cancel_on_another_invocation_stops_the_turn(
     events = capture.events
     assert cancelled
     types = [e["type"] for e in events]
-    assert types[-2:] == ["end", "done"] and types.count("end") == 1 and "error" not in types
+    assert types[-2:] == ["end", "done"]
+    assert types.count("end") == 1
+    assert "error" not in types
     end, done = events[-2:]
-    assert end["cancelled"] is True and done["cancelled"] is True and done["stored"] is False
-    assert LONG_REPLY.startswith(done["reply"]) and len(done["reply"]) < len(LONG_REPLY), (cancelled, types)
+    assert end["cancelled"] is True
+    assert done["cancelled"] is True
+    assert done["stored"] is False
+    assert LONG_REPLY.startswith(done["reply"]), (cancelled, types)
+    assert len(done["reply"]) < len(LONG_REPLY), (cancelled, types)
     audio = [e for e in events if e["type"] == "audio"]
-    assert [e["seq"] for e in audio] == list(range(len(audio))) and end["chunks"] == len(audio)
+    assert [e["seq"] for e in audio] == list(range(len(audio)))
+    assert end["chunks"] == len(audio)
     check_closed(table)
 
     # The connection is free again.
     capture.on_post = lambda n, data: None
     capture.frames.clear()
     invoke(message({"type": "speak", "text": "Back again."}))
-    assert capture.events[-1]["type"] == "end" and not capture.events[-1]["cancelled"]
+    assert capture.events[-1]["type"] == "end"
+    assert not capture.events[-1]["cancelled"]
 
 
 def test_faulty_llm_gives_an_error_and_tts_still_works(
@@ -144,15 +162,18 @@ def test_faulty_llm_gives_an_error_and_tts_still_works(
         "statusCode": 200
     }
     events = capture.events
-    assert events[0]["type"] == "start" and events[0]["memory"] == "unavailable"
-    assert events[-1]["type"] == "error" and events[-1]["code"] == "llm_unavailable"
+    assert events[0]["type"] == "start"
+    assert events[0]["memory"] == "unavailable"
+    assert events[-1]["type"] == "error"
+    assert events[-1]["code"] == "llm_unavailable"
     assert "done" not in [e["type"] for e in events]
     check_closed(table)
 
     capture.frames.clear()
     invoke(message({"type": "speak", "text": "Still speaking."}))
     events = capture.events
-    assert events[0]["type"] == "start" and events[-1] == {**events[-1], "type": "end", "cancelled": False}
+    assert events[0]["type"] == "start"
+    assert events[-1] == {**events[-1], "type": "end", "cancelled": False}
     pcm = audio_of(events)
     assert_speech(parse_wav(wav_header(22050, len(pcm)) + pcm), "Still speaking.")
 
@@ -184,6 +205,8 @@ def test_gone_client_stops_the_turn(
     capture.fail = lambda attempt, data: "GoneException" if b'"type":"audio"' in data else None
     assert invoke(message({"type": "message", "message": "Tell me a story."}), service) == {"statusCode": 200}
     types = [e["type"] for e in capture.events]
-    assert "audio" not in types and "end" not in types and "done" not in types
+    assert "audio" not in types
+    assert "end" not in types
+    assert "done" not in types
     assert capture.attempts == len(capture.frames) + 1  # the refused audio frame was not retried
     check_closed(table)

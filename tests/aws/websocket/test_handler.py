@@ -11,6 +11,7 @@ import pytest
 from tests.support.audio import assert_speech, parse_wav
 from tests.support.aws import CONNECTION, ENDPOINT, Capture, audio_of, message
 from tests.support.lambda_events import load_event
+from tts_service.aws.websocket import store
 from tts_service.engine import Engine, SpeechChunk, SpeechRequest
 from tts_service.engine.audio import wav_header
 from tts_service.streaming.events import API_GATEWAY_FRAME_LIMIT
@@ -26,9 +27,12 @@ def test_connect_speak_disconnect(invoke: Any, capture: Capture, table: Any) -> 
     assert {cid for cid, _ in capture.frames} == {CONNECTION}
     assert all(len(data) <= API_GATEWAY_FRAME_LIMIT for _, data in capture.frames)
     events = capture.events
-    assert events[0]["type"] == "start" and events[0]["encoding"] == "base64" and events[0]["sample_rate"] == 22050
+    assert events[0]["type"] == "start"
+    assert events[0]["encoding"] == "base64"
+    assert events[0]["sample_rate"] == 22050
     audio = [e for e in events if e["type"] == "audio"]
-    assert [e["seq"] for e in audio] == list(range(len(audio))) and len(audio) >= 2
+    assert [e["seq"] for e in audio] == list(range(len(audio)))
+    assert len(audio) >= 2
     assert [e["text"] for e in audio if e["text"]] == [
         "The harbor was quiet this morning.",
         "A few boats drifted near the pier.",
@@ -76,12 +80,14 @@ def test_incremental_text_across_invocations(invoke: Any, capture: Capture, tabl
     assert pending.strip() == "Done"
     invoke(message({"type": "end"}))
     events = capture.events
-    assert events[0]["type"] == "start" and events[0]["encoding"] == "base64"  # no binary frames on API Gateway
+    assert events[0]["type"] == "start"
+    assert events[0]["encoding"] == "base64"  # no binary frames on API Gateway
     spoken = [e["text"] for e in events if e["type"] == "audio" and e["text"]]
     assert spoken == ["Dr. Ames sold 2.5 tons, e.g. wheat.", "Prices rose...", "Then fell!", "Done"]
     audio = [e for e in events if e["type"] == "audio"]
     assert [e["seq"] for e in audio] == list(range(len(audio)))
-    assert events[-1]["type"] == "end" and events[-1]["chunks"] == len(audio)
+    assert events[-1]["type"] == "end"
+    assert events[-1]["chunks"] == len(audio)
     assert [e["type"] for e in events].count("end") == 1
 
 
@@ -100,18 +106,22 @@ def test_cancel_on_another_invocation_stops_the_speaker(invoke: Any, capture: Ca
     invoke(message({"type": "speak", "text": text}))
     events = capture.events
     types = [e["type"] for e in events]
-    assert types[-1] == "end" and types.count("end") == 1
+    assert types[-1] == "end"
+    assert types.count("end") == 1
     assert events[-1]["cancelled"] is True
     # No more audio after the chunk in progress: the small first chunk of the long first sentence.
-    assert types[1:-1] == ["audio"] * (len(types) - 2) and len(types) - 2 <= 2
+    assert types[1:-1] == ["audio"] * (len(types) - 2)
+    assert len(types) - 2 <= 2
     assert events[-1]["duration_ms"] < 1000
     item = table.get_item(Key={"connection_id": CONNECTION})["Item"]
-    assert "stream_id" not in item and "speaker" not in item
+    assert "stream_id" not in item
+    assert "speaker" not in item
     # The connection takes a new stream afterwards.
     capture.on_post = lambda n, data: None
     capture.frames.clear()
     invoke(message({"type": "speak", "text": "Back again."}))
-    assert capture.events[-1]["type"] == "end" and not capture.events[-1]["cancelled"]
+    assert capture.events[-1]["type"] == "end"
+    assert not capture.events[-1]["cancelled"]
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -148,7 +158,8 @@ def test_disconnect_mid_stream_stops_the_speaker(
     invoke(message({"type": "speak", "text": "First part is here. Second part follows. Third part ends it."}))
     types = [e["type"] for e in capture.events]
     # The rest of the chunk in progress goes out; nothing after it, and no `end` to a gone client.
-    assert types[0] == "start" and set(types[1:]) == {"audio"}
+    assert types[0] == "start"
+    assert set(types[1:]) == {"audio"}
     assert produced == [0]
     assert "Item" not in table.get_item(Key={"connection_id": CONNECTION})
 
@@ -187,18 +198,19 @@ def test_speak_while_a_stream_is_open_is_refused(invoke: Any, capture: Capture) 
 
 
 def test_queue_is_bounded(invoke: Any, capture: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tts_service.aws.websocket import store
-
     monkeypatch.setattr(store, "MAX_QUEUED", 1)
     invoke(load_event("ws_connect.json"))
     invoke(message({"type": "start"}))
     invoke(message({"type": "text", "text": "One. Two. Three. "}))
     assert [e["type"] for e in capture.events] == ["start", "error"]
-    assert capture.events[1]["code"] == "busy" and capture.events[1]["ends_stream"] is False
+    assert capture.events[1]["code"] == "busy"
+    assert capture.events[1]["ends_stream"] is False
 
 
 def test_api_gateway_websocket_sends_pcm_only(invoke: Any, capture: Capture) -> None:
     assert invoke(load_event("ws_connect.json")) == {"statusCode": 200}
     assert invoke(message({"type": "speak", "text": "Hello.", "format": "mp3"})) == {"statusCode": 200}
     (error,) = capture.events
-    assert error["type"] == "error" and error["code"] == "validation_error" and "/ws/tts" in error["message"]
+    assert error["type"] == "error"
+    assert error["code"] == "validation_error"
+    assert "/ws/tts" in error["message"]

@@ -42,11 +42,14 @@ def test_throttled_posts_are_retried_with_backoff(invoke: Any, capture: Capture,
     capture.fail = lambda attempt, data: "LimitExceededException" if attempt in (2, 3) else None
     invoke(message({"type": "speak", "text": "Slow down a little."}))
     events = capture.events
-    assert events[0]["type"] == "start" and events[-1]["type"] == "end"
+    assert events[0]["type"] == "start"
+    assert events[-1]["type"] == "end"
     assert [e["seq"] for e in events if e["type"] == "audio"] == list(range(events[-1]["chunks"]))
     assert capture.attempts == len(capture.frames) + 2
     # Two waits, each botocore's throttling backoff: random(0, 1) x 1 s, then x 2 s.
-    assert len(backoffs) == 2 and 0 <= backoffs[0] <= 1 and 0 <= backoffs[1] <= 2
+    assert len(backoffs) == 2
+    assert 0 <= backoffs[0] <= 1
+    assert 0 <= backoffs[1] <= 2
 
 
 def test_a_post_throttled_on_every_attempt_fails_after_the_configured_attempts(
@@ -55,8 +58,10 @@ def test_a_post_throttled_on_every_attempt_fails_after_the_configured_attempts(
     capture.fail = lambda attempt, data: "LimitExceededException"
     with pytest.raises(poster.client.exceptions.LimitExceededException):
         poster.post(EVENT)
-    assert capture.attempts == POST_MAX_ATTEMPTS and len(backoffs) == POST_MAX_ATTEMPTS - 1
-    assert poster.posted == 0 and capture.frames == []
+    assert capture.attempts == POST_MAX_ATTEMPTS
+    assert len(backoffs) == POST_MAX_ATTEMPTS - 1
+    assert poster.posted == 0
+    assert capture.frames == []
 
 
 def test_a_gone_client_is_never_retried(poster: Poster, capture: Capture, backoffs: list[float]) -> None:
@@ -64,10 +69,13 @@ def test_a_gone_client_is_never_retried(poster: Poster, capture: Capture, backof
     with pytest.raises(ConnectionGone):
         poster.post(EVENT)
     poster.post_quietly(EVENT)
-    assert capture.attempts == 2 and backoffs == [] and poster.posted == 0
+    assert capture.attempts == 2
+    assert backoffs == []
+    assert poster.posted == 0
 
 
 def test_a_delivered_post_is_counted_and_reaches_the_connection(poster: Poster, capture: Capture) -> None:
     poster.post(EVENT)
     assert poster.posted == 1
-    assert capture.events == [EVENT.to_dict()] and capture.frames[0][0] == CONNECTION
+    assert capture.events == [EVENT.to_dict()]
+    assert capture.frames[0][0] == CONNECTION

@@ -52,8 +52,8 @@ class ChatBridge:
     def turn(self, connection_id: str, raw: str | bytes, poster: Poster) -> None:
         """Run the whole spoken turn of a chat message, posting its events; the stream closes when it ends."""
         # Imported here: the LLM and Qdrant clients cost cold-start time a TTS-only connection never needs.
-        from tts_service.chat.messages import ChatMessage, parse_chat_frame, turn_request
-        from tts_service.chat.service import get_chat_service
+        from tts_service.chat.messages import ChatMessage, parse_chat_frame, turn_request  # noqa: PLC0415 cold start (above)
+        from tts_service.chat.service import get_chat_service  # noqa: PLC0415 cold start (above)
 
         stream_id = uuid.uuid4().hex
         speaker = uuid.uuid4().hex  # this invocation, as the holder of the connection's lease for the turn
@@ -78,7 +78,7 @@ class ChatBridge:
             self.store.close_stream(connection_id, stream_id)
 
     async def _play(self, connection_id: str, service: ChatService, req: TurnRequest, poster: Poster) -> None:
-        from tts_service.chat.turn import spoken_turn
+        from tts_service.chat.turn import spoken_turn  # noqa: PLC0415 chat stack only on a chat turn (cold start)
 
         cancel = asyncio.Event()
         polled = time.monotonic()
@@ -100,7 +100,7 @@ class ChatBridge:
 
 def fit_to_frame(event: TurnEvent) -> Postable:
     """`done` carries the whole reply: shorten it to fit a frame (the client has every token already)."""
-    from tts_service.chat.turn import DoneEvent
+    from tts_service.chat.turn import DoneEvent  # noqa: PLC0415 chat stack only on a chat turn (cold start)
 
     if not isinstance(event, DoneEvent):
         return event  # audio is bounded by AWS_MAX_AUDIO_BYTES, tokens are small

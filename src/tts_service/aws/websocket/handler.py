@@ -70,7 +70,7 @@ class WebSocketHandler:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> WebSocketHandler:
         """Real DynamoDB table (STREAM_TABLE_NAME) and management API clients."""
-        import boto3
+        import boto3  # noqa: PLC0415 the `aws` extra; tests build handlers without it
 
         settings = settings or get_settings()
         if not settings.stream_table_name:

@@ -26,8 +26,8 @@ class Postable(Protocol):
 
 def management_client(endpoint: str) -> Any:
     """A boto3 `apigatewaymanagementapi` client for one API stage (`https://{domain}/{stage}`)."""
-    import boto3
-    from botocore.config import Config
+    import boto3  # noqa: PLC0415 the `aws` extra, only for real clients
+    from botocore.config import Config  # noqa: PLC0415 the `aws` extra, only for real clients
 
     # `total_max_attempts` counts the first try; botocore's `max_attempts` would count retries only.
     retries = Config(retries={"mode": "standard", "total_max_attempts": POST_MAX_ATTEMPTS})

@@ -67,7 +67,7 @@ class ConnectionStore:
         self.table = table
         self.ttl_secs = ttl_secs
         self.clock = clock
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # noqa: PLC0415 the `aws` extra, only with a real table
 
         self._client_error = ClientError
 
