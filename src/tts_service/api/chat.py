@@ -4,33 +4,24 @@ Lambda) and `WS /ws/chat` (the shim), where tokens and spoken sentences stream w
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, WebSocket
 from fastapi.responses import JSONResponse
-from starlette.websockets import WebSocketDisconnect
 
 from tts_service.api.delivery import buffered_audio_budget, check_buffered_size, is_buffered
-from tts_service.api.deps import Charge, ChargeDep, EngineDep, OwnerDep
+from tts_service.api.deps import ChargeDep, EngineDep, OwnerDep
+from tts_service.api.sockets import frames
 from tts_service.chat.answer import answer
-from tts_service.chat.messages import ChatMessage, ChatRequest, ChatResponse, parse_chat_frame, turn_request
+from tts_service.chat.messages import ChatRequest, ChatResponse
 from tts_service.chat.service import CONVERSATION_ID_PATTERN, ChatService, get_chat_service
-from tts_service.chat.turn import TurnEvent, TurnRequest, spoken_turn
+from tts_service.chat.session import ChatSession
 from tts_service.credentials import conversation_ref
 from tts_service.engine import Engine
-from tts_service.errors import (
-    ConversationNotFound,
-    ProtocolError,
-    ServiceError,
-    UnexpectedMessage,
-)
+from tts_service.errors import ConversationNotFound, ProtocolError
 from tts_service.middleware.drain import BUSY_STATE
-from tts_service.streaming.events import AudioEvent, ErrorEvent
 from tts_service.urls import absolute
 
 router = APIRouter(tags=["chat"])
@@ -164,94 +155,6 @@ async def delete_conversation(
 # --- WebSocket (shim) ---
 
 
-class _ChatSocket:
-    """One /ws/chat connection: one turn at a time; `cancel` stops the turn in progress."""
-
-    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine, owner: str, charge: Charge) -> None:
-        self.ws = websocket
-        self.service = service
-        self.engine = engine
-        self.owner = owner
-        self.charge = charge
-        self.send_lock = asyncio.Lock()
-        self.turn: asyncio.Task[None] | None = None
-        self.cancel = asyncio.Event()
-
-    async def send(self, event: TurnEvent | ErrorEvent, encoding: str = "base64") -> None:
-        async with self.send_lock:
-            if isinstance(event, AudioEvent) and encoding == "binary":
-                await self.ws.send_bytes(event.pcm)
-            else:
-                await self.ws.send_text(json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False))
-
-    async def run(self) -> None:
-        try:
-            if "message" in self.ws.query_params:
-                # Upstream's `?message=` put the user's text in the URL, where proxies and logs keep it; the
-                # message travels in a frame now. The text is not used, and the connection stays open.
-                await self.send(
-                    ErrorEvent.from_error(
-                        ProtocolError('the message belongs in a frame: send {"type": "chat", "message": ...}')
-                    )
-                )
-            while True:
-                frame = await self.ws.receive()
-                if frame["type"] == "websocket.disconnect":
-                    return
-                text, data = frame.get("text"), frame.get("bytes")
-                raw: str | bytes = text if isinstance(text, str) else bytes(data or b"")
-                try:
-                    await self.handle(raw)
-                except ServiceError as exc:
-                    await self.send(ErrorEvent.from_error(exc))
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        finally:
-            await self.stop()
-
-    def busy(self) -> bool:
-        return self.turn is not None and not self.turn.done()
-
-    async def handle(self, raw: str | bytes) -> None:
-        msg = parse_chat_frame(raw)
-        busy = self.busy()
-        if msg == "cancel":
-            if busy:
-                self.cancel.set()
-            return
-        if busy:
-            raise UnexpectedMessage("a turn is in progress; send cancel or wait for done")
-        await self.charge()  # every turn spends the client's budget, as a POST /chat would
-        self.start(msg)
-
-    def start(self, msg: ChatMessage) -> None:
-        self.cancel = asyncio.Event()
-        req = turn_request(msg, self.owner, encoding=msg.encoding)
-        self.turn = asyncio.create_task(self.play(req, self.cancel))
-
-    async def play(self, req: TurnRequest, cancel: asyncio.Event) -> None:
-        try:
-            async for event in spoken_turn(self.service, self.engine, req, cancel):
-                await self.send(event, req.encoding)
-        except ServiceError as exc:
-            with contextlib.suppress(Exception):
-                await self.send(ErrorEvent.from_error(exc))
-        except (WebSocketDisconnect, OSError):
-            return  # the client left; the turn's tasks were cancelled on the way out
-        except Exception as exc:
-            # Starlette raises RuntimeError for a send after close; anything else is a bug worth a log line.
-            if not isinstance(exc, RuntimeError):
-                logger.error("chat turn crashed", extra={"error_type": type(exc).__name__})
-            with contextlib.suppress(Exception):
-                await self.send(ErrorEvent("internal_error", "the turn failed; the error was logged"))
-
-    async def stop(self) -> None:
-        if self.turn is not None and not self.turn.done():
-            self.turn.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.turn
-
-
 @ws_router.websocket("/ws/chat")
 async def ws_chat(
     websocket: WebSocket, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep, charge: ChargeDep
@@ -261,6 +164,10 @@ async def ws_chat(
     `{"type": "cancel"}` stops the turn in progress. Each chat message is charged to the client's rate budget.
     """
     await websocket.accept()
-    socket = _ChatSocket(websocket, service, engine, owner, charge)
-    websocket.scope.setdefault("state", {})[BUSY_STATE] = socket.busy  # a drain lets the turn finish
-    await socket.run()
+    session = ChatSession(service, engine, owner, websocket, charge)
+    websocket.scope.setdefault("state", {})[BUSY_STATE] = session.busy  # a drain lets the turn finish
+    if "message" in websocket.query_params:
+        # Upstream's `?message=` put the user's text in the URL, where proxies and logs keep it; the message
+        # travels in a frame now. The text is not used, and the connection stays open.
+        await session.report(ProtocolError('the message belongs in a frame: send {"type": "chat", "message": ...}'))
+    await session.run(frames(websocket))
