@@ -18,7 +18,7 @@ from tts_service.aws.websocket.poster import ConnectionGone
 from tts_service.engine import SpeechOptions
 from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage
 from tts_service.streaming.events import EventMaker
-from tts_service.streaming.messages import SpeakMessage, StartMessage
+from tts_service.streaming.messages import EndMessage, FlushMessage, SpeakMessage, StartMessage, TextMessage
 from tts_service.streaming.session import IncrementalText
 
 LEASE_SECS = 900
@@ -190,8 +190,9 @@ class ConnectionStore:
         if result is None:
             raise UnexpectedMessage("no stream is open: send start first")
 
-    def feed(self, connection_id: str, max_pending: int, fn: Callable[[IncrementalText], list[str]], end: bool) -> None:
-        """Apply `fn` to the pending text and queue the sentences it returns, atomically (optimistic retries)."""
+    def feed(self, connection_id: str, max_pending: int, msg: TextMessage | FlushMessage | EndMessage) -> None:
+        """Apply `msg` to the pending text and queue the sentences it makes ready (an `end` ends the stream too),
+        atomically (optimistic retries)."""
         for _ in range(_UPDATE_ATTEMPTS):
             item = self.get(connection_id)
             if item is None:
@@ -200,11 +201,11 @@ class ConnectionStore:
                 raise UnexpectedMessage("this message needs an open incremental stream: send start first")
             old = str(item.get("pending", ""))
             text = IncrementalText(max_pending, old)
-            sentences = fn(text)
+            sentences = text.take(msg)
             if sentences and len(item.get("queue") or []) + len(sentences) > MAX_QUEUED:
                 # The item must stay far below DynamoDB's 400 KB; a client this far ahead should wait.
                 raise ServiceBusy(f"{MAX_QUEUED} sentences are waiting to be spoken; send more text later")
-            expr, values = self._enqueue(sentences, end)
+            expr, values = self._enqueue(sentences, isinstance(msg, EndMessage))
             values.update({":old": old, ":new": text.pending, ":sid": item["stream_id"]})
             done = self._conditional(
                 connection_id, f"SET pending = :new, {expr}", "pending = :old AND stream_id = :sid", values
