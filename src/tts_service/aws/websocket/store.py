@@ -122,12 +122,12 @@ class ConnectionStore:
         self._open(
             connection_id,
             stream_id,
+            msg.type,
             "#opts = :opts, spectrogram = :spec, words = :words, seq = :zero, samples = :zero, sample_rate = :sr",
             {
                 ":opts": msg.options().model_dump_json(exclude_none=True),
                 ":spec": msg.spectrogram,
                 ":words": msg.timestamps == "word",
-                ":mode": msg.type,
                 ":zero": 0,
                 ":sr": sample_rate,
             },
@@ -142,8 +142,9 @@ class ConnectionStore:
         result = self._open(
             connection_id,
             stream_id,
+            "chat",
             "speaker = :speaker, lease_until = :until",
-            {":mode": "chat", ":speaker": speaker, ":until": int(self.clock()) + LEASE_SECS},
+            {":speaker": speaker, ":until": int(self.clock()) + LEASE_SECS},
             before="a chat message",
             returns="ALL_NEW",
         )
@@ -154,19 +155,21 @@ class ConnectionStore:
         self,
         connection_id: str,
         stream_id: str,
+        mode: str,
         sets: str,
         values: dict[str, Any],
         *,
         before: str,
         returns: str | None = None,
     ) -> dict[str, Any]:
-        """Set a new stream's state (a fresh queue, and `sets`) unless a stream is running or the client left."""
+        """Set a new stream's state (`mode`, a fresh queue, and `sets`) unless a stream is running (UnexpectedMessage
+        naming what came `before` its end) or the client left (ConnectionGone)."""
         result = self._conditional(
             connection_id,
             "SET stream_id = :sid, #mode = :mode, cancelled = :f, ending = :f, pending = :empty, #q = :nil, "
             f"expires_at = :exp, {sets}",
             "attribute_exists(connection_id) AND attribute_not_exists(stream_id)",
-            {":sid": stream_id, ":f": False, ":empty": "", ":nil": [], ":exp": self._expires(), **values},
+            {":sid": stream_id, ":mode": mode, ":f": False, ":empty": "", ":nil": [], ":exp": self._expires()} | values,
             returns,
         )
         if result is None:
