@@ -4,39 +4,24 @@ Lambda) and `WS /ws/chat` (the shim), where tokens and spoken sentences stream w
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
-import json
 import logging
-from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, WebSocket
 from fastapi.responses import JSONResponse
-from starlette.websockets import WebSocketDisconnect
 
 from tts_service.api.delivery import buffered_audio_budget, check_buffered_size, is_buffered
-from tts_service.api.deps import Charge, ChargeDep, EngineDep, OwnerDep
-from tts_service.chat.messages import ChatMessage, ChatRequest, ChatResponse, parse_chat_frame, turn_request
+from tts_service.api.deps import ChargeDep, EngineDep, OwnerDep
+from tts_service.api.sockets import frames
+from tts_service.chat.answer import answer
+from tts_service.chat.messages import ChatRequest, ChatResponse
 from tts_service.chat.service import CONVERSATION_ID_PATTERN, ChatService, get_chat_service
-from tts_service.chat.speech import speakable
-from tts_service.chat.turn import TurnEvent, TurnRequest, spoken_turn
+from tts_service.chat.session import ChatSession
 from tts_service.credentials import conversation_ref
-from tts_service.engine import Engine, SpeechRequest
-from tts_service.engine.audio import SAMPLE_WIDTH, WAV_HEADER_BYTES, Int16Array, encode_wav
-from tts_service.engine.text import split_sentences
-from tts_service.errors import (
-    ConversationNotFound,
-    ProtocolError,
-    ServiceError,
-    UnexpectedMessage,
-)
+from tts_service.engine import Engine
+from tts_service.errors import ConversationNotFound, ProtocolError
 from tts_service.middleware.drain import BUSY_STATE
-from tts_service.observability.liveness import tracked
-from tts_service.streaming.events import AudioEvent, ErrorEvent
 from tts_service.urls import absolute
 
 router = APIRouter(tags=["chat"])
@@ -50,36 +35,26 @@ ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID_PATTERN, max_length
 async def _answer(
     body: ChatRequest, speak: bool, service: ChatService, engine: Engine, owner: str, request: Request
 ) -> JSONResponse:
+    # A buffered answer (Lambda) carries whole sentences up to what fits; synthesis stops there.
     buffered = is_buffered(request)
-    if speak:
-        engine.request("Hello.", body)  # refuse a bad voice or option before the LLM spends anything
-    turn = await service.prepare(body.message, body.conversation_id, owner)
-    reply = await service.llm.complete(turn.messages)
-    url = absolute(request, f"/conversations/{turn.conversation_id}")
-    payload = ChatResponse(reply=reply, conversation_id=turn.conversation_id, conversation_url=url, memory=turn.memory)
-    text = _speech_text(reply, engine.settings.max_text_chars) if speak else ""
-    if text:
-        # A buffered answer (Lambda) carries whole sentences up to what fits; synthesis stops there.
-        budget = buffered_audio_budget(_JSON_BYTES_PER_CHAR * (len(reply) + len(text) + len(url))) if buffered else None
-        req = engine.request(text, body)
-        with tracked(engine, req):
-            spoken, pcm, sample_rate = await _speech(engine, req, budget)
-        wav = encode_wav(pcm, sample_rate)
-        payload.audio_base64 = base64.b64encode(wav).decode("ascii")
-        payload.sample_rate = sample_rate
-        payload.duration_ms = round(1000 * pcm.size / sample_rate)
-        payload.voice = req.voice.id
-        payload.cleaned_text = spoken
-    if buffered:
-        check_buffered_size(len(_render(payload).body), binary=False, advice=_TOO_LARGE_ADVICE)
-    # Stored only now that the whole answer is made: a reply the user never gets is not remembered.
-    payload.memory = await service.finish(turn, reply)
+    payload = await answer(
+        service,
+        engine,
+        body,
+        owner,
+        speak=speak,
+        conversation_url=lambda conversation_id: absolute(request, f"/conversations/{conversation_id}"),
+        audio_budget=buffered_audio_budget if buffered else None,
+        check=_check_buffered if buffered else None,
+    )
     return _render(payload)
 
 
-_JSON_BYTES_PER_CHAR = 6
-"""The most a character of text can take in the JSON answer (a `\\u0000` escape)."""
 _TOO_LARGE_ADVICE = "ask for a shorter reply, or use WS /ws/chat (or the WebSocket API), which streams it"
+
+
+def _check_buffered(payload: ChatResponse) -> None:
+    check_buffered_size(len(_render(payload).body), binary=False, advice=_TOO_LARGE_ADVICE)
 
 
 def _render(payload: ChatResponse) -> JSONResponse:
@@ -87,56 +62,6 @@ def _render(payload: ChatResponse) -> JSONResponse:
     if payload.conversation_url:
         headers["Content-Location"] = payload.conversation_url
     return JSONResponse(payload.model_dump(exclude_none=True), headers=headers)
-
-
-async def _speech(engine: Engine, req: SpeechRequest, budget: int | None) -> tuple[str, Int16Array, int]:
-    """The text spoken, its PCM and rate: all of `req`, or the whole sentences whose 16-bit PCM (and WAV header)
-    fit in `budget` bytes, the synthesis closed at the first that does not."""
-    if budget is None:
-        speech = await engine.synthesize(req)
-        return req.text, speech.pcm, speech.sample_rate
-    room = max(0, (budget - WAV_HEADER_BYTES) // SAMPLE_WIDTH)
-    kept: list[Int16Array] = []
-    sentences: list[str] = []
-    pending: list[Int16Array] = []
-    used = 0
-    sample_rate = req.voice.sample_rate
-    whole = True
-    async with aclosing(engine.stream(req)) as chunks:
-        async for chunk in chunks:
-            sample_rate = chunk.sample_rate
-            size = sum(p.size for p in pending) + chunk.pcm.size
-            if used + size > room:
-                whole = False
-                break
-            pending.append(chunk.pcm)
-            if chunk.sentence_end:
-                kept += pending
-                used += size
-                sentences.append(chunk.text)
-                pending = []
-    if not kept:
-        # Not even the first sentence fits: as much of it as does.
-        first = np.concatenate(pending)[:room] if pending else np.zeros(0, dtype=np.int16)
-        return req.text if whole else (split_sentences(req.text) or [req.text])[0], first, sample_rate
-    return req.text if whole else " ".join(sentences), np.concatenate(kept), sample_rate
-
-
-def _speech_text(reply: str, limit: int) -> str:
-    """What to speak of a reply: formatting removed, whole sentences up to the synthesis limit."""
-    text = speakable(reply)
-    if not any(ch.isalnum() for ch in text):
-        return ""
-    if len(text) <= limit:
-        return text
-    kept: list[str] = []
-    used = 0
-    for sentence in split_sentences(text):
-        if used + len(sentence) + 1 > limit:
-            break
-        kept.append(sentence)
-        used += len(sentence) + 1
-    return " ".join(kept) or text[:limit]
 
 
 @router.post("/chat", response_model=ChatResponse, response_model_exclude_none=True)
@@ -230,94 +155,6 @@ async def delete_conversation(
 # --- WebSocket (shim) ---
 
 
-class _ChatSocket:
-    """One /ws/chat connection: one turn at a time; `cancel` stops the turn in progress."""
-
-    def __init__(self, websocket: WebSocket, service: ChatService, engine: Engine, owner: str, charge: Charge) -> None:
-        self.ws = websocket
-        self.service = service
-        self.engine = engine
-        self.owner = owner
-        self.charge = charge
-        self.send_lock = asyncio.Lock()
-        self.turn: asyncio.Task[None] | None = None
-        self.cancel = asyncio.Event()
-
-    async def send(self, event: TurnEvent | ErrorEvent, encoding: str = "base64") -> None:
-        async with self.send_lock:
-            if isinstance(event, AudioEvent) and encoding == "binary":
-                await self.ws.send_bytes(event.pcm)
-            else:
-                await self.ws.send_text(json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False))
-
-    async def run(self) -> None:
-        try:
-            if "message" in self.ws.query_params:
-                # Upstream's `?message=` put the user's text in the URL, where proxies and logs keep it; the
-                # message travels in a frame now. The text is not used, and the connection stays open.
-                await self.send(
-                    ErrorEvent.from_error(
-                        ProtocolError('the message belongs in a frame: send {"type": "chat", "message": ...}')
-                    )
-                )
-            while True:
-                frame = await self.ws.receive()
-                if frame["type"] == "websocket.disconnect":
-                    return
-                text, data = frame.get("text"), frame.get("bytes")
-                raw: str | bytes = text if isinstance(text, str) else bytes(data or b"")
-                try:
-                    await self.handle(raw)
-                except ServiceError as exc:
-                    await self.send(ErrorEvent.from_error(exc))
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        finally:
-            await self.stop()
-
-    def busy(self) -> bool:
-        return self.turn is not None and not self.turn.done()
-
-    async def handle(self, raw: str | bytes) -> None:
-        msg = parse_chat_frame(raw)
-        busy = self.busy()
-        if msg == "cancel":
-            if busy:
-                self.cancel.set()
-            return
-        if busy:
-            raise UnexpectedMessage("a turn is in progress; send cancel or wait for done")
-        await self.charge()  # every turn spends the client's budget, as a POST /chat would
-        self.start(msg)
-
-    def start(self, msg: ChatMessage) -> None:
-        self.cancel = asyncio.Event()
-        req = turn_request(msg, self.owner, encoding=msg.encoding)
-        self.turn = asyncio.create_task(self.play(req, self.cancel))
-
-    async def play(self, req: TurnRequest, cancel: asyncio.Event) -> None:
-        try:
-            async for event in spoken_turn(self.service, self.engine, req, cancel):
-                await self.send(event, req.encoding)
-        except ServiceError as exc:
-            with contextlib.suppress(Exception):
-                await self.send(ErrorEvent.from_error(exc))
-        except (WebSocketDisconnect, OSError):
-            return  # the client left; the turn's tasks were cancelled on the way out
-        except Exception as exc:
-            # Starlette raises RuntimeError for a send after close; anything else is a bug worth a log line.
-            if not isinstance(exc, RuntimeError):
-                logger.error("chat turn crashed", extra={"error_type": type(exc).__name__})
-            with contextlib.suppress(Exception):
-                await self.send(ErrorEvent("internal_error", "the turn failed; the error was logged"))
-
-    async def stop(self) -> None:
-        if self.turn is not None and not self.turn.done():
-            self.turn.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.turn
-
-
 @ws_router.websocket("/ws/chat")
 async def ws_chat(
     websocket: WebSocket, service: ChatServiceDep, engine: EngineDep, owner: OwnerDep, charge: ChargeDep
@@ -327,6 +164,10 @@ async def ws_chat(
     `{"type": "cancel"}` stops the turn in progress. Each chat message is charged to the client's rate budget.
     """
     await websocket.accept()
-    socket = _ChatSocket(websocket, service, engine, owner, charge)
-    websocket.scope.setdefault("state", {})[BUSY_STATE] = socket.busy  # a drain lets the turn finish
-    await socket.run()
+    session = ChatSession(service, engine, owner, websocket, charge)
+    websocket.scope.setdefault("state", {})[BUSY_STATE] = session.busy  # a drain lets the turn finish
+    if "message" in websocket.query_params:
+        # Upstream's `?message=` put the user's text in the URL, where proxies and logs keep it; the message
+        # travels in a frame now. The text is not used, and the connection stays open.
+        await session.report(ProtocolError('the message belongs in a frame: send {"type": "chat", "message": ...}'))
+    await session.run(frames(websocket))

@@ -18,12 +18,13 @@ from starlette.websockets import WebSocketState
 
 from tts_service.api.delivery import AudioStreamingResponse, encoded, start_stream
 from tts_service.api.deps import ChargeDep, EngineDep
+from tts_service.api.sockets import frames
 from tts_service.api.tts import ResponseFormat, TtsRequest
 from tts_service.audio import AUDIO_MEDIA_TYPES, AudioFormat, format_from_accept, new_encoder
 from tts_service.engine.audio import CHANNELS, SAMPLE_WIDTH
 from tts_service.errors import ValidationFailed
 from tts_service.middleware.drain import BUSY_STATE
-from tts_service.streaming.driver import Incoming, StreamDriver
+from tts_service.streaming.driver import StreamDriver
 
 logger = logging.getLogger(__name__)
 
@@ -90,20 +91,7 @@ async def ws_tts(ws: WebSocket, engine: EngineDep, charge: ChargeDep) -> None:
     driver = StreamDriver(engine, _WebSocketTransport(ws), charge=charge)
     ws.scope.setdefault("state", {})[BUSY_STATE] = lambda: driver.stream is not None  # a drain lets it finish
 
-    async def receive() -> Incoming:
-        try:
-            message = await ws.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return None
-        if message["type"] == "websocket.disconnect":
-            return None
-        if message.get("text") is not None:
-            text: str = message["text"]
-            return text
-        data: bytes = message.get("bytes") or b""
-        return data
-
-    await driver.run(receive)
+    await driver.run(frames(ws))
     if ws.client_state == WebSocketState.CONNECTED:
         # The client closed first in the usual case; closing an already closed socket is not an error.
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):

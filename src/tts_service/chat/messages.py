@@ -90,7 +90,7 @@ def turn_request(
         owner=owner,
         conversation_id=msg.conversation_id,
         speak=msg.speak,
-        options=SpeechOptions.model_validate(msg.model_dump(include=set(SpeechOptions.model_fields))),
+        options=msg.options(),
         encoding=encoding,
         max_audio_bytes=max_audio_bytes,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tts_service.engine.text import drop_unspeakable
+from tts_service.engine.text import drop_unspeakable, split_sentences
 
 _FENCE_RE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 _LINK_RE = re.compile(r"\[([^\]]+)\]\([^)]*\)")
@@ -35,3 +35,21 @@ def speakable(text: str) -> str:
     text = _LEFTOVER_RE.sub(" ", text)
     text = _SPACE_RE.sub(" ", text)
     return _SPACE_BEFORE_PUNCT_RE.sub(r"\1", text).strip()
+
+
+def speech_text(reply: str, limit: int) -> str:
+    """What to speak of a whole reply: formatting removed, whole sentences up to the synthesis limit ("" when
+    nothing in it is a word)."""
+    text = speakable(reply)
+    if not any(ch.isalnum() for ch in text):
+        return ""
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    used = 0
+    for sentence in split_sentences(text):
+        if used + len(sentence) + 1 > limit:
+            break
+        kept.append(sentence)
+        used += len(sentence) + 1
+    return " ".join(kept) or text[:limit]

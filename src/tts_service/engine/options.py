@@ -51,3 +51,7 @@ class SpeechOptions(BaseModel):
         "held under -1 dBTP. Unset: peak-normalised as Piper does. Streams take one gain from the voice's "
         "measured loudness.",
     )
+
+    def options(self) -> SpeechOptions:
+        """Only the speech options, of a message or body that carries more besides."""
+        return SpeechOptions.model_validate(self.model_dump(include=set(SpeechOptions.model_fields)))

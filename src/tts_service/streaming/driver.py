@@ -11,11 +11,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from tts_service.audio import Encoder, new_encoder
 from tts_service.engine import Engine, SpeechChunk, SpeechOptions
-from tts_service.engine.audio import silence
 from tts_service.errors import ServiceError, UnexpectedMessage, ValidationFailed
 from tts_service.observability.liveness import tracked
 from tts_service.streaming.events import (
@@ -33,13 +30,11 @@ from tts_service.streaming.messages import (
     CancelMessage,
     ClientMessage,
     EndMessage,
-    FlushMessage,
     SpeakMessage,
     StartMessage,
-    TextMessage,
     parse_message,
 )
-from tts_service.streaming.session import IncrementalText
+from tts_service.streaming.session import IncrementalText, keep_sentence_gap
 
 logger = logging.getLogger(__name__)
 
@@ -142,19 +137,11 @@ class StreamDriver:
             return  # nothing to cancel: the stream ended while the cancel was on its way
         if stream is None or stream.text is None or stream.ending:
             raise UnexpectedMessage(f"{msg.type} needs an open incremental stream: send start first")
-        if isinstance(msg, TextMessage):
-            # Text arrives faster than speech is made; holding it all would grow memory without bound. One
-            # message may complete many sentences, so the room is checked before any of them is taken.
-            for sentence in stream.text.feed(msg.text, room=MAX_QUEUED - stream.queue.qsize()):
-                stream.queue.put_nowait(sentence)
-        elif isinstance(msg, FlushMessage):
-            rest = stream.text.flush()
-            if rest:
-                stream.queue.put_nowait(rest)
-        elif isinstance(msg, EndMessage):
-            rest = stream.text.flush()
-            if rest:
-                stream.queue.put_nowait(rest)
+        # Text arrives faster than speech is made; holding it all would grow memory without bound. One message
+        # may complete many sentences, so the room is checked before any of them is taken.
+        for sentence in stream.text.take(msg, room=MAX_QUEUED - stream.queue.qsize()):
+            stream.queue.put_nowait(sentence)
+        if isinstance(msg, EndMessage):
             stream.ending = True
             stream.queue.put_nowait(None)
 
@@ -221,11 +208,8 @@ class StreamDriver:
                 with tracked(self.engine, req, "tts.stream", ignore=(TransportGone,)) as span:
                     async with aclosing(self.engine.stream(req)) as chunks:
                         async for chunk in chunks:
-                            if first and stream.spoken > 0 and req.sentence_silence > 0:
-                                # Incremental sentences are separate requests; keep the gap the engine puts between
-                                # them.
-                                silent = silence(req.sentence_silence, chunk.sample_rate)
-                                chunk.pcm = np.concatenate([silent, chunk.pcm])
+                            if first and stream.spoken > 0:
+                                keep_sentence_gap(chunk, req)
                             if first and span is not None:
                                 span.add_event("first_audio")
                             first = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from tts_service.audio import AudioFormat
 from tts_service.engine.audio import CHANNELS, HOP_LENGTH, SAMPLE_WIDTH, mel_spectrogram
@@ -132,7 +132,13 @@ ChunkEvent = AudioEvent | SpectrogramEvent | WordsEvent
 """What one engine chunk becomes."""
 
 
-def to_json(event: Event) -> str:
+class AnyEvent(Protocol):
+    """Any event a connection sends: the streaming protocol's (`Event`) or a chat turn's."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def to_json(event: AnyEvent) -> str:
     """Compact JSON text of an event (non-ASCII kept as UTF-8: smaller frames)."""
     return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
 

@@ -20,35 +20,28 @@ StreamFormat = Literal["pcm", "mp3", "opus", "mulaw", "alaw"]
 """`tts_service.audio.WEBSOCKET_FORMATS`: formats whose pieces play as they arrive."""
 
 
-class SpeakMessage(SpeechOptions):
+class _Opening(SpeechOptions):
+    """What a message that opens a stream says besides the speech options: how its events are to come."""
+
+    encoding: Literal["binary", "base64"] = "binary"
+    spectrogram: bool = False
+    format: StreamFormat = "pcm"
+    sample_rate: int | None = None
+    timestamps: Literal["none", "word"] = "none"
+    """`word`: a `words` event before the audio of each chunk whose words start in it."""
+
+
+class SpeakMessage(_Opening):
     """Speak this text, then end the stream."""
 
     type: Literal["speak"]
     text: SpeechText
-    encoding: Literal["binary", "base64"] = "binary"
-    spectrogram: bool = False
-    format: StreamFormat = "pcm"
-    sample_rate: int | None = None
-    timestamps: Literal["none", "word"] = "none"
-    """`word`: a `words` event before the audio of each chunk whose words start in it."""
-
-    def options(self) -> SpeechOptions:
-        return SpeechOptions.model_validate(self.model_dump(include=set(SpeechOptions.model_fields)))
 
 
-class StartMessage(SpeechOptions):
+class StartMessage(_Opening):
     """Open an incremental stream; text follows in `text` messages."""
 
     type: Literal["start"]
-    encoding: Literal["binary", "base64"] = "binary"
-    spectrogram: bool = False
-    format: StreamFormat = "pcm"
-    sample_rate: int | None = None
-    timestamps: Literal["none", "word"] = "none"
-    """`word`: a `words` event before the audio of each chunk whose words start in it."""
-
-    def options(self) -> SpeechOptions:
-        return SpeechOptions.model_validate(self.model_dump(include=set(SpeechOptions.model_fields)))
 
 
 class _Control(BaseModel):

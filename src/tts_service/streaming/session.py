@@ -1,11 +1,17 @@
-"""Incremental text (LLM tokens, any split) cut into sentences as they complete."""
+"""Incremental text (LLM tokens, any split) cut into sentences as they complete, and those sentences, each
+synthesized as its own request, heard as one speech."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
+
+from tts_service.engine import SpeechChunk, SpeechRequest
+from tts_service.engine.audio import silence
 from tts_service.engine.text import split_complete
 from tts_service.errors import ServiceBusy, TextTooLong
+from tts_service.streaming.messages import EndMessage, FlushMessage, TextMessage
 
 _SPACE_RE = re.compile(r"\s+")
 
@@ -39,3 +45,18 @@ class IncrementalText:
         rest = _SPACE_RE.sub(" ", self.pending).strip()
         self.pending = ""
         return rest or None
+
+    def take(self, msg: TextMessage | FlushMessage | EndMessage, room: int | None = None) -> list[str]:
+        """The sentences a message of an incremental stream makes ready to speak: those its text completes (at
+        most `room`, as `feed`), or for `flush` and `end` the unfinished rest."""
+        if isinstance(msg, TextMessage):
+            return self.feed(msg.text, room)
+        rest = self.flush()
+        return [rest] if rest else []
+
+
+def keep_sentence_gap(first: SpeechChunk, req: SpeechRequest) -> None:
+    """Lead the first chunk of a sentence that follows another with the silence the engine puts between the
+    sentences of one request: queued sentences are separate requests, and would otherwise run together."""
+    if req.sentence_silence > 0:
+        first.pcm = np.concatenate([silence(req.sentence_silence, first.sample_rate), first.pcm])

@@ -7,14 +7,13 @@ DynamoDB, which the turn reads between events and turns into its cancel event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import uuid
 from typing import TYPE_CHECKING
 
 from tts_service.aws import loop
-from tts_service.aws.websocket.poster import ConnectionGone, Postable, Poster
+from tts_service.aws.websocket.poster import ConnectionGone, Poster
 from tts_service.aws.websocket.store import ConnectionStore
 from tts_service.engine import Engine
 from tts_service.errors import ServiceError, Unauthorized, UnexpectedMessage
@@ -78,27 +77,27 @@ class ChatBridge:
             self.store.close_stream(connection_id, stream_id)
 
     async def _play(self, connection_id: str, service: ChatService, req: TurnRequest, poster: Poster) -> None:
-        from tts_service.chat.turn import spoken_turn  # noqa: PLC0415 chat stack only on a chat turn (cold start)
+        from tts_service.chat.session import play_turn  # noqa: PLC0415 chat stack only on a chat turn (cold start)
 
         cancel = asyncio.Event()
         polled = time.monotonic()
-        try:
-            async with contextlib.aclosing(spoken_turn(service, self.engine, req, cancel)) as events:
-                async for event in events:
-                    poster.post(fit_to_frame(event))  # ConnectionGone ends the turn; aclosing stops LLM and synthesis
-                    if cancel.is_set() or time.monotonic() - polled < CANCEL_POLL_SECS:
-                        continue
-                    polled = time.monotonic()
-                    item = self.store.get(connection_id)
-                    if item is None:
-                        raise ConnectionGone(connection_id)
-                    if item.get("cancelled"):
-                        cancel.set()
-        except ServiceError as exc:
-            poster.post(ErrorEvent.from_error(exc))
+
+        async def send(event: TurnEvent | ErrorEvent) -> None:
+            nonlocal polled
+            poster.post(fit_to_frame(event))  # ConnectionGone ends the turn; play_turn stops LLM and synthesis
+            if isinstance(event, ErrorEvent) or cancel.is_set() or time.monotonic() - polled < CANCEL_POLL_SECS:
+                return
+            polled = time.monotonic()
+            item = self.store.get(connection_id)
+            if item is None:
+                raise ConnectionGone(connection_id)
+            if item.get("cancelled"):
+                cancel.set()
+
+        await play_turn(service, self.engine, req, cancel, send)
 
 
-def fit_to_frame(event: TurnEvent) -> Postable:
+def fit_to_frame(event: TurnEvent | ErrorEvent) -> TurnEvent | ErrorEvent:
     """`done` carries the whole reply: shorten it to fit a frame (the client has every token already)."""
     from tts_service.chat.turn import DoneEvent  # noqa: PLC0415 chat stack only on a chat turn (cold start)
 

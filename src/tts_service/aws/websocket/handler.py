@@ -17,27 +17,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from tts_service.aws.websocket.chat import ChatBridge, is_chat
 from tts_service.aws.websocket.poster import ConnectionGone, Poster, management_client
 from tts_service.aws.websocket.store import ConnectionStore, StreamState
 from tts_service.config import Settings, get_settings
 from tts_service.credentials import Credentials, DynamoTickets, load_api_keys, ticket_subprotocol
 from tts_service.engine import Engine, get_engine
-from tts_service.engine.audio import silence
 from tts_service.errors import ServiceError, Unauthorized, ValidationFailed
 from tts_service.streaming.events import AWS_MAX_AUDIO_BYTES, EndEvent, ErrorEvent, EventMaker, StartEvent
-from tts_service.streaming.messages import (
-    CancelMessage,
-    EndMessage,
-    FlushMessage,
-    SpeakMessage,
-    StartMessage,
-    TextMessage,
-    parse_message,
-)
-from tts_service.streaming.session import IncrementalText
+from tts_service.streaming.messages import CancelMessage, SpeakMessage, StartMessage, parse_message
+from tts_service.streaming.session import keep_sentence_gap
 
 if TYPE_CHECKING:
     from tts_service.chat.service import ChatService
@@ -137,17 +126,13 @@ class WebSocketHandler:
             return
         try:
             msg = parse_message(raw, self.settings.max_text_chars)
-            max_pending = self.settings.stream_max_pending_chars
             if isinstance(msg, SpeakMessage | StartMessage):
                 self._open(connection_id, msg, poster)
-            elif isinstance(msg, TextMessage):
-                self.store.feed(connection_id, max_pending, lambda t: t.feed(msg.text), end=False)
-            elif isinstance(msg, FlushMessage):
-                self.store.feed(connection_id, max_pending, _flush, end=False)
-            elif isinstance(msg, EndMessage):
-                self.store.feed(connection_id, max_pending, _flush, end=True)
-            elif isinstance(msg, CancelMessage) and not self.store.cancel(connection_id):
-                return  # nothing to cancel: the stream ended while the cancel was on its way
+            elif isinstance(msg, CancelMessage):
+                if not self.store.cancel(connection_id):
+                    return  # nothing to cancel: the stream ended while the cancel was on its way
+            else:
+                self.store.feed(connection_id, self.settings.stream_max_pending_chars, msg)
         except ServiceError as exc:
             poster.post_quietly(ErrorEvent.from_error(exc))
             return
@@ -213,9 +198,8 @@ class WebSocketHandler:
         chunks: Iterator[Any] = self.engine.iter_stream_chunks(req)
         try:
             for chunk in chunks:
-                if first and maker.seq > 0 and req.sentence_silence > 0:
-                    # Queued sentences are separate requests; keep the gap the engine puts between sentences.
-                    chunk.pcm = np.concatenate([silence(req.sentence_silence, chunk.sample_rate), chunk.pcm])
+                if first and maker.seq > 0:
+                    keep_sentence_gap(chunk, req)
                 first = False
                 for event in maker.events(chunk):
                     poster.post(event)
@@ -252,8 +236,3 @@ def client_frame(event: dict[str, Any]) -> str | bytes:
         return base64.b64decode(body if isinstance(body, str) else "")
     except ValueError:
         return b""  # undecodable, but binary all the same
-
-
-def _flush(text: IncrementalText) -> list[str]:
-    rest = text.flush()
-    return [rest] if rest else []

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
-from typing import Any, Protocol
+from typing import Any
 
-from tts_service.streaming.events import API_GATEWAY_FRAME_LIMIT, Event
+from tts_service.streaming.events import API_GATEWAY_FRAME_LIMIT, AnyEvent, to_json
 
 POST_MAX_ATTEMPTS = 5
 """Tries per event, first included. A throttled post (`LimitExceededException`, HTTP 429) is retried by botocore's
@@ -16,12 +15,6 @@ audio. A client that left (`GoneException`, 410) is never retried."""
 
 class ConnectionGone(Exception):
     """The client has left (GoneException, or its state was deleted by `$disconnect`)."""
-
-
-class Postable(Protocol):
-    """Any event: a streaming protocol event or a chat turn's."""
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 def management_client(endpoint: str) -> Any:
@@ -42,8 +35,8 @@ class Poster:
         self.connection_id = connection_id
         self.posted = 0
 
-    def post(self, event: Event | Postable) -> None:
-        data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    def post(self, event: AnyEvent) -> None:
+        data = to_json(event).encode("utf-8")
         if len(data) > API_GATEWAY_FRAME_LIMIT:
             # EventMaker bounds every event; reaching this is a bug, and API Gateway would refuse the frame.
             raise RuntimeError(f"event of {len(data)} bytes exceeds the 32 KB frame limit")
@@ -53,6 +46,6 @@ class Poster:
             raise ConnectionGone(self.connection_id) from None
         self.posted += 1
 
-    def post_quietly(self, event: Event | Postable) -> None:
+    def post_quietly(self, event: AnyEvent) -> None:
         with contextlib.suppress(ConnectionGone):
             self.post(event)

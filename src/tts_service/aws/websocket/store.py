@@ -8,6 +8,7 @@ and works through the queue; the others only append to the queue or raise the ca
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from tts_service.aws.websocket.poster import ConnectionGone
 from tts_service.engine import SpeechOptions
 from tts_service.errors import ServiceBusy, ServiceError, UnexpectedMessage
 from tts_service.streaming.events import EventMaker
-from tts_service.streaming.messages import SpeakMessage, StartMessage
+from tts_service.streaming.messages import EndMessage, FlushMessage, SpeakMessage, StartMessage, TextMessage
 from tts_service.streaming.session import IncrementalText
 
 LEASE_SECS = 900
@@ -25,6 +26,9 @@ LEASE_SECS = 900
 _UPDATE_ATTEMPTS = 8
 MAX_QUEUED = 64
 """Sentences waiting in a connection's queue at most."""
+_RESERVED = {"#opts": "options", "#mode": "mode", "#q": "queue"}
+"""Attributes whose names are DynamoDB reserved words, by the alias the expressions use instead."""
+_ALIAS_RE = re.compile(r"#\w+")
 
 
 @dataclass
@@ -74,8 +78,22 @@ class ConnectionStore:
     def _expires(self) -> int:
         return int(self.clock()) + self.ttl_secs
 
-    def _conditional(self, **kwargs: Any) -> dict[str, Any] | None:
-        """An update_item that returns None when its condition fails."""
+    def _conditional(
+        self, connection_id: str, update: str, condition: str, values: dict[str, Any], returns: str | None = None
+    ) -> dict[str, Any] | None:
+        """An update_item of the connection's item that returns None when its condition fails."""
+        kwargs: dict[str, Any] = {
+            "Key": {"connection_id": connection_id},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        # DynamoDB refuses an alias its expressions do not use, so each call names only the ones it uses.
+        aliases = sorted(set(_ALIAS_RE.findall(update + " " + condition)))
+        if aliases:
+            kwargs["ExpressionAttributeNames"] = {alias: _RESERVED[alias] for alias in aliases}
+        if returns is not None:
+            kwargs["ReturnValues"] = returns
         try:
             result: dict[str, Any] = self.table.update_item(**kwargs)
             return result
@@ -101,66 +119,64 @@ class ConnectionStore:
         self, connection_id: str, stream_id: str, msg: SpeakMessage | StartMessage, sample_rate: int
     ) -> None:
         """Start a stream unless one is running (UnexpectedMessage) or the connection is gone."""
-        result = self._conditional(
-            Key={"connection_id": connection_id},
-            UpdateExpression=(
-                "SET stream_id = :sid, #opts = :opts, spectrogram = :spec, words = :words, #mode = :mode, seq = :zero, "
-                "samples = :zero, sample_rate = :sr, cancelled = :f, ending = :f, pending = :empty, "
-                "#q = :nil, expires_at = :exp"
-            ),
-            ConditionExpression="attribute_exists(connection_id) AND attribute_not_exists(stream_id)",
-            ExpressionAttributeNames={"#opts": "options", "#mode": "mode", "#q": "queue"},
-            ExpressionAttributeValues={
-                ":sid": stream_id,
+        self._open(
+            connection_id,
+            stream_id,
+            msg.type,
+            "#opts = :opts, spectrogram = :spec, words = :words, seq = :zero, samples = :zero, sample_rate = :sr",
+            {
                 ":opts": msg.options().model_dump_json(exclude_none=True),
                 ":spec": msg.spectrogram,
                 ":words": msg.timestamps == "word",
-                ":mode": msg.type,
                 ":zero": 0,
                 ":sr": sample_rate,
-                ":f": False,
-                ":empty": "",
-                ":nil": [],
-                ":exp": self._expires(),
             },
+            before=msg.type,
         )
-        if result is None:
-            if self.get(connection_id) is None:
-                raise ConnectionGone(connection_id)
-            raise UnexpectedMessage(f"a stream is running; send cancel or wait for its end before {msg.type}")
 
     def open_turn(self, connection_id: str, *, stream_id: str, speaker: str) -> str | None:
         """Start a chat turn as a stream, holding the lease as `speaker`, unless one is running or the client left.
 
         Returns the connection's owner (None for an item stored without one).
         """
-        now = int(self.clock())
+        result = self._open(
+            connection_id,
+            stream_id,
+            "chat",
+            "speaker = :speaker, lease_until = :until",
+            {":speaker": speaker, ":until": int(self.clock()) + LEASE_SECS},
+            before="a chat message",
+            returns="ALL_NEW",
+        )
+        owner = (result.get("Attributes") or {}).get("owner")
+        return owner if isinstance(owner, str) else None
+
+    def _open(
+        self,
+        connection_id: str,
+        stream_id: str,
+        mode: str,
+        sets: str,
+        values: dict[str, Any],
+        *,
+        before: str,
+        returns: str | None = None,
+    ) -> dict[str, Any]:
+        """Set a new stream's state (`mode`, a fresh queue, and `sets`) unless a stream is running (UnexpectedMessage
+        naming what came `before` its end) or the client left (ConnectionGone)."""
         result = self._conditional(
-            Key={"connection_id": connection_id},
-            UpdateExpression=(
-                "SET stream_id = :sid, #mode = :mode, cancelled = :f, ending = :f, pending = :empty, #q = :nil, "
-                "speaker = :speaker, lease_until = :until, expires_at = :exp"
-            ),
-            ConditionExpression="attribute_exists(connection_id) AND attribute_not_exists(stream_id)",
-            ExpressionAttributeNames={"#mode": "mode", "#q": "queue"},
-            ExpressionAttributeValues={
-                ":sid": stream_id,
-                ":mode": "chat",
-                ":f": False,
-                ":empty": "",
-                ":nil": [],
-                ":speaker": speaker,
-                ":until": now + LEASE_SECS,
-                ":exp": self._expires(),
-            },
-            ReturnValues="ALL_NEW",
+            connection_id,
+            "SET stream_id = :sid, #mode = :mode, cancelled = :f, ending = :f, pending = :empty, #q = :nil, "
+            f"expires_at = :exp, {sets}",
+            "attribute_exists(connection_id) AND attribute_not_exists(stream_id)",
+            {":sid": stream_id, ":mode": mode, ":f": False, ":empty": "", ":nil": [], ":exp": self._expires()} | values,
+            returns,
         )
         if result is None:
             if self.get(connection_id) is None:
                 raise ConnectionGone(connection_id)
-            raise UnexpectedMessage("a stream is running; send cancel or wait for its end before a chat message")
-        owner = (result.get("Attributes") or {}).get("owner")
-        return owner if isinstance(owner, str) else None
+            raise UnexpectedMessage(f"a stream is running; send cancel or wait for its end before {before}")
+        return result
 
     def _enqueue(self, texts: list[str], ending: bool) -> tuple[str, dict[str, Any]]:
         """SET clauses and values that append `texts` to the queue (and mark the stream as ending)."""
@@ -173,18 +189,13 @@ class ConnectionStore:
 
     def append(self, connection_id: str, texts: list[str], ending: bool = False) -> None:
         expr, values = self._enqueue(texts, ending)
-        result = self._conditional(
-            Key={"connection_id": connection_id},
-            UpdateExpression=f"SET {expr}",
-            ConditionExpression="attribute_exists(stream_id)",
-            ExpressionAttributeNames={"#q": "queue"},
-            ExpressionAttributeValues=values,
-        )
+        result = self._conditional(connection_id, f"SET {expr}", "attribute_exists(stream_id)", values)
         if result is None:
             raise UnexpectedMessage("no stream is open: send start first")
 
-    def feed(self, connection_id: str, max_pending: int, fn: Callable[[IncrementalText], list[str]], end: bool) -> None:
-        """Apply `fn` to the pending text and queue the sentences it returns, atomically (optimistic retries)."""
+    def feed(self, connection_id: str, max_pending: int, msg: TextMessage | FlushMessage | EndMessage) -> None:
+        """Apply `msg` to the pending text and queue the sentences it makes ready (an `end` ends the stream too),
+        atomically (optimistic retries)."""
         for _ in range(_UPDATE_ATTEMPTS):
             item = self.get(connection_id)
             if item is None:
@@ -193,18 +204,14 @@ class ConnectionStore:
                 raise UnexpectedMessage("this message needs an open incremental stream: send start first")
             old = str(item.get("pending", ""))
             text = IncrementalText(max_pending, old)
-            sentences = fn(text)
+            sentences = text.take(msg)
             if sentences and len(item.get("queue") or []) + len(sentences) > MAX_QUEUED:
                 # The item must stay far below DynamoDB's 400 KB; a client this far ahead should wait.
                 raise ServiceBusy(f"{MAX_QUEUED} sentences are waiting to be spoken; send more text later")
-            expr, values = self._enqueue(sentences, end)
+            expr, values = self._enqueue(sentences, isinstance(msg, EndMessage))
             values.update({":old": old, ":new": text.pending, ":sid": item["stream_id"]})
             done = self._conditional(
-                Key={"connection_id": connection_id},
-                UpdateExpression=f"SET pending = :new, {expr}",
-                ConditionExpression="pending = :old AND stream_id = :sid",
-                ExpressionAttributeNames={"#q": "queue"},
-                ExpressionAttributeValues=values,
+                connection_id, f"SET pending = :new, {expr}", "pending = :old AND stream_id = :sid", values
             )
             if done is not None:
                 return
@@ -213,11 +220,10 @@ class ConnectionStore:
     def cancel(self, connection_id: str) -> bool:
         """Raise the cancel flag and drop queued text; False when no stream is open."""
         result = self._conditional(
-            Key={"connection_id": connection_id},
-            UpdateExpression="SET cancelled = :true, #q = :nil, pending = :empty",
-            ConditionExpression="attribute_exists(stream_id)",
-            ExpressionAttributeNames={"#q": "queue"},
-            ExpressionAttributeValues={":true": True, ":nil": [], ":empty": ""},
+            connection_id,
+            "SET cancelled = :true, #q = :nil, pending = :empty",
+            "attribute_exists(stream_id)",
+            {":true": True, ":nil": [], ":empty": ""},
         )
         return result is not None
 
@@ -226,12 +232,10 @@ class ConnectionStore:
         now = int(self.clock())
         return (
             self._conditional(
-                Key={"connection_id": connection_id},
-                UpdateExpression="SET speaker = :speaker, lease_until = :until",
-                ConditionExpression=(
-                    "attribute_exists(stream_id) AND (attribute_not_exists(speaker) OR lease_until < :now)"
-                ),
-                ExpressionAttributeValues={":speaker": speaker, ":until": now + LEASE_SECS, ":now": now},
+                connection_id,
+                "SET speaker = :speaker, lease_until = :until",
+                "attribute_exists(stream_id) AND (attribute_not_exists(speaker) OR lease_until < :now)",
+                {":speaker": speaker, ":until": now + LEASE_SECS, ":now": now},
             )
             is not None
         )
@@ -239,12 +243,11 @@ class ConnectionStore:
     def pop(self, connection_id: str, speaker: str) -> tuple[str | None, dict[str, Any] | None]:
         """Take the next queued text (None if the queue is empty) and the item as it was before."""
         old = self._conditional(
-            Key={"connection_id": connection_id},
-            UpdateExpression="REMOVE #q[0]",
-            ConditionExpression="speaker = :speaker AND size(#q) > :zero AND cancelled = :f",
-            ExpressionAttributeNames={"#q": "queue"},
-            ExpressionAttributeValues={":speaker": speaker, ":zero": 0, ":f": False},
-            ReturnValues="ALL_OLD",
+            connection_id,
+            "REMOVE #q[0]",
+            "speaker = :speaker AND size(#q) > :zero AND cancelled = :f",
+            {":speaker": speaker, ":zero": 0, ":f": False},
+            returns="ALL_OLD",
         )
         if old is not None:
             item = old.get("Attributes") or {}
@@ -255,21 +258,20 @@ class ConnectionStore:
         """Stop being the speaker, only if nothing is queued, cancelled or ending meanwhile."""
         return (
             self._conditional(
-                Key={"connection_id": connection_id},
-                UpdateExpression="REMOVE speaker, lease_until",
-                ConditionExpression="speaker = :speaker AND size(#q) = :zero AND cancelled = :f AND ending = :f",
-                ExpressionAttributeNames={"#q": "queue"},
-                ExpressionAttributeValues={":speaker": speaker, ":zero": 0, ":f": False},
+                connection_id,
+                "REMOVE speaker, lease_until",
+                "speaker = :speaker AND size(#q) = :zero AND cancelled = :f AND ending = :f",
+                {":speaker": speaker, ":zero": 0, ":f": False},
             )
             is not None
         )
 
     def save_progress(self, connection_id: str, speaker: str, maker: EventMaker) -> None:
         self._conditional(
-            Key={"connection_id": connection_id},
-            UpdateExpression="SET seq = :seq, samples = :samples, lease_until = :until, expires_at = :exp",
-            ConditionExpression="speaker = :speaker",
-            ExpressionAttributeValues={
+            connection_id,
+            "SET seq = :seq, samples = :samples, lease_until = :until, expires_at = :exp",
+            "speaker = :speaker",
+            {
                 ":seq": maker.seq,
                 ":samples": maker.samples,
                 ":until": int(self.clock()) + LEASE_SECS,
@@ -280,12 +282,9 @@ class ConnectionStore:
 
     def close_stream(self, connection_id: str, stream_id: str) -> None:
         self._conditional(
-            Key={"connection_id": connection_id},
-            UpdateExpression=(
-                "REMOVE stream_id, #opts, spectrogram, words, #mode, seq, samples, sample_rate, cancelled, ending, "
-                "pending, #q, speaker, lease_until"
-            ),
-            ConditionExpression="stream_id = :sid",
-            ExpressionAttributeNames={"#opts": "options", "#mode": "mode", "#q": "queue"},
-            ExpressionAttributeValues={":sid": stream_id},
+            connection_id,
+            "REMOVE stream_id, #opts, spectrogram, words, #mode, seq, samples, sample_rate, cancelled, ending, "
+            "pending, #q, speaker, lease_until",
+            "stream_id = :sid",
+            {":sid": stream_id},
         )
