@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.support.streams import PARAGRAPH, collect
+from tests.support.streams import PARAGRAPH, collect, pcm_seconds
 from tts_service.engine.words import text_words
 
 
@@ -34,3 +36,29 @@ def test_no_words_events_unless_asked(stream_client: TestClient) -> None:
         ws.send_text(json.dumps({"type": "speak", "text": "Just audio.", "encoding": "base64"}))
         events, _ = collect(ws)
     assert not [e for e in events if e["type"] == "words"]
+
+
+def test_words_after_a_sentence_gap_start_after_the_silence(stream_client: TestClient) -> None:
+    # An incremental stream speaks each completed sentence as its own request and leads the next one with
+    # `sentence_silence`: the words of that sentence must sound after the silence, not inside it.
+    gap_ms = 1000
+    with stream_client.websocket_connect("/ws/tts") as ws:
+        ws.send_text(
+            json.dumps({"type": "start", "encoding": "base64", "timestamps": "word", "sentence_silence": gap_ms / 1000})
+        )
+        ws.send_text(json.dumps({"type": "text", "text": "The first sentence is short. "}))
+        ws.send_text(json.dumps({"type": "text", "text": "Then another one follows it."}))
+        ws.send_text(json.dumps({"type": "end"}))
+        events, _ = collect(ws)
+    audio = [e for e in events if e["type"] == "audio"]
+    spoken = [w for e in events if e["type"] == "words" for w in e["words"]]
+    assert [w["word"] for w in spoken] == text_words("The first sentence is short. Then another one follows it.")
+    then = next(w for w in spoken if w["word"] == "Then")
+    before = audio[: [e["seq"] for e in audio].index(_seq_of(events, then))]
+    first_sentence_ms = 1000 * sum(pcm_seconds(base64.b64decode(e["audio"])) for e in before)
+    assert then["start_ms"] >= first_sentence_ms + gap_ms - 50, (then, first_sentence_ms)
+
+
+def _seq_of(events: list[dict[str, Any]], word: dict[str, Any]) -> int:
+    """The seq of the chunk whose `words` event names `word`."""
+    return next(e["seq"] for e in events if e["type"] == "words" and word in e["words"])

@@ -59,4 +59,7 @@ def keep_sentence_gap(first: SpeechChunk, req: SpeechRequest) -> None:
     """Lead the first chunk of a sentence that follows another with the silence the engine puts between the
     sentences of one request: queued sentences are separate requests, and would otherwise run together."""
     if req.sentence_silence > 0:
-        first.pcm = np.concatenate([silence(req.sentence_silence, first.sample_rate), first.pcm])
+        gap = silence(req.sentence_silence, first.sample_rate)
+        first.pcm = np.concatenate([gap, first.pcm])
+        # Word timings count samples from the chunk's start, which the silence has just moved.
+        first.words = [word.shifted(gap.size) for word in first.words]
