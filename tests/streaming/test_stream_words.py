@@ -61,4 +61,4 @@ def test_words_after_a_sentence_gap_start_after_the_silence(stream_client: TestC
 
 def _seq_of(events: list[dict[str, Any]], word: dict[str, Any]) -> int:
     """The seq of the chunk whose `words` event names `word`."""
-    return next(e["seq"] for e in events if e["type"] == "words" and word in e["words"])
+    return int(next(e["seq"] for e in events if e["type"] == "words" and word in e["words"]))
