@@ -7,15 +7,17 @@ order; a piece's decoder windows are spread too when a worker would otherwise id
 
 | per-worker sessions | paragraph, 1 client | one 40-word sentence | 4 clients, audio-s/s | stream first audio |
 | --- | --- | --- | --- | --- |
-| 1 thread (chosen) | 1.13 s | 1.43 s (0.83 s with windows spread) | 21.5 | 0.13 s (0.09 s, head sessions) |
+| 1 thread (chosen) | 1.13 s | 1.43 s on one worker (see below) | 21.5 | 0.13 s (0.09 s, head sessions) |
 | 2 threads, spinning off | 1.26 s | 0.81 s | 20.0 | 0.09 s |
 | 2 threads, spinning on | 1.87 s | 0.82 s | 13.3 | 0.12 s |
 
 One request alone thus uses every core with no intra-op synchronisation, and under load every core runs one piece
 at a time, the machine's throughput ceiling. What single-threaded sessions lose, a lone long sentence and a
-stream's first audio, is won back by spreading windows over idle workers and by the head sessions (all cores,
-spinning off) that make a stream's first window. The old design, one shared multi-threaded session with spinning,
-was the best for one short sentence and the worst under concurrency.
+stream's first audio, is won back by the head sessions (all cores, spinning off): they make a stream's first
+window, and run a request of one piece alone on an idle machine (a 40-word sentence then takes 1.04x raw stock
+Piper's time, docs/performance.md from `make bench`); a piece's windows also spread over idle workers.
+The old design, one shared multi-threaded session with spinning, was the best for one short sentence and the
+worst under concurrency.
 """
 
 from __future__ import annotations
