@@ -48,6 +48,10 @@ class AudioCache:
     def enabled(self) -> bool:
         return self.max_bytes > 0
 
+    def fits(self, nbytes: int) -> bool:
+        """Whether audio of `nbytes` could be stored: callers check before copying what they would store."""
+        return 0 < nbytes <= self.max_bytes
+
     @property
     def size_bytes(self) -> int:
         return self._bytes
@@ -73,7 +77,7 @@ class AudioCache:
     def put(self, req: SpeechRequest, chunks: Sequence[SpeechChunk]) -> bool:
         """Store the chunks of a complete synthesis of `req`; False when they alone are over the budget."""
         size = sum(chunk.pcm.nbytes + len(chunk.text.encode()) for chunk in chunks)
-        if not self.enabled or not chunks or size > self.max_bytes:
+        if not chunks or not self.fits(size):
             return False
         key = request_key(req)
         stored = tuple(chunks)
@@ -107,15 +111,20 @@ class Recorder:
     def __init__(self, cache: AudioCache, req: SpeechRequest) -> None:
         self.cache = cache
         self.req = req
-        self.chunks: list[SpeechChunk] = []
+        self.chunks: list[SpeechChunk] | None = [] if cache.enabled else None
+        """None once the synthesis cannot be stored (cache off, or over its budget): nothing more is copied."""
         self.nbytes = 0
 
     def add(self, chunk: SpeechChunk) -> None:
-        """Keep a copy of `chunk` (its consumer may change the original), until the budget is passed."""
-        if self.nbytes <= self.cache.max_bytes:
-            self.chunks.append(dataclasses.replace(chunk, pcm=chunk.pcm.copy()))
-            self.nbytes += chunk.pcm.nbytes
+        """Keep a copy of `chunk` (its consumer may change the original) while the whole could still be stored."""
+        if self.chunks is None:
+            return
+        self.nbytes += chunk.pcm.nbytes
+        if not self.cache.fits(self.nbytes):
+            self.chunks = None
+            return
+        self.chunks.append(dataclasses.replace(chunk, pcm=chunk.pcm.copy()))
 
     def store(self) -> None:
-        if self.nbytes <= self.cache.max_bytes:
+        if self.chunks is not None:
             self.cache.put(self.req, self.chunks)

@@ -180,8 +180,10 @@ class Engine:
             return Speech.joined(req.voice.id, cached, 0.0)
         speech = await self._synthesize(req)
         self.metrics.observe_synthesis(speech.voice_id, speech.synthesis_seconds, speech.duration_ms / 1000)
-        # A copy: the caller owns the returned array and may change it.
-        self.audio_cache.put(req, [SpeechChunk(0, req.text, speech.pcm.copy(), speech.sample_rate, words=speech.words)])
+        if self.audio_cache.fits(speech.pcm.nbytes):
+            # A copy: the caller owns the returned array and may change it.
+            chunk = SpeechChunk(0, req.text, speech.pcm.copy(), speech.sample_rate, words=speech.words)
+            self.audio_cache.put(req, [chunk])
         return speech
 
     async def _synthesize(self, req: SpeechRequest) -> Speech:
