@@ -131,3 +131,24 @@ def test_cache_can_be_disabled(engine: Engine) -> None:
     assert not off.audio_cache.put(req, [chunk(10)])
     assert off.audio_cache.get(req) is None
     assert off.metrics.value("tts_cache_misses_total", cache="audio") == 0
+
+
+def test_a_recording_over_the_budget_stops_copying_and_is_not_stored(engine: Engine) -> None:
+    cache = AudioCache(max_bytes=10_000, metrics=Metrics(process=False))
+    req = engine.request("A stream too long to keep.")
+    recorder = cache.recorder(req)
+    recorder.add(chunk(2000))
+    assert recorder.chunks is not None
+    assert len(recorder.chunks) == 1
+    recorder.add(chunk(4000))  # 12,000 bytes in all: the whole can no longer be stored
+    assert recorder.chunks is None, "nothing more is copied once the whole cannot fit"
+    recorder.add(chunk(10))
+    recorder.store()
+    assert cache.get(req) is None
+    assert len(cache) == 0
+
+
+def test_a_cache_that_is_off_records_nothing(engine: Engine) -> None:
+    recorder = AudioCache(max_bytes=0, metrics=Metrics(process=False)).recorder(engine.request("Not kept."))
+    recorder.add(chunk(10))
+    assert recorder.chunks is None
