@@ -13,6 +13,7 @@ from starlette.testclient import WebSocketTestSession
 from tests.fakes.llm_server import FakeLlmServer
 from tests.support.audio import Wav, assert_speech, parse_wav
 from tests.support.chat import AppFactory
+from tests.support.streams import frames_until
 from tts_service.errors import BinaryMessage, MessageNotJSON, UnknownMessageType
 
 REPLY = "The weather is sunny today. It should stay warm until the evening. Take a hat if you go out."
@@ -58,17 +59,7 @@ def test_unknown_voice_is_refused_before_the_llm_runs(make_client: AppFactory, f
 
 def read_turn(ws: WebSocketTestSession, limit: int = 2000) -> list[Any]:
     """Frames of one turn until done or error: dicts for JSON events, bytes for binary audio."""
-    frames: list[Any] = []
-    for _ in range(limit):
-        message = ws.receive()
-        if message.get("bytes") is not None:
-            frames.append(message["bytes"])
-            continue
-        event = json.loads(message["text"])
-        frames.append(event)
-        if event["type"] in ("done", "error"):
-            return frames
-    raise AssertionError("turn did not end")
+    return frames_until(ws, lambda event: event["type"] in ("done", "error"), limit)
 
 
 def kinds(frames: list[Any]) -> list[str]:

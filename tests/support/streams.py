@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,20 +15,31 @@ PARAGRAPH = (
 )
 
 
-def collect(ws: WebSocketTestSession, limit: int = 2000) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """Read one stream's frames (JSON events, binary audio) up to its end or error."""
-    events: list[dict[str, Any]] = []
-    binary: list[bytes] = []
+def frames_until(ws: WebSocketTestSession, last: Callable[[dict[str, Any]], bool], limit: int = 2000) -> list[Any]:
+    """Frames in order (dicts for JSON events, bytes for binary audio) up to the event `last` accepts."""
+    frames: list[Any] = []
     for _ in range(limit):
         message = ws.receive()
         if message.get("bytes") is not None:
-            binary.append(message["bytes"])
+            frames.append(message["bytes"])
             continue
         event = json.loads(message["text"])
+        frames.append(event)
+        if last(event):
+            return frames
+    raise AssertionError(f"no closing event in {limit} frames")
+
+
+def collect(ws: WebSocketTestSession, limit: int = 2000) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Read one stream's frames (JSON events, binary audio) up to its end or error."""
+    events: list[dict[str, Any]] = []
+
+    def last(event: dict[str, Any]) -> bool:
         events.append(event)
-        if event["type"] == "end" or (event["type"] == "error" and (event["ends_stream"] or len(events) == 1)):
-            return events, binary
-    raise AssertionError("stream did not end")
+        return event["type"] == "end" or (event["type"] == "error" and (event["ends_stream"] or len(events) == 1))
+
+    frames = frames_until(ws, last, limit)
+    return events, [f for f in frames if isinstance(f, bytes)]
 
 
 def pcm_seconds(pcm: bytes, sample_rate: int = 22050) -> float:
