@@ -60,9 +60,9 @@ class Speech:
 
     @classmethod
     def joined(cls, voice_id: str, chunks: list[SpeechChunk], synthesis_seconds: float) -> Speech:
-        """The chunks (at least one) as one synthesis."""
+        """The chunks (at least one) as one synthesis, owning their audio (one chunk's array is taken, not copied)."""
         return cls(
-            pcm=np.concatenate([c.pcm for c in chunks]),
+            pcm=chunks[0].pcm if len(chunks) == 1 else np.concatenate([c.pcm for c in chunks]),
             sample_rate=chunks[0].sample_rate,
             voice_id=voice_id,
             chunks=len(chunks),
