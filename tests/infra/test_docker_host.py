@@ -115,6 +115,18 @@ def caddy_env(tmp_path: Path, **env: str) -> dict[str, str]:
     }
 
 
+def caddy_on_the_caddyfile(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`caddy <command>` (validate, adapt) of the Caddyfile with the caddyfile adapter."""
+    return subprocess.run(
+        [str(CADDY), command, "--adapter", "caddyfile", "--config", str(CADDYFILE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_the_caddyfile_is_formatted() -> None:
     run = subprocess.run([str(CADDY), "fmt", str(CADDYFILE)], capture_output=True, text=True, timeout=30, check=True)
     assert run.stdout == CADDYFILE.read_text()
@@ -129,25 +141,12 @@ def test_caddy_validates_the_config_in_every_tls_mode(tmp_path: Path, mode: str)
         cert.private_key_pem.write_to_path(str(tmp_path / "tls.key"))
         cert.cert_chain_pems[0].write_to_path(str(tmp_path / "tls.crt"))
         env |= {"TLS_CERT_FILE": str(tmp_path / "tls.crt"), "TLS_KEY_FILE": str(tmp_path / "tls.key")}
-    run = subprocess.run(
-        [str(CADDY), "validate", "--adapter", "caddyfile", "--config", str(CADDYFILE)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = caddy_on_the_caddyfile("validate", env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Valid configuration" in run.stdout + run.stderr, run.stderr[-2000:]
     # and what Caddy made of it: HTTP is redirected, the site is served with TLS
-    adapted = subprocess.run(
-        [str(CADDY), "adapt", "--adapter", "caddyfile", "--config", str(CADDYFILE)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    adapted = caddy_on_the_caddyfile("adapt", env)
+    assert adapted.returncode == 0, adapted.stderr[-2000:]
     config = json.loads(adapted.stdout)
     (server,) = config["apps"]["http"]["servers"].values()
     assert server["listen"] == [":443"]
