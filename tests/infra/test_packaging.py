@@ -84,6 +84,23 @@ def build_args(name: str) -> dict[str, str]:
     return {**meta["DockerBuildArgs"], "BASE_IMAGE": BASE_IMAGE}
 
 
+def run_tool(
+    image: Image, tool: str, args: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run `tests/infra/tools/<tool>` with the image's isolated Python, from its /tmp (outside the repository)."""
+    runner = image.host(f"/tmp/{tool}")
+    shutil.copy2(REPO / "tests/infra/tools" / tool, runner)
+    return subprocess.run(
+        [str(image.python), "-I", str(runner), *args],
+        cwd=image.host("/tmp"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def invoke(image: Image, name: str, event_names: list[str], extra_env: dict[str, str]) -> tuple[dict[str, Any], str]:
     """Run the image's CMD handler in a fresh process on `event_names`; return its results and its stdout."""
     template_env = Evaluator(load_template(REPO / "template.yaml")).function_env(LOGICAL_IDS[name])
@@ -96,20 +113,12 @@ def invoke(image: Image, name: str, event_names: list[str], extra_env: dict[str,
         "AWS_LAMBDA_FUNCTION_NAME": f"tts-service-{name}",
         **extra_env,
     }
-    runner = image.host("/tmp/invoke_handler.py")
-    shutil.copy2(REPO / "tests/infra/tools/invoke_handler.py", runner)
     events = image.host("/tmp/events.json")
     events.write_text(json.dumps([load_event(e) for e in event_names]))
     result_path = image.host("/tmp/result.json")
     (handler,) = image.cmd
-    run = subprocess.run(
-        [str(image.python), "-I", str(runner), str(image.host("/var/task")), handler, str(events), str(result_path)],
-        cwd=image.host("/tmp"),  # outside the repository
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = run_tool(
+        image, "invoke_handler.py", [str(image.host("/var/task")), handler, str(events), str(result_path)], env, 300
     )
     assert run.returncode == 0, f"{name} failed to start or answer:\n{run.stderr[-6000:]}"
     result: dict[str, Any] = json.loads(result_path.read_text())
@@ -222,19 +231,9 @@ def test_function_image_answers_real_events(builder: Builder, moto_endpoint: str
 
 def check_encodes_every_format(image: Image) -> None:
     """Encode a test signal in every format with the image's Python and packages; decode it here."""
-    runner = image.host("/tmp/encode_formats.py")
-    shutil.copy2(REPO / "tests/infra/tools/encode_formats.py", runner)
     out = image.host("/tmp/encoded")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(image.host("/tmp")), **image.host_env()}
-    run = subprocess.run(
-        [str(image.python), "-I", str(runner), str(out)],
-        cwd=image.host("/tmp"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    run = run_tool(image, "encode_formats.py", [str(out)], env, 120)
     assert run.returncode == 0, f"encoding failed in the image:\n{run.stderr[-4000:]}"
     result = json.loads((out / "result.json").read_text())
     for module, path in result["modules"].items():
