@@ -119,19 +119,19 @@ def gated(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     release = threading.Event()
     original = engine.pool.submit
 
-    def submit(fn: Callable[..., Any], *args: Any) -> Any:
+    def submit(fn: Callable[..., Any], *args: Any, **how: Any) -> Any:
         if not isinstance(getattr(fn, "__self__", None), Synthesis):
-            return original(fn, *args)  # a voice load or an arena trim, not a piece
+            return original(fn, *args, **how)  # a voice load or an arena trim, not a piece
         pieces.append(fn.__name__)
         if len(pieces) > 1:
-            return original(fn, *args)
+            return original(fn, *args, **how)
 
         def first(*inner: Any) -> Any:
             entered.set()
             release.wait(30)
             return fn(*inner)
 
-        return original(first, *args)
+        return original(first, *args, **how)
 
     monkeypatch.setattr(engine.pool, "submit", submit)
     yield pieces, entered, release.set

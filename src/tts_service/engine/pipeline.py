@@ -146,6 +146,8 @@ class Synthesis:
         self._head_state: _Frontend | None = None
         """Set by the early first window's job when its piece has more windows."""
         self._samples = 0
+        self._group = pool.group()
+        """This request's jobs: run in rank order, sharing the workers with other requests in turn."""
 
     # --- consumers ---
 
@@ -217,22 +219,22 @@ class Synthesis:
                 self._gain *= gain_for(graphs.reference_lufs(), self.req.loudness)
             index = 0
             sentences = split_sentences(self.req.text)
-            for sentence in sentences:
+            for number, sentence in enumerate(sentences, 1):
                 pieces = self._pieces(sentence)
                 for n, piece in enumerate(pieces):
                     end = n == len(pieces) - 1
                     if not self._reserve():
                         return
                     if self.voice.graphs is None:
-                        self._slot(self.pool.submit(self._whole_piece, piece, index, end))
+                        self._slot(self._submit((index,), self._whole_piece, piece, index, end))
                     elif index == 0 and self.plan.first_frames is not None:
                         if not self._head_and_rest(piece, end):
                             return
                     elif len(sentences) == 1 and len(pieces) == 1 and self.pool.idle_workers == self.pool.workers:
                         # One piece on an idle machine: all cores on it (the head sessions), not one of them.
-                        self._slot(self.pool.submit(self._alone, piece, index, end))
+                        self._slot(self._submit((index,), self._alone, piece, index, end))
                     else:
-                        self._split_piece(piece, index, end)
+                        self._split_piece(piece, index, end, last=end and number == len(sentences))
                     index += 1
         except Exception as exc:
             failed: Future[list[SpeechChunk]] = Future()
@@ -242,6 +244,10 @@ class Synthesis:
         finally:
             with contextlib.suppress(RuntimeError):
                 self._deliver(_END)
+
+    def _submit(self, rank: tuple[int, ...], fn: Callable[..., Any], *args: object) -> Future[Any]:
+        """Queue a job of this request: lower ranks (earlier pieces, then their windows in order) run first."""
+        return self.pool.submit(fn, *args, group=self._group, rank=rank)
 
     def _reserve(self) -> bool:
         self._room.acquire()
@@ -262,10 +268,15 @@ class Synthesis:
         self._deliver(future)
         return future
 
-    def _windows(self, total: int, start: int = 0) -> list[tuple[int, int]]:
-        """Decode windows for frames [start, total): bounded by the window, and spread over idle workers."""
+    def _windows(self, total: int, start: int = 0, *, last: bool = False) -> list[tuple[int, int]]:
+        """Decode windows for frames [start, total): bounded by the window, and spread over idle workers.
+
+        The request's last piece is spread over every worker when nothing but this request runs: the others
+        are then about to be free, and would otherwise wait for it alone.
+        """
         ranges = [(a + start, b + start) for a, b in cuts(total - start, self.plan.window)]
-        spread = min(self.pool.idle_workers + 1, (total - start) // MIN_SPLIT_FRAMES)
+        free = self.pool.workers - 1 if last and self.pool.alone(self._group) else self.pool.idle_workers
+        spread = min(free + 1, (total - start) // MIN_SPLIT_FRAMES)
         if spread > len(ranges):
             # A worker would sit idle while this piece decodes: cut it finer so every worker takes a part. The
             # extra margins cost some compute, paid only with cores that had nothing else to do.
@@ -273,19 +284,21 @@ class Synthesis:
             ranges = [(a + start, b + start) for a, b in cuts(total - start, size)]
         return ranges
 
-    def _split_piece(self, piece: _Piece, index: int, end: bool) -> None:
+    def _split_piece(self, piece: _Piece, index: int, end: bool, last: bool = False) -> None:
         """Frontend on one worker, then the decoder windows on as many workers as are free; one slot in order."""
         slot: Future[list[SpeechChunk]] = Future()
         self._slot(slot)
-        frontend = self._track(self.pool.submit(self._frontend, piece.ids))
+        frontend = self._track(self._submit((index, 0), self._frontend, piece.ids))
 
         def decode(done: Future[_Frontend]) -> None:
             if not _forward_failure(done, slot):
                 return
             try:
                 state = done.result()
-                windows = self._windows(state.frames)
-                jobs = [self._track(self.pool.submit(self._decode, state, a, b)) for a, b in windows]
+                windows = self._windows(state.frames, last=last)
+                jobs = [
+                    self._track(self._submit((index, 1, n), self._decode, state, a, b)) for n, (a, b) in enumerate(windows)
+                ]
             except Exception as exc:  # e.g. the pool shut down: the consumer must hear of it, not wait forever
                 slot.set_exception(exc)
                 return
@@ -295,7 +308,7 @@ class Synthesis:
 
     def _head_and_rest(self, piece: _Piece, end: bool) -> bool:
         """A stream's first piece: frontend and a small first window on the head sessions, delivered alone."""
-        self._slot(self.pool.submit(self._head, piece, end)).result()
+        self._slot(self._submit((0,), self._head, piece, end)).result()
         state = self._head_state
         if state is None:
             return True  # the piece fitted in its first window
@@ -304,7 +317,7 @@ class Synthesis:
             if not self._reserve():
                 return False
             last = end and i == len(windows) - 1
-            decode = self._track(self.pool.submit(self._decode, state, *window))
+            decode = self._track(self._submit((0, 1, i), self._decode, state, *window))
             slot: Future[list[SpeechChunk]] = Future()
             self._slot(slot)
             _gather(

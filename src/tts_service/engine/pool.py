@@ -23,13 +23,18 @@ worst under concurrency.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import contextvars
+import functools
+import heapq
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tts_service.errors import ServiceBusy
@@ -40,37 +45,84 @@ T = TypeVar("T")
 _worker = threading.local()
 
 
+_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    """Let running jobs end before the interpreter goes: onnxruntime aborts the process if torn down mid-run."""
+    for pool in list(_pools):
+        pool.shutdown()
+        for thread in pool._threads:
+            thread.join(timeout=30)
+
+
 def current_worker() -> int:
     """The index of the synthesis worker running this code (0 outside the pool: callers on their own thread)."""
     return int(getattr(_worker, "index", 0))
 
 
+class Group:
+    """One request's jobs: queued in rank order, and served in turn with other requests' groups."""
+
+    __slots__ = ("heap", "last", "queued", "running")
+
+    def __init__(self, last: int) -> None:
+        self.heap: list[_Job] = []
+        self.queued = 0
+        """Jobs waiting (the heap may still hold cancelled ones)."""
+        self.running = 0
+        self.last = last
+        """When this group last had a job started (or was made): the longer ago, the sooner its turn."""
+
+
+@dataclass(order=True)
+class _Job:
+    rank: tuple[int, ...]
+    seq: int
+    future: Future[Any] = field(compare=False)
+    call: Callable[[], Any] = field(compare=False)
+    group: Group = field(compare=False)
+
+
 class WorkerPool:
-    """`workers` threads; at most `workers + queue_size` requests admitted at once, the next refused at once."""
+    """`workers` threads; at most `workers + queue_size` requests admitted at once, the next refused at once.
+
+    Jobs are not served first come, first served. Each request's jobs form a group, taken in rank order (its
+    pieces in order, a piece's decoding before the next piece's frontend), and a free worker serves the group
+    with the fewest jobs running, then the one that waited longest. One request alone thus gets every worker,
+    always on the piece it needs first; several share the workers in turn.
+    """
 
     def __init__(self, workers: int, queue_size: int, metrics: Metrics | None = None) -> None:
         self.workers = workers
         self.metrics = metrics
         self.capacity = workers + queue_size
-        counter = itertools.count()
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="synth", initializer=self._name_worker, initargs=(counter,)
-        )
         # Conductors phonemize and hand pieces to the workers; they wait far more than they compute.
         self._conductors = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="conduct")
         self._admitted = 0
         self._orphans = 0
         """Jobs whose caller gave up (timeout, disconnect) but which still run on a worker."""
         self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._groups: dict[int, Group] = {}
+        """Groups with jobs queued."""
+        self._ticks = itertools.count()
+        self._closed = False
         self._generation = 0
         self._jobs = 0
         """Jobs queued or running."""
+        self._queued = 0
+        """Jobs queued, not yet started (cancelled ones drop out when done)."""
         self.idle_delay = 1.0
         """Seconds of no admitted request before `on_idle` runs."""
-
-    @staticmethod
-    def _name_worker(counter: Iterator[int]) -> None:
-        _worker.index = next(counter)
+        self._threads = [
+            threading.Thread(target=self._serve, args=(index,), name=f"synth_{index}", daemon=True)
+            for index in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+        _pools.add(self)
 
     @property
     def admitted(self) -> int:
@@ -113,23 +165,100 @@ class WorkerPool:
         with contextlib.suppress(RuntimeError):  # shut down meanwhile
             self.submit(fn)
 
-    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
-        """Queue a blocking call for a worker, in a copy of the caller's context (its request id for logs)."""
-        context = contextvars.copy_context()
+    def group(self) -> Group:
+        """A new group for one request's jobs."""
         with self._lock:
+            return Group(next(self._ticks))
+
+    def submit(
+        self, fn: Callable[..., T], *args: object, group: Group | None = None, rank: tuple[int, ...] = ()
+    ) -> Future[T]:
+        """Queue a blocking call for a worker, in a copy of the caller's context (its request id for logs).
+
+        Within `group`, lower ranks run first; a call without a group is a group of its own.
+        """
+        context = contextvars.copy_context()
+        future: Future[T] = Future()
+        with self._work:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            tick = next(self._ticks)
+            owner = group if group is not None else Group(tick)
+            heapq.heappush(owner.heap, _Job(rank, tick, future, functools.partial(context.run, fn, *args), owner))
+            self._groups[id(owner)] = owner
             self._jobs += 1
-        future = self._executor.submit(context.run, fn, *args)
-        future.add_done_callback(self._job_done)
+            self._queued += 1
+            owner.queued += 1
+            self._work.notify()
+        future.add_done_callback(functools.partial(self._job_done, owner))
         return future
 
-    def _job_done(self, _: Future[Any]) -> None:
+    def _job_done(self, owner: Group, future: Future[Any]) -> None:
         with self._lock:
             self._jobs -= 1
+            if future.cancelled():
+                # Dropped before it started; its heap entry is skipped when reached.
+                self._queued -= 1
+                owner.queued -= 1
+
+    def _next(self) -> _Job | None:
+        """The next job to start (under the lock): the least served group's lowest rank; None when shut down."""
+        while True:
+            if self._closed:
+                return None
+            best: Group | None = None
+            for key, owner in list(self._groups.items()):
+                while owner.heap and owner.heap[0].future.cancelled():
+                    heapq.heappop(owner.heap)
+                if not owner.heap:
+                    del self._groups[key]
+                elif best is None or (owner.running, owner.last) < (best.running, best.last):
+                    best = owner
+            if best is not None:
+                job = heapq.heappop(best.heap)
+                if not best.heap:
+                    del self._groups[id(best)]
+                if job.future.set_running_or_notify_cancel():
+                    best.running += 1
+                    best.last = next(self._ticks)
+                    best.queued -= 1
+                    self._queued -= 1
+                    return job
+                continue
+            self._work.wait()
+
+    def _serve(self, index: int) -> None:
+        _worker.index = index
+        while True:
+            with self._work:
+                job = self._next()
+            if job is None:
+                return
+            result: Any = None
+            try:
+                result = job.call()
+            except BaseException as exc:  # delivered to whoever waits on the future, as an executor would
+                self._finished(job)
+                job.future.set_exception(exc)
+            else:
+                self._finished(job)
+                job.future.set_result(result)
+            del job, result  # no reference to a finished job's arrays while this worker waits
+
+    def _finished(self, job: _Job) -> None:
+        # Before the result is set: callbacks that queue the next jobs see this worker as free.
+        with self._lock:
+            job.group.running -= 1
 
     @property
     def idle_workers(self) -> int:
         """Workers with nothing to do right now (queued jobs count as work): a hint for splitting a job."""
         return max(0, self.workers - self._jobs)
+
+    def alone(self, group: Group) -> bool:
+        """Whether every job queued or running is of `group`: its workers are about to be free for it alone."""
+        with self._lock:
+            return self._jobs == group.queued + group.running
 
     def conduct(self, fn: Callable[[], None]) -> Future[None]:
         """Run a request's conductor on its own thread, in a copy of the caller's context."""
@@ -161,5 +290,11 @@ class WorkerPool:
             self._orphans -= 1
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._work:
+            self._closed = True
+            pending = [job for owner in self._groups.values() for job in owner.heap]
+            self._groups.clear()
+            self._work.notify_all()
+        for job in pending:
+            job.future.cancel()
         self._conductors.shutdown(wait=False, cancel_futures=True)

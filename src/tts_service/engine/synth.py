@@ -62,7 +62,9 @@ class Engine:
         self.metrics.watch_engine(
             lambda: len(self.voice_cache.loaded_ids()), lambda: self.pool.admitted, self.pool.capacity
         )
-        lookahead = settings.synth_workers
+        # Two pieces per worker in flight: a piece that finishes early never leaves its worker idle while an
+        # earlier one is still decoding; what waits is small (a piece's frontend output and audio).
+        lookahead = 2 * settings.synth_workers
         self.plan = Plan(
             settings.max_sentence_phonemes,
             settings.decode_window_frames,
