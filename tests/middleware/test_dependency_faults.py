@@ -160,7 +160,7 @@ def test_a_tts_whose_client_vanishes_stops_between_pieces(engine: Engine, gated:
     finally:
         server.stop()
     # Each piece is one frontend job (its decoder windows follow it); at most the look-ahead ran.
-    assert pieces.count("_frontend") <= engine.settings.synth_workers + 1 < 30
+    assert pieces.count("_frontend") <= engine.plan.lookahead + 1 < 30
 
 
 def test_a_tts_that_times_out_stops_between_pieces(make_client: AppFactory, engine: Engine, gated: Gate) -> None:
@@ -173,4 +173,4 @@ def test_a_tts_that_times_out_stops_between_pieces(make_client: AppFactory, engi
     release()
     assert wait_until(lambda: engine.pool.admitted == 0)
     # Each piece is one frontend job (its decoder windows follow it); at most the look-ahead ran.
-    assert pieces.count("_frontend") <= engine.settings.synth_workers + 1 < 30
+    assert pieces.count("_frontend") <= engine.plan.lookahead + 1 < 30
