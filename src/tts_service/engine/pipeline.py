@@ -2,10 +2,11 @@
 
 A conductor thread cuts the text into sentences, phonemizes them (espeak runs under piper's global lock, so
 this overlaps with inference on the workers) and cuts over-long sentences into pieces. Each piece becomes a job
-on the workers; at most `lookahead` jobs of a request are queued or running at once, so one request alone keeps
-every worker busy while several requests share the workers in turn. Results come back in order through
-futures. Closing the synthesis (client gone, timeout, cancel) stops it between pieces: queued jobs are dropped
-and the conductor submits nothing more.
+on the workers, ranked by its place in the request (`WorkerPool` runs a request's jobs in rank order and
+requests in turn); at most `lookahead` pieces of a request wait to be taken, so one request alone keeps every
+worker busy while several share the workers. Results come back in order through futures. Closing the
+synthesis (client gone, timeout, cancel) stops it between pieces: queued jobs are dropped and the conductor
+submits nothing more. A lone request's last piece is decoded on the all-core head sessions.
 
 A streamed request's first piece is decoded in two steps: a small first window, delivered as soon as it is
 made, then the rest of the piece in windows spread over the workers.
@@ -268,15 +269,10 @@ class Synthesis:
         self._deliver(future)
         return future
 
-    def _windows(self, total: int, start: int = 0, *, last: bool = False) -> list[tuple[int, int]]:
-        """Decode windows for frames [start, total): bounded by the window, and spread over idle workers.
-
-        The request's last piece is spread over every worker when nothing but this request runs: the others
-        are then about to be free, and would otherwise wait for it alone.
-        """
+    def _windows(self, total: int, start: int = 0) -> list[tuple[int, int]]:
+        """Decode windows for frames [start, total): bounded by the window, and spread over idle workers."""
         ranges = [(a + start, b + start) for a, b in cuts(total - start, self.plan.window)]
-        free = self.pool.workers - 1 if last and self.pool.alone(self._group) else self.pool.idle_workers
-        spread = min(free + 1, (total - start) // MIN_SPLIT_FRAMES)
+        spread = min(self.pool.idle_workers + 1, (total - start) // MIN_SPLIT_FRAMES)
         if spread > len(ranges):
             # A worker would sit idle while this piece decodes: cut it finer so every worker takes a part. The
             # extra margins cost some compute, paid only with cores that had nothing else to do.
@@ -295,10 +291,13 @@ class Synthesis:
                 return
             try:
                 state = done.result()
-                windows = self._windows(state.frames, last=last)
-                jobs = [
-                    self._track(self._submit((index, 1, n), self._decode, state, a, b)) for n, (a, b) in enumerate(windows)
-                ]
+                if last and self.pool.alone(self._group):
+                    # The request's tail with nothing else running: the all-core head sessions decode it, so the
+                    # workers that are about to be free share it without paying margins for a split.
+                    run, windows = self._decode_on_head, cuts(state.frames, self.plan.window)
+                else:
+                    run, windows = self._decode, self._windows(state.frames)
+                jobs = [self._track(self._submit((index, 1, n), run, state, a, b)) for n, (a, b) in enumerate(windows)]
             except Exception as exc:  # e.g. the pool shut down: the consumer must hear of it, not wait forever
                 slot.set_exception(exc)
                 return
@@ -371,6 +370,9 @@ class Synthesis:
             return graphs.decode(current_worker() if worker is None else worker, state.z_p, state.mask, state.g, a, b)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
+
+    def _decode_on_head(self, state: _Frontend, a: int, b: int) -> FloatArray:
+        return self._decode(state, a, b, worker=HEAD)
 
     def _head(self, piece: _Piece, end: bool) -> list[SpeechChunk]:
         assert self.plan.first_frames is not None
