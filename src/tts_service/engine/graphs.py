@@ -376,10 +376,10 @@ class VoiceGraphs:
         options = ort.RunOptions()
         options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         z_p, mask, g, _ = self.frontend(0, [0, 1, 0], self.scales(0.0, None, 0.0), None, run_options=options)
-        for worker in range(len(self.sessions)):
-            self.sessions[worker][0].run(
-                None, self._frontend_feed([0, 1, 0], self.scales(0.0, None, 0.0), None), options
-            )
+        # The head pair too: it decodes a lone request's tail in full windows, so its arena grows like a worker's.
+        pairs = [*range(len(self.sessions)), *([HEAD] if self.head is not self.sessions[0] else [])]
+        for worker in pairs:
+            self._pair(worker)[0].run(None, self._frontend_feed([0, 1, 0], self.scales(0.0, None, 0.0), None), options)
             self._decode(worker, z_p, mask, g, 0, z_p.shape[2], margin=0, run_options=options)
 
     def scales(self, noise_scale: float | None, length_scale: float | None, noise_w: float | None) -> FloatArray:
