@@ -203,10 +203,10 @@ class WorkerPool:
         return future
 
     def _job_done(self, owner: Group, future: Future[Any]) -> None:
-        with self._lock:
-            self._jobs -= 1
-            if future.cancelled():
+        if future.cancelled():
+            with self._lock:
                 # Dropped before it started; its heap entry is skipped when reached.
+                self._jobs -= 1
                 self._queued -= 1
                 owner.queued -= 1
 
@@ -258,6 +258,7 @@ class WorkerPool:
         # Before the result is set: callbacks that queue the next jobs see this worker as free.
         with self._lock:
             job.group.running -= 1
+            self._jobs -= 1
 
     @property
     def idle_workers(self) -> int:
