@@ -185,8 +185,8 @@ class Settings(BaseSettings):
     stream_first_chunk_frames: int = Field(24, ge=4, le=512)
     """Frames (256 samples each) in the first decoded chunk of a sentence: the time-to-first-audio knob."""
     decode_window_frames: int = Field(512, ge=64, le=8192)
-    """Most frames (256 samples each) per decoder run: bounds each session's memory arena (~190 MB at 512),
-    whatever the text or the speed."""
+    """Most frames (256 samples each) per decoder run: bounds what a decoder run takes from the memory arena
+    (~190 MB at 512), whatever the text or the speed."""
     arena_trim_idle_secs: float = Field(2.0, ge=0)
     """After this long with no synthesis, the sessions' arenas are given back (the next request regrows them,
     ~25% slower for that one request); 0 keeps them for the life of the process (fastest, most memory)."""

@@ -9,8 +9,10 @@ decode (the margin is measured per voice; en_US-joe-medium: 32 frames, max abs d
 Why every request goes this way, not only streams (bench/run.py, docs/performance.md): onnxruntime's CPU arena
 makes a run ~30% faster but keeps the largest run's peak resident for the life of the session. Decoder memory
 grows with the frames of a run, and frames grow as speed drops, so a bound on phonemes alone bounds nothing;
-a bound on frames per decoder run does. With windows of 512 frames (~6 s of audio) each session's arena stays
-near 190 MB whatever the text and speed, and sentences shorter than a window (almost all) pay no margin at all.
+a bound on frames per decoder run does. With windows of 512 frames (~6 s of audio) a decoder run needs near
+190 MB whatever the text and speed, and sentences shorter than a window (almost all) pay no margin at all. All
+sessions share one arena (`engine/voices.py`), so what it keeps is what the runs that were in progress at once
+needed, not the sum of every session's largest run.
 
 Each synthesis worker thread has its own pair of single-threaded sessions (`VoiceGraphs.sessions[worker]`):
 a request's pieces run on several workers at once, and under load every core runs one piece with no
@@ -376,7 +378,7 @@ class VoiceGraphs:
         options = ort.RunOptions()
         options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         z_p, mask, g, _ = self.frontend(0, [0, 1, 0], self.scales(0.0, None, 0.0), None, run_options=options)
-        # The head pair too: it decodes a lone request's tail in full windows, so its arena grows like a worker's.
+        # Every pair runs it: with the shared arena one would do, but sessions built with their own arena need it.
         pairs = [*range(len(self.sessions)), *([HEAD] if self.head is not self.sessions[0] else [])]
         for worker in pairs:
             self._pair(worker)[0].run(None, self._frontend_feed([0, 1, 0], self.scales(0.0, None, 0.0), None), options)
