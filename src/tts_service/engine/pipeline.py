@@ -6,7 +6,7 @@ on the workers, ranked by its place in the request (`WorkerPool` runs a request'
 requests in turn); at most `lookahead` pieces of a request wait to be taken, so one request alone keeps every
 worker busy while several share the workers. Results come back in order through futures. Closing the
 synthesis (client gone, timeout, cancel) stops it between pieces: queued jobs are dropped and the conductor
-submits nothing more. A lone request's last piece is decoded on the all-core head sessions.
+submits nothing more. A lone request's largest remaining piece is decoded on the all-core head sessions.
 
 A streamed request's first piece is decoded in two steps: a small first window, delivered as soon as it is
 made, then the rest of the piece in windows spread over the workers.
@@ -148,6 +148,11 @@ class Synthesis:
         """Set by the early first window's job when its piece has more windows."""
         self._samples = 0
         self._group = pool.group()
+        self._undone: dict[int, int] = {}
+        """Phoneme ids of each piece whose audio is not made yet: how much work the request has left."""
+        self._undone_lock = threading.Lock()
+        self._all_queued = False
+        """Set once the conductor has handed over the request's last piece."""
         """This request's jobs: run in rank order, sharing the workers with other requests in turn."""
 
     # --- consumers ---
@@ -220,7 +225,7 @@ class Synthesis:
                 self._gain *= gain_for(graphs.reference_lufs(), self.req.loudness)
             index = 0
             sentences = split_sentences(self.req.text)
-            for number, sentence in enumerate(sentences, 1):
+            for sentence in sentences:
                 pieces = self._pieces(sentence)
                 for n, piece in enumerate(pieces):
                     end = n == len(pieces) - 1
@@ -235,8 +240,9 @@ class Synthesis:
                         # One piece on an idle machine: all cores on it (the head sessions), not one of them.
                         self._slot(self._submit((index,), self._alone, piece, index, end))
                     else:
-                        self._split_piece(piece, index, end, last=end and number == len(sentences))
+                        self._split_piece(piece, index, end)
                     index += 1
+            self._all_queued = True
         except Exception as exc:
             failed: Future[list[SpeechChunk]] = Future()
             failed.set_exception(exc)
@@ -280,9 +286,30 @@ class Synthesis:
             ranges = [(a + start, b + start) for a, b in cuts(total - start, size)]
         return ranges
 
-    def _split_piece(self, piece: _Piece, index: int, end: bool, last: bool = False) -> None:
+    def _longest_left(self, index: int) -> bool:
+        """Whether this piece is at least all the rest of the request's unmade work put together, with nothing
+        else on the workers and no piece left to come.
+
+        Then the other workers will be idle before it is done, and the all-core head sessions should decode it:
+        the request's last piece, or a long sentence followed by a short one, would otherwise keep one core busy
+        while the others wait. Work is counted in phoneme ids (frames follow them at a given speed).
+        """
+        if not self._all_queued or not self.pool.alone(self._group):
+            return False
+        with self._undone_lock:
+            mine = self._undone.get(index, 0)
+            return mine >= sum(self._undone.values()) - mine
+
+    def _made(self, index: int) -> None:
+        with self._undone_lock:
+            self._undone.pop(index, None)
+
+    def _split_piece(self, piece: _Piece, index: int, end: bool) -> None:
         """Frontend on one worker, then the decoder windows on as many workers as are free; one slot in order."""
         slot: Future[list[SpeechChunk]] = Future()
+        with self._undone_lock:
+            self._undone[index] = len(piece.ids)
+        slot.add_done_callback(lambda _: self._made(index))
         self._slot(slot)
         frontend = self._track(self._submit((index, 0), self._frontend, piece.ids))
 
@@ -291,9 +318,8 @@ class Synthesis:
                 return
             try:
                 state = done.result()
-                if last and self.pool.alone(self._group):
-                    # The request's tail with nothing else running: the all-core head sessions decode it, so the
-                    # workers that are about to be free share it without paying margins for a split.
+                if self._longest_left(index):
+                    # No margins paid for a split: the head sessions' threads use the cores as they come free.
                     run, windows = self._decode_on_head, cuts(state.frames, self.plan.window)
                 else:
                     run, windows = self._decode, self._windows(state.frames)
