@@ -148,12 +148,12 @@ class Synthesis:
         """Set by the early first window's job when its piece has more windows."""
         self._samples = 0
         self._group = pool.group()
+        """This request's jobs: run in rank order, sharing the workers with other requests in turn."""
         self._undone: dict[int, int] = {}
         """Phoneme ids of each piece whose audio is not made yet: how much work the request has left."""
         self._undone_lock = threading.Lock()
         self._all_queued = False
         """Set once the conductor has handed over the request's last piece."""
-        """This request's jobs: run in rank order, sharing the workers with other requests in turn."""
 
     # --- consumers ---
 

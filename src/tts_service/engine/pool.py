@@ -123,8 +123,6 @@ class WorkerPool:
         self._generation = 0
         self._jobs = 0
         """Jobs queued or running."""
-        self._queued = 0
-        """Jobs queued, not yet started (cancelled ones drop out when done)."""
         self.idle_delay = 1.0
         """Seconds of no admitted request before `on_idle` runs."""
         self._threads = [
@@ -198,7 +196,6 @@ class WorkerPool:
             heapq.heappush(owner.heap, _Job(rank, tick, future, functools.partial(context.run, fn, *args), owner))
             self._groups[id(owner)] = owner
             self._jobs += 1
-            self._queued += 1
             owner.queued += 1
             self._work.notify()
         future.add_done_callback(functools.partial(self._job_done, owner))
@@ -209,7 +206,6 @@ class WorkerPool:
             with self._lock:
                 # Dropped before it started; its heap entry is skipped when reached.
                 self._jobs -= 1
-                self._queued -= 1
                 owner.queued -= 1
 
     def _next(self) -> _Job | None:
@@ -233,7 +229,6 @@ class WorkerPool:
                     best.running += 1
                     best.last = next(self._ticks)
                     best.queued -= 1
-                    self._queued -= 1
                     return job
                 continue
             self._work.wait()
