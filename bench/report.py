@@ -558,8 +558,10 @@ def render(results: dict[str, Any], analysis: dict[str, Any], images: dict[str, 
             "many clients, in turn with the servers' batches (so under the same background load) while both "
             f"servers sat idle; median of {plan['load_reps']} batch(es). `sessions-1thread`: one session per stream "
             "with one intra-op thread, spinning off (what one single-threaded process per core gets); "
-            "`shared-2thread`: one session with two intra-op threads, spinning off, driven by all streams. The best "
-            "is the ceiling."
+            "`shared-2thread`: one session with two intra-op threads, spinning off, driven by all streams; "
+            "`blocked-1thread`: per stream, 1-thread sessions of the graphs our shim runs (the voice split at the "
+            "decoder, the decoder rewritten for onnxruntime's blocked kernels by `engine/layout.py`), each sentence "
+            "decoded whole, without the shim's scheduler or server. The best is the ceiling."
         )
         add("")
         best = analysis["ceiling_best"]

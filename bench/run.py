@@ -48,7 +48,7 @@ from bench.texts import CATEGORIES, TextGen
 from tests.support.shim import free_port, running_shim, shim_command, shim_env
 
 LOGS = CACHE / "logs"
-CEILING_MODES = ("sessions-1thread", "shared-2thread")
+CEILING_MODES = ("sessions-1thread", "shared-2thread", "blocked-1thread")
 LEVELS = (1, 2, 4, 8)
 # Formats another engineer may add to POST /tts; each one answering 4xx is reported as not supported.
 FORMATS = ("mp3", "opus", "ogg", "flac", "aac", "pcm")

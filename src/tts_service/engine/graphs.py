@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from tts_service.engine import layout
 from tts_service.engine.loudness import integrated_lufs
 from tts_service.engine.registry import sha256_bytes
 
@@ -67,7 +68,7 @@ GAIN_TEXTS = (
 # Peaks vary by ~25% between sentences; leave that much headroom so loud sentences rarely clip.
 _GAIN_HEADROOM = 0.85
 _MANIFEST = "graphs.json"
-_MANIFEST_VERSION = 2
+_MANIFEST_VERSION = 3
 
 
 class GraphCacheError(OSError):
@@ -123,6 +124,8 @@ class SplitFiles:
     """The frontend output with frames per phoneme id, when the graph has it."""
     folder: Path | None = None
     """Where they were read from: calibration is kept beside them."""
+    layout: str = "exported"
+    """"blocked" when the decoder was rewritten for onnxruntime's blocked kernels (`engine/layout.py`)."""
 
 
 def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -> None:
@@ -140,6 +143,7 @@ def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -
             meta = graph.split(model, tmp, sample_rate=sample_rate, verbose=False)
         model.unlink()
         durations = _expose_durations(tmp / meta.frontend)
+        layout = _rewrite_decoder(tmp / meta.decoder, meta.seam.z_p, meta.seam.mask, meta.seam.g)
         manifest = {
             "version": _MANIFEST_VERSION,
             "model_sha256": sha256_bytes(model_bytes),
@@ -149,6 +153,7 @@ def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -
             "hop": int(meta.hop),
             "frontend_inputs": list(meta.frontend_inputs),
             "durations": durations,
+            "decoder_layout": layout,
         }
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2))
         try:
@@ -180,6 +185,41 @@ def _expose_durations(frontend: Path) -> str | None:
     return ceils[0]
 
 
+def _rewrite_decoder(decoder: Path, z_p: str, mask: str, g: str | None) -> str:
+    """Rewrite the decoder for onnxruntime's blocked convolution kernels (`engine/layout.py`) where it can be.
+
+    Returns which decoder was kept: "blocked", or "exported" when the rewrite does not apply or does not match.
+    """
+    import onnx  # noqa: PLC0415 only when a voice is first split
+
+    data = decoder.read_bytes()
+    inputs = onnx.load_from_string(data).graph.input
+    dims = {info.name: [d.dim_value for d in info.type.tensor_type.shape.dim] for info in inputs}
+    rng = np.random.default_rng(0)
+
+    def feed(frames: int) -> layout.Feed:
+        inputs: layout.Feed = {
+            z_p: rng.standard_normal((1, dims[z_p][1], frames)).astype(np.float32),
+            mask: np.ones((1, 1, frames), dtype=np.float32),
+        }
+        if g is not None:
+            inputs[g] = rng.standard_normal((1, dims[g][1], 1)).astype(np.float32)
+        return inputs
+
+    started = time.perf_counter()
+    try:
+        rewritten = layout.rewrite(data, feed)
+    except Exception as exc:  # onnx and onnxruntime raise many types; the exported graph is sound, so keep it
+        logger.warning("decoder rewrite failed; the exported graph is kept", extra={"error_type": type(exc).__name__})
+        rewritten = None
+    if rewritten is None:
+        return "exported"
+    decoder.write_bytes(rewritten)
+    seconds = round(time.perf_counter() - started, 2)
+    logger.info("decoder rewritten for blocked kernels", extra={"rewrite_seconds": seconds})
+    return "blocked"
+
+
 def _read_verified(outdir: Path, model_sha256: str) -> SplitFiles:
     """The graphs of `outdir` if its manifest names this model and every graph matches its hash."""
     manifest = json.loads((outdir / _MANIFEST).read_text())
@@ -202,6 +242,7 @@ def _read_verified(outdir: Path, model_sha256: str) -> SplitFiles:
         hop=int(manifest["hop"]),
         frontend_inputs=tuple(manifest["frontend_inputs"]),
         durations=manifest.get("durations"),
+        layout=str(manifest.get("decoder_layout", "exported")),
         folder=outdir,
     )
 
