@@ -143,7 +143,7 @@ def _split_into(model_bytes: bytes, outdir: Path, name: str, sample_rate: int) -
             meta = graph.split(model, tmp, sample_rate=sample_rate, verbose=False)
         model.unlink()
         durations = _expose_durations(tmp / meta.frontend)
-        layout = _rewrite_decoder(tmp / meta.decoder, meta.seam.z_p, meta.seam.mask, meta.seam.g)
+        layout = rewrite_decoder(tmp / meta.decoder, meta.seam.z_p, meta.seam.mask, meta.seam.g)
         manifest = {
             "version": _MANIFEST_VERSION,
             "model_sha256": sha256_bytes(model_bytes),
@@ -185,7 +185,7 @@ def _expose_durations(frontend: Path) -> str | None:
     return ceils[0]
 
 
-def _rewrite_decoder(decoder: Path, z_p: str, mask: str, g: str | None) -> str:
+def rewrite_decoder(decoder: Path, z_p: str, mask: str, g: str | None) -> str:
     """Rewrite the decoder for onnxruntime's blocked convolution kernels (`engine/layout.py`) where it can be.
 
     Returns which decoder was kept: "blocked", or "exported" when the rewrite does not apply or does not match.
