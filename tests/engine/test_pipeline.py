@@ -1,5 +1,5 @@
-"""Where a request's pieces are decoded: the all-core head sessions take the piece that would otherwise keep one
-core busy while the others wait."""
+"""Where a request's pieces are decoded: a piece that would otherwise keep one core busy while the others wait
+is split over the idle workers, or, too short to split, decoded on the all-core head sessions."""
 
 from __future__ import annotations
 
@@ -9,36 +9,69 @@ from typing import Any
 import pytest
 
 from tts_service.engine import Engine
+from tts_service.engine.graphs import HEAD
 from tts_service.engine.pipeline import Synthesis
+from tts_service.engine.pool import current_worker
 
 LONG = "The committee reviewed every proposal carefully, weighing the costs, the risks and the benefits of each"
 SHORT = "Then it voted."
+FORTY = (
+    "When the morning train finally pulled into the quiet little station beside the river, the travellers who had "
+    "waited through the long cold night gathered their bags and walked slowly towards the old wooden platform"
+)
 
 
-def head_decodes(engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], int]:
-    """Synthesize `text` alone; (samples of each piece decoded on the head sessions, samples made)."""
-    on_head: dict[int, int] = {}
-    original = Synthesis._decode_on_head
+def decodes(engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[list[int]], list[int], int]:
+    """Synthesize `text` alone: per piece, longest first, the session index of each decode window (HEAD for the
+    head sessions); where each frontend ran; and the samples made."""
+    windows: dict[int, list[int]] = {}
+    frames: dict[int, int] = {}
+    frontends: list[int] = []
+    decode, frontend = Synthesis._decode, Synthesis._frontend
 
-    def recorded(self: Synthesis, state: Any, a: int, b: int) -> Any:
-        hop = self.voice.graphs.hop if self.voice.graphs is not None else 0
-        on_head[id(state)] = state.frames * hop  # a piece longer than a window comes in several calls
-        return original(self, state, a, b)
+    def recorded_decode(self: Synthesis, state: Any, a: int, b: int, worker: int | None = None) -> Any:
+        windows.setdefault(id(state), []).append(current_worker() if worker is None else worker)
+        frames[id(state)] = state.frames
+        return decode(self, state, a, b, worker)
 
-    monkeypatch.setattr(Synthesis, "_decode_on_head", recorded)
+    def recorded_frontend(self: Synthesis, ids: list[int], worker: int | None = None) -> Any:
+        frontends.append(current_worker() if worker is None else worker)
+        return frontend(self, ids, worker)
+
+    monkeypatch.setattr(Synthesis, "_decode", recorded_decode)
+    monkeypatch.setattr(Synthesis, "_frontend", recorded_frontend)
     speech = engine.synthesize_blocking(engine.request(text))
-    return list(on_head.values()), int(speech.pcm.size)
+    longest_first = sorted(windows, key=lambda key: -frames[key])
+    return [windows[key] for key in longest_first], frontends, int(speech.pcm.size)
 
 
-def test_a_long_sentence_before_a_short_one_decodes_on_the_head(
+def test_a_long_sentence_before_a_short_one_is_not_left_on_one_core(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tag = uuid.uuid4().hex[:4]
-    on_head, samples = head_decodes(engine, f"{LONG} {tag}. {SHORT}", monkeypatch)
-    # The long first sentence is the most work left once both are handed over: it goes to the head, the short
-    # one to a single worker.
-    assert len(on_head) == 1
-    assert on_head[0] > samples / 2
+    pieces, _, samples = decodes(engine, f"{LONG} {tag}. {SHORT}", monkeypatch)
+    assert len(pieces) == 2
+    long_piece = pieces[0]
+    # The long first sentence is the most work left once both are handed over: the head or both workers take it.
+    assert long_piece == [HEAD] or len(set(long_piece)) == 2
+    assert samples > 5 * 22050
+
+
+def test_one_long_sentence_alone_is_decoded_over_every_worker(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    tag = uuid.uuid4().hex[:4]
+    pieces, frontends, samples = decodes(engine, f"{FORTY} {tag}.", monkeypatch)
+    assert frontends == [HEAD]  # the one frontend on all cores
+    assert len(pieces) == 1
+    # Split over every worker (two 1-thread runs at once beat one 2-thread run), in windows of at most 512 frames.
+    assert set(pieces[0]) == set(range(engine.settings.synth_workers))
+    assert samples > 8 * 22050
+
+
+def test_one_short_sentence_alone_runs_on_the_head(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    tag = uuid.uuid4().hex[:4]
+    pieces, frontends, _ = decodes(engine, f"Short and sweet {tag}.", monkeypatch)
+    assert frontends == [HEAD]
+    assert pieces == [[HEAD]]  # too short to split: the head sessions' threads share it
 
 
 def test_equal_sentences_keep_single_threaded_workers_until_the_last(
@@ -46,7 +79,8 @@ def test_equal_sentences_keep_single_threaded_workers_until_the_last(
 ) -> None:
     tag = uuid.uuid4().hex[:4]
     sentences = [f"Sentence number {n} of this test {tag} has about the same length as the others." for n in range(6)]
-    on_head, samples = head_decodes(engine, " ".join(sentences), monkeypatch)
+    pieces, _, samples = decodes(engine, " ".join(sentences), monkeypatch)
+    assert len(pieces) == 6
     # Six similar pieces keep both workers busy; at most the last two (the work left at the end) use the head.
-    assert len(on_head) <= 2
+    assert len([p for p in pieces if HEAD in p]) <= 2
     assert samples > 6 * 22050  # all six were made

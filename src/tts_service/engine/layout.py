@@ -46,9 +46,10 @@ _BLOCK = 16
 # Two probe lengths with no common factor tell a tensor whose time is `k x frames` from a fixed one.
 _PROBES = (16, 23)
 _CHECK_FRAMES = (1, 24, 57, 150)
-TOLERANCE = 2e-5
-"""Largest sample difference to the exported graph a rewrite may show (below one int16 step, 3.05e-5);
-measured on en_US-joe-medium: 2e-6."""
+TOLERANCE = 1e-4
+"""Largest sample difference to the exported graph a rewrite may show, relative to the exported output's peak
+(-80 dB, ~3 int16 steps once peak-normalised). Measured on en_US-joe-medium: 1e-5 on probe inputs, 3e-6 to 4e-5
+on real sentences: float rounding of the reordered sums, the size of changing the number of threads."""
 
 
 def supported() -> bool:
@@ -57,7 +58,8 @@ def supported() -> bool:
 
 
 def rewrite(decoder: bytes, feed: FeedFor) -> bytes | None:
-    """The decoder rewritten for blocked kernels, or None when it cannot be, or would not match the exported one."""
+    """The decoder rewritten for blocked kernels, or None when it cannot be, or would not match the exported one
+    (within `TOLERANCE` of its peak at every checked length)."""
     import onnx  # noqa: PLC0415 only when a voice is first split
 
     if not supported():
@@ -86,6 +88,7 @@ def _session(model: bytes) -> ort.InferenceSession:
 
 
 def _max_difference(original: bytes, rewritten: bytes, feed: FeedFor) -> float:
+    """The largest difference between the two graphs' outputs relative to the original's peak, over the checks."""
     before, after = _session(original), _session(rewritten)
     worst = 0.0
     for frames in _CHECK_FRAMES:
@@ -94,7 +97,8 @@ def _max_difference(original: bytes, rewritten: bytes, feed: FeedFor) -> float:
         b = np.asarray(after.run(None, inputs)[0], dtype=np.float32)
         if a.shape != b.shape or not np.all(np.isfinite(b)):
             return float("inf")
-        worst = max(worst, float(np.max(np.abs(a - b))) if a.size else 0.0)
+        if a.size:
+            worst = max(worst, float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(a))), 1e-3))
     return worst
 
 

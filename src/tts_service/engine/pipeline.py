@@ -6,7 +6,10 @@ on the workers, ranked by its place in the request (`WorkerPool` runs a request'
 requests in turn); at most `lookahead` pieces of a request wait to be taken, so one request alone keeps every
 worker busy while several share the workers. Results come back in order through futures. Closing the
 synthesis (client gone, timeout, cancel) stops it between pieces: queued jobs are dropped and the conductor
-submits nothing more. A lone request's largest remaining piece is decoded on the all-core head sessions.
+submits nothing more. A request of one piece on an idle machine runs its frontend on the all-core head
+sessions; a lone request's largest remaining piece is decoded over the idle workers in windows, or on the head
+sessions when it is too short to split (with the blocked decoder, two 1-thread windows beat one 2-thread run:
+`engine/layout.py`).
 
 A streamed request's first piece is decoded in two steps: a small first window, delivered as soon as it is
 made, then the rest of the piece in windows spread over the workers.
@@ -225,24 +228,24 @@ class Synthesis:
                 self._gain *= gain_for(graphs.reference_lufs(), self.req.loudness)
             index = 0
             sentences = split_sentences(self.req.text)
-            for sentence in sentences:
+            for number, sentence in enumerate(sentences):
                 pieces = self._pieces(sentence)
                 for n, piece in enumerate(pieces):
                     end = n == len(pieces) - 1
                     if not self._reserve():
                         return
+                    # Said before the last piece is queued: its frontend may be done before this thread runs again.
+                    self._all_queued = end and number == len(sentences) - 1
                     if self.voice.graphs is None:
                         self._slot(self._submit((index,), self._whole_piece, piece, index, end))
                     elif index == 0 and self.plan.first_frames is not None:
                         if not self._head_and_rest(piece, end):
                             return
-                    elif len(sentences) == 1 and len(pieces) == 1 and self.pool.idle_workers == self.pool.workers:
-                        # One piece on an idle machine: all cores on it (the head sessions), not one of them.
-                        self._slot(self._submit((index,), self._alone, piece, index, end))
                     else:
-                        self._split_piece(piece, index, end)
+                        # One piece on an idle machine: its frontend on all cores (the head sessions), not one.
+                        alone = len(sentences) == 1 and len(pieces) == 1 and self.pool.idle_workers == self.pool.workers
+                        self._split_piece(piece, index, end, frontend_on_head=alone)
                     index += 1
-            self._all_queued = True
         except Exception as exc:
             failed: Future[list[SpeechChunk]] = Future()
             failed.set_exception(exc)
@@ -275,10 +278,13 @@ class Synthesis:
         self._deliver(future)
         return future
 
-    def _windows(self, total: int, start: int = 0) -> list[tuple[int, int]]:
-        """Decode windows for frames [start, total): bounded by the window, and spread over idle workers."""
+    def _windows(self, total: int, start: int = 0, workers: int | None = None) -> list[tuple[int, int]]:
+        """Decode windows for frames [start, total): bounded by the window, and spread over idle workers (or over
+        `workers`, when they will be free before this is done)."""
         ranges = [(a + start, b + start) for a, b in cuts(total - start, self.plan.window)]
-        spread = min(self.pool.idle_workers + 1, (total - start) // MIN_SPLIT_FRAMES)
+        # Called once the job before it (a frontend, a stream's head) is off the pool's count: that worker is idle.
+        idle = self.pool.idle_workers if workers is None else workers
+        spread = min(idle, (total - start) // MIN_SPLIT_FRAMES)
         if spread > len(ranges):
             # A worker would sit idle while this piece decodes: cut it finer so every worker takes a part. The
             # extra margins cost some compute, paid only with cores that had nothing else to do.
@@ -290,9 +296,9 @@ class Synthesis:
         """Whether this piece is at least all the rest of the request's unmade work put together, with nothing
         else on the workers and no piece left to come.
 
-        Then the other workers will be idle before it is done, and the all-core head sessions should decode it:
-        the request's last piece, or a long sentence followed by a short one, would otherwise keep one core busy
-        while the others wait. Work is counted in phoneme ids (frames follow them at a given speed).
+        Then the other workers will be idle before it is done, so it should not keep one core busy while the
+        others wait: it is split over the idle workers, or, too short to split, decoded on the all-core head
+        sessions. Work is counted in phoneme ids (frames follow them at a given speed).
         """
         if not self._all_queued or not self.pool.alone(self._group):
             return False
@@ -304,25 +310,29 @@ class Synthesis:
         with self._undone_lock:
             self._undone.pop(index, None)
 
-    def _split_piece(self, piece: _Piece, index: int, end: bool) -> None:
-        """Frontend on one worker, then the decoder windows on as many workers as are free; one slot in order."""
+    def _split_piece(self, piece: _Piece, index: int, end: bool, *, frontend_on_head: bool = False) -> None:
+        """Frontend on one worker (or the head sessions), then the decoder windows on as many workers as are free;
+        one slot in order."""
         slot: Future[list[SpeechChunk]] = Future()
         with self._undone_lock:
             self._undone[index] = len(piece.ids)
         slot.add_done_callback(lambda _: self._made(index))
         self._slot(slot)
-        frontend = self._track(self._submit((index, 0), self._frontend, piece.ids))
+        run_frontend = self._frontend_on_head if frontend_on_head else self._frontend
+        frontend = self._track(self._submit((index, 0), run_frontend, piece.ids))
 
         def decode(done: Future[_Frontend]) -> None:
             if not _forward_failure(done, slot):
                 return
             try:
                 state = done.result()
-                if self._longest_left(index):
-                    # No margins paid for a split: the head sessions' threads use the cores as they come free.
-                    run, windows = self._decode_on_head, cuts(state.frames, self.plan.window)
-                else:
-                    run, windows = self._decode, self._windows(state.frames)
+                # The largest piece left of a lone request: the other workers are free before it is done.
+                longest = self._longest_left(index)
+                windows = self._windows(state.frames, workers=self.pool.workers if longest else None)
+                run: Callable[[_Frontend, int, int], FloatArray] = self._decode
+                if len(windows) == 1 and (frontend_on_head or longest):
+                    # Too short to split over the idle workers: the head sessions' threads share it instead.
+                    run = self._decode_on_head
                 jobs = [self._track(self._submit((index, 1, n), run, state, a, b)) for n, (a, b) in enumerate(windows)]
             except Exception as exc:  # e.g. the pool shut down: the consumer must hear of it, not wait forever
                 slot.set_exception(exc)
@@ -397,6 +407,9 @@ class Synthesis:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise SynthesisFailed(f"the voice model failed ({type(exc).__name__})") from exc
 
+    def _frontend_on_head(self, ids: list[int]) -> _Frontend:
+        return self._frontend(ids, worker=HEAD)
+
     def _decode_on_head(self, state: _Frontend, a: int, b: int) -> FloatArray:
         return self._decode(state, a, b, worker=HEAD)
 
@@ -411,13 +424,6 @@ class Synthesis:
         return self._window_chunks(
             piece, state, [(0, first)], 0, end and first == state.frames, True, [audio], piece_end=end
         )
-
-    def _alone(self, piece: _Piece, index: int, end: bool) -> list[SpeechChunk]:
-        """A request of one piece while nothing else runs: frontend and windows on the all-core head sessions."""
-        state = self._frontend(piece.ids, worker=HEAD)
-        windows = cuts(state.frames, self.plan.window)
-        parts = [self._decode(state, a, b, worker=HEAD) for a, b in windows]
-        return self._piece_chunks(piece, state, windows, parts, index, end)
 
     def _whole_piece(self, piece: _Piece, index: int, end: bool) -> list[SpeechChunk]:
         """The fallback for voices that cannot be split: Piper's whole graph, one run per piece (no word timings)."""
