@@ -38,6 +38,7 @@ def decodes(engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple
         frontends.append(current_worker() if worker is None else worker)
         return frontend(self, ids, worker)
 
+    monkeypatch.setattr(engine.audio_cache, "get", lambda _req: None)  # synthesized every time, never replayed
     monkeypatch.setattr(Synthesis, "_decode", recorded_decode)
     monkeypatch.setattr(Synthesis, "_frontend", recorded_frontend)
     speech = engine.synthesize_blocking(engine.request(text))
@@ -67,9 +68,14 @@ def test_one_long_sentence_alone_is_decoded_over_every_worker(engine: Engine, mo
     assert samples > 8 * 22050
 
 
-def test_one_short_sentence_alone_runs_on_the_head(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_short_sentence_alone_is_split_and_a_word_alone_runs_on_the_head(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tag = uuid.uuid4().hex[:4]
-    pieces, frontends, _ = decodes(engine, f"Short and sweet {tag}.", monkeypatch)
+    pieces, frontends, _ = decodes(engine, f"A short sentence to say {tag}.", monkeypatch)
+    assert frontends == [HEAD]
+    assert set(pieces[0]) == set(range(engine.settings.synth_workers))  # ~2 s of audio: worth both workers
+    pieces, frontends, _ = decodes(engine, "Yes!", monkeypatch)
     assert frontends == [HEAD]
     assert pieces == [[HEAD]]  # too short to split: the head sessions' threads share it
 

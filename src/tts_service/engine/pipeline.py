@@ -63,6 +63,11 @@ class Plan:
 
 MIN_SPLIT_FRAMES = 160
 """Shortest part of a piece worth a worker of its own (its two margins cost 64 frames of decoding)."""
+MIN_SPLIT_FRAMES_ALONE = 64
+"""The same for the one piece of a request on an idle machine, whose margins only cost cores with nothing else to
+do: split in two, an 8-word sentence (~250 frames) took 0.143-0.152 s against 0.159-0.194 s decoded on the
+2-thread head (blocked decoder; in-process, 3 paired process runs, medians of 9 fresh sentences each), while
+paragraphs, whose later pieces wait for those cores, were 4-6% slower with this bound for every piece."""
 
 
 @dataclass(frozen=True)
@@ -278,13 +283,15 @@ class Synthesis:
         self._deliver(future)
         return future
 
-    def _windows(self, total: int, start: int = 0, workers: int | None = None) -> list[tuple[int, int]]:
+    def _windows(
+        self, total: int, start: int = 0, workers: int | None = None, min_split: int = MIN_SPLIT_FRAMES
+    ) -> list[tuple[int, int]]:
         """Decode windows for frames [start, total): bounded by the window, and spread over idle workers (or over
-        `workers`, when they will be free before this is done)."""
+        `workers`, when they will be free before this is done) in parts of at least `min_split` frames."""
         ranges = [(a + start, b + start) for a, b in cuts(total - start, self.plan.window)]
         # Called once the job before it (a frontend, a stream's head) is off the pool's count: that worker is idle.
         idle = self.pool.idle_workers if workers is None else workers
-        spread = min(idle, (total - start) // MIN_SPLIT_FRAMES)
+        spread = min(idle, (total - start) // min_split)
         if spread > len(ranges):
             # A worker would sit idle while this piece decodes: cut it finer so every worker takes a part. The
             # extra margins cost some compute, paid only with cores that had nothing else to do.
@@ -328,7 +335,11 @@ class Synthesis:
                 state = done.result()
                 # The largest piece left of a lone request: the other workers are free before it is done.
                 longest = self._longest_left(index)
-                windows = self._windows(state.frames, workers=self.pool.workers if longest else None)
+                windows = self._windows(
+                    state.frames,
+                    workers=self.pool.workers if longest else None,
+                    min_split=MIN_SPLIT_FRAMES_ALONE if frontend_on_head else MIN_SPLIT_FRAMES,
+                )
                 run: Callable[[_Frontend, int, int], FloatArray] = self._decode
                 if len(windows) == 1 and (frontend_on_head or longest):
                     # Too short to split over the idle workers: the head sessions' threads share it instead.
