@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-EVENTS = REPO / "tests" / "infra" / "events"
+EVENTS = REPO / "tests" / "events"
 
 # The first event each function answers after init; for tts that is "first audio".
 FIRST_EVENT = {
