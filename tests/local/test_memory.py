@@ -56,9 +56,8 @@ def synthesize(base: str, text: str, speed: float) -> float:
 
 @pytest.mark.slow
 def test_slow_unpunctuated_text_keeps_the_shim_bounded() -> None:
-    # GIVEN the shim with the audio cache off, so nothing but synthesis holds memory, whose head sessions have
-    # already decoded full windows (a long sentence alone on an idle machine): their peak must not add to the
-    # workers' below
+    # GIVEN the shim with the audio cache off, so nothing but synthesis holds memory, whose sessions have all
+    # already decoded full windows (a long sentence alone on an idle machine): their peaks must not add up below
     with running_shim({"TTS_CACHE_MB": "0"}) as shim:
         pid = shim.proc.pid
         idle = status_mb(pid)["VmRSS"]
