@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import IO, Any
 
 import onnxruntime as ort
@@ -91,13 +92,8 @@ class BlockedVoice:
             }
             z_p, mask = self.frontend.run(None, feed)[:2]
             audio = self.decoder.run(None, {self.files.z_p: z_p, self.files.mask: mask})[0]
-            out.append(_Chunk(np.asarray(audio).reshape(-1)))
+            out.append(SimpleNamespace(audio_float_array=np.asarray(audio).reshape(-1)))  # as piper's AudioChunk
         return out
-
-
-class _Chunk:
-    def __init__(self, audio: Any) -> None:
-        self.audio_float_array = audio
 
 
 def concurrent(voices: list[Any], texts: list[list[str]]) -> tuple[float, float]:

@@ -196,8 +196,8 @@ def rewrite_decoder(decoder: Path, z_p: str, mask: str, g: str | None) -> str:
     import onnx  # noqa: PLC0415 only when a voice is first split
 
     data = decoder.read_bytes()
-    inputs = onnx.load_from_string(data).graph.input
-    dims = {info.name: [d.dim_value for d in info.type.tensor_type.shape.dim] for info in inputs}
+    declared = onnx.load_from_string(data).graph.input
+    dims = {info.name: [d.dim_value for d in info.type.tensor_type.shape.dim] for info in declared}
     rng = np.random.default_rng(0)
 
     def feed(frames: int) -> layout.Feed:

@@ -26,9 +26,8 @@ a piece that finished before an earlier one left its worker idle until that one 
 windows could take both workers while the first piece waited: a paragraph alone kept the 2 cores 71-94% busy.
 With groups, ranks and two pieces per worker in flight, 94-97% (in-process traces of fresh 64-word paragraphs,
 /proc CPU against wall time). Once a lone request has handed over all its pieces, the one that is at least the
-rest of its work put together (its last, or a long sentence before a short one) decodes on the head sessions
-rather than on one worker or split over the workers with margins: for the last piece, 0.95x the paragraph's time
-of splitting it (10 interleaved rounds in-process).
+rest of its work put together (its last, or a long sentence before a short one) is split over every worker, or
+decoded on the head sessions when too short to split (`engine/pipeline.py`).
 """
 
 from __future__ import annotations
