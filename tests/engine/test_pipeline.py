@@ -3,6 +3,7 @@ is split over the idle workers, or, too short to split, decoded on the all-core 
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -41,6 +42,10 @@ def decodes(engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple
     monkeypatch.setattr(engine.audio_cache, "get", lambda _req: None)  # synthesized every time, never replayed
     monkeypatch.setattr(Synthesis, "_decode", recorded_decode)
     monkeypatch.setattr(Synthesis, "_frontend", recorded_frontend)
+    # "Alone" means every worker idle: let the previous test's last jobs (or an idle trim) finish first.
+    deadline = time.monotonic() + 10
+    while engine.pool.idle_workers < engine.pool.workers and time.monotonic() < deadline:
+        time.sleep(0.01)
     speech = engine.synthesize_blocking(engine.request(text))
     longest_first = sorted(windows, key=lambda key: -frames[key])
     return [windows[key] for key in longest_first], frontends, int(speech.pcm.size)
