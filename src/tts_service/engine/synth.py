@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -203,7 +202,6 @@ class Engine:
             voice = self.voice_cache.peek(voice_id)
             if voice is not None and voice.graphs is not None:
                 voice.graphs.trim()
-        _return_free_heap()
 
     async def stream(self, req: SpeechRequest) -> AsyncGenerator[SpeechChunk, None]:
         """Chunks as they are made, or replayed at once from the audio cache; a complete stream is stored.
@@ -287,28 +285,6 @@ class Engine:
 
     def ready(self) -> bool:
         return self.warmed and self.voice_cache.peek(self.registry.default_voice) is not None
-
-
-@lru_cache(maxsize=1)
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
-    try:
-        trim: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    except OSError:
-        return None
-    return trim
-
-
-def _return_free_heap() -> None:
-    """Hand the heap's free pages back to the system once synthesis is idle.
-
-    Freed audio buffers and onnxruntime's scratch outside its arena stay resident in glibc's heap otherwise: after
-    2,000 unpunctuated characters at speed 0.5 and the arena trim, this gave back another 80-100 MB in-process
-    (556 -> 458 and 607 -> 525 MB, two texts).
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 @lru_cache
