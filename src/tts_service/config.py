@@ -188,9 +188,8 @@ class Settings(BaseSettings):
     """Most frames (256 samples each) per decoder run: bounds what a decoder run takes from the memory arena
     (~190 MB at 512), whatever the text or the speed."""
     arena_trim_idle_secs: float = Field(2.0, ge=0)
-    """After this long with no synthesis, the sessions' arenas and the heap's free pages are given back (the next
-    request regrows them, ~25% slower for that one request); 0 keeps them for the life of the process (fastest,
-    most memory)."""
+    """After this long with no synthesis, the sessions' arenas are given back (the next request regrows them,
+    ~25% slower for that one request); 0 keeps them for the life of the process (fastest, most memory)."""
     stream_max_audio_bytes: int = Field(16384, ge=1024, le=1 << 20)
     """Largest PCM payload of one audio event (16 KB -> ~22 KB base64, under API Gateway's 32 KB frames; the API
     Gateway WebSocket always uses 16384)."""

@@ -197,7 +197,7 @@ class Engine:
             return speech if req.loudness is None else await self.pool.run(self._loud, req, speech)
 
     def _trim(self) -> None:
-        """Synthesis went idle: release the arena's peak (each voice's sessions) and the heap's free pages."""
+        """Synthesis went idle: release the arena's peak (each voice's sessions), on a worker."""
         for voice_id in self.voice_cache.loaded_ids():
             voice = self.voice_cache.peek(voice_id)
             if voice is not None and voice.graphs is not None:
