@@ -65,6 +65,36 @@ def test_windowed_decode_equals_piper_whole_graph(voice: LoadedVoice, stock: Pip
     assert graphs.margin in MARGIN_CANDIDATES
 
 
+def memory_owner(array: np.ndarray) -> object:
+    """What finally holds an array's memory: None when numpy does, onnxruntime's value when it is a view of it."""
+    base = array.base
+    while isinstance(base, np.ndarray):
+        if base.base is None:
+            return None
+        base = base.base
+    return base
+
+
+def test_outputs_are_copied_off_the_arena_so_held_audio_never_pins_it(voice: LoadedVoice) -> None:
+    # GIVEN onnxruntime, whose outputs are views of its arena: one still held keeps its whole region from the trim
+    graphs = voice.graphs
+    assert graphs is not None
+    ids = voice.piper.phonemes_to_ids(voice.piper.phonemize(LONG)[0])
+    raw = graphs.sessions[0][0].run(None, graphs._frontend_feed(ids, graphs.scales(None, None, None), None))
+    assert memory_owner(raw[0]) is not None  # the premise: a view of onnxruntime's memory
+    # WHEN a sentence goes through the frontend and a window of it is decoded, and the arena is then trimmed
+    z_p, mask, g, durations = graphs.frontend(0, ids, graphs.scales(None, None, None), None)
+    audio = graphs.decode(0, z_p, mask, g, 24, 80)
+    held = audio.copy()
+    graphs.trim()
+    # THEN everything handed back is numpy's own memory, and the audio still held is intact after the trim
+    for array in (z_p, mask, g, durations, audio):
+        assert array is None or memory_owner(array) is None
+    assert audio.shape == (56 * graphs.hop,)
+    assert np.array_equal(audio, held)
+    assert float(np.sqrt(np.mean(audio**2))) > 1e-3
+
+
 def test_every_worker_has_its_own_sessions(engine: Engine, voice: LoadedVoice) -> None:
     assert voice.graphs is not None
     sessions = voice.graphs.sessions

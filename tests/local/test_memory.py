@@ -62,14 +62,16 @@ def test_slow_unpunctuated_text_keeps_the_shim_bounded() -> None:
         pid = shim.proc.pid
         idle = status_mb(pid)["VmRSS"]
         assert synthesize(shim.base, unpunctuated(300, seed=11), speed=0.5) > 300 / 6 * 0.35
-        # WHEN 2,000 characters with no punctuation at all are spoken at half speed
-        seconds = synthesize(shim.base, unpunctuated(2000, seed=3), speed=0.5)
-        # THEN the audio is all there, the whole process peaked under 1.2 GB, and 3 s later holds under 700 MB
-        assert seconds > 2000 / 6 * 0.35
-        peak = status_mb(pid)["VmHWM"]
-        assert peak < 1200, {"idle_mb": idle, "peak_mb": peak}
-        after = rss_within(pid, below_mb=700, secs=3.0)
-        assert after < 700, {"idle_mb": idle, "peak_mb": peak, "after_mb": after}
+        # WHEN 2,000 characters with no punctuation at all are spoken at half speed, twice (two texts: what the idle
+        # trim cannot give back depends on where the text's runs left their buffers)
+        for seed in (3, 6):
+            seconds = synthesize(shim.base, unpunctuated(2000, seed=seed), speed=0.5)
+            # THEN the audio is all there, the whole process peaked under 1.2 GB, and 3 s later holds under 700 MB
+            assert seconds > 2000 / 6 * 0.35
+            peak = status_mb(pid)["VmHWM"]
+            assert peak < 1200, {"seed": seed, "idle_mb": idle, "peak_mb": peak}
+            after = rss_within(pid, below_mb=700, secs=3.0)
+            assert after < 700, {"seed": seed, "idle_mb": idle, "peak_mb": peak, "after_mb": after}
 
 
 @pytest.mark.slow
