@@ -197,11 +197,16 @@ class Engine:
             return speech if req.loudness is None else await self.pool.run(self._loud, req, speech)
 
     def _trim(self) -> None:
-        """Synthesis went idle: release the arena's peak (each voice's sessions), on a worker."""
+        """Synthesis went idle: release the arena's peak, on a worker.
+
+        Every voice's split sessions take from one process-wide arena (`engine/voices.py`), so one voice's
+        shrinking run gives back what all of them used: the first voice with split graphs does it.
+        """
         for voice_id in self.voice_cache.loaded_ids():
             voice = self.voice_cache.peek(voice_id)
             if voice is not None and voice.graphs is not None:
                 voice.graphs.trim()
+                return
 
     async def stream(self, req: SpeechRequest) -> AsyncGenerator[SpeechChunk, None]:
         """Chunks as they are made, or replayed at once from the audio cache; a complete stream is stored.
