@@ -317,11 +317,20 @@ def test_sigterm_under_load_finishes_what_it_accepted(logs_dir: Path, figures: d
                 for n in range(2)
             ]
             stream.send(json.dumps({"type": "speak", "text": MEDIUM + " Streamed.", "encoding": "base64"}))
-            assert settle(lambda: gauges(shim.base)["tts_synthesis_admitted"] >= 3, 30)
+            https = [*wholes, *streamed]
+
+            def all_accepted() -> bool:
+                # Every HTTP request reached the server: answered, or in flight (the gauges' own GET counts one).
+                # Done is read first, so a request finishing in between is missed, never counted twice.
+                done = sum(future.done() for future in https)
+                found = gauges(shim.base)
+                return found["requests_in_flight"] - 1 + done >= len(https) and found["tts_synthesis_admitted"] >= 3
+
+            assert settle(all_accepted, 30)
             # WHEN the orchestrator sends SIGTERM
             shim.proc.send_signal(signal.SIGTERM)
             # THEN everything accepted completes whole
-            for future in [*wholes, *streamed]:
+            for future in https:
                 answer = future.result(timeout=60)
                 assert answer.status_code == 200
                 assert len(answer.content) > 50_000
