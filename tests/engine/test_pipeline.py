@@ -3,8 +3,11 @@ is split over the idle workers, or, too short to split, decoded on the all-core 
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from tts_service.engine import Engine
 from tts_service.engine.graphs import HEAD
 from tts_service.engine.pipeline import Synthesis
-from tts_service.engine.pool import current_worker
+from tts_service.engine.pool import WorkerPool, current_worker
 
 LONG = "The committee reviewed every proposal carefully, weighing the costs, the risks and the benefits of each"
 SHORT = "Then it voted."
@@ -95,3 +98,35 @@ def test_equal_sentences_keep_single_threaded_workers_until_the_last(
     # Six similar pieces keep both workers busy; at most the last two (the work left at the end) use the head.
     assert len([p for p in pieces if HEAD in p]) <= 2
     assert samples > 6 * 22050  # all six were made
+
+
+def test_a_closed_request_whose_frontend_ends_after_shutdown_fails_quietly(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its decode windows cannot be queued any more, and its slot is gone: nothing is left to tell, nor to log."""
+    voice = engine.load(engine.registry.voices[engine.registry.default_voice])
+    pool = WorkerPool(1, 4)
+    running, release = threading.Event(), threading.Event()
+    frontend = Synthesis._frontend
+
+    def held_frontend(self: Synthesis, ids: list[int], worker: int | None = None) -> Any:
+        running.set()
+        release.wait(10)
+        return frontend(self, ids, worker)
+
+    monkeypatch.setattr(Synthesis, "_frontend", held_frontend)
+    synthesis = Synthesis(engine.request(f"{LONG}. {SHORT}"), voice, pool, engine.plan)
+    slots: list[Future[Any]] = []
+    synthesis._start(lambda slot: slots.append(slot) if slot is not None else None)
+    assert running.wait(10)
+    synthesis.close()
+    pool.shutdown()
+    with caplog.at_level(logging.ERROR):
+        release.set()
+        deadline = time.monotonic() + 10
+        while pool.idle_workers < pool.workers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the frontend's callbacks run as its future completes
+    assert slots
+    assert slots[0].cancelled()
+    assert not [r for r in caplog.records if r.name == "concurrent.futures"]

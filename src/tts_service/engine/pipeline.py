@@ -346,7 +346,8 @@ class Synthesis:
                     run = self._decode_on_head
                 jobs = [self._track(self._submit((index, 1, n), run, state, a, b)) for n, (a, b) in enumerate(windows)]
             except Exception as exc:  # e.g. the pool shut down: the consumer must hear of it, not wait forever
-                slot.set_exception(exc)
+                if not slot.done():  # a request closed meanwhile has dropped its slot already
+                    slot.set_exception(exc)
                 return
             _gather(jobs, slot, lambda parts: self._piece_chunks(piece, state, windows, parts, index, end))
 
