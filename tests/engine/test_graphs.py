@@ -14,7 +14,16 @@ from streaming_vits import graph
 
 from tts_service.engine import Engine, SpeechOptions
 from tts_service.engine.audio import FloatArray, float_to_int16
-from tts_service.engine.graphs import MARGIN_CANDIDATES, GraphCacheError, cuts, fallback_root, private_dir, split_files
+from tts_service.engine.graphs import (
+    HEAD,
+    MARGIN_CANDIDATES,
+    GraphCacheError,
+    cuts,
+    fallback_root,
+    private_dir,
+    split_files,
+)
+from tts_service.engine.pipeline import FIRST_COVER, FIRST_MAX_GROWTH
 from tts_service.engine.voices import LoadedVoice, SessionSettings, load_voice
 
 LONG = (
@@ -121,7 +130,8 @@ def test_stream_chunks_equal_whole_decode_at_fixed_gain(engine: Engine, stock: P
     assert len(chunks) >= 2
     assert [c.seq for c in chunks] == list(range(len(chunks)))
     assert [c.sentence_end for c in chunks] == [False] * (len(chunks) - 1) + [True]
-    assert chunks[0].pcm.size == engine.settings.stream_first_chunk_frames * 256  # the small first window
+    first = engine.settings.stream_first_chunk_frames
+    assert first * 256 <= chunks[0].pcm.size <= FIRST_MAX_GROWTH * first * 256  # a small first window
     voice = engine.load(req.voice)
     assert voice.graphs is not None
     ids = stock.phonemes_to_ids(stock.phonemize(LONG)[0])
@@ -131,6 +141,63 @@ def test_stream_chunks_equal_whole_decode_at_fixed_gain(engine: Engine, stock: P
     streamed = np.concatenate([c.pcm for c in chunks]).astype(np.int32)
     assert streamed.shape == expected.shape
     assert int(np.max(np.abs(streamed - expected))) <= 2  # int16 rounding of float-identical audio
+
+
+def _first_two_chunks(engine: Engine, text: str) -> tuple[int, int]:
+    """Frames of a stream's first two chunks."""
+    req = engine.request(text, SpeechOptions(noise_w=0.0))
+    sizes = [c.pcm.size // 256 for c in engine.iter_stream_chunks(req)]
+    return sizes[0], sizes[1]
+
+
+@pytest.mark.parametrize("pace", [0.8e-3, 1.2e-3])
+def test_a_long_first_sentence_plays_its_first_chunk_while_the_next_window_decodes(
+    engine: Engine, voice: LoadedVoice, monkeypatch: pytest.MonkeyPatch, pace: float
+) -> None:
+    """With 24 frames the first chunk of a long sentence ended before the second was decoded: a stall."""
+    graphs = voice.graphs
+    assert graphs is not None
+    # The pace a worker's decode takes per frame, held (a decode would update it as it goes).
+    monkeypatch.setattr(type(graphs), "seconds_per_frame", property(lambda _: pace, lambda *_: None), raising=False)
+    first, second = _first_two_chunks(engine, LONG)
+    base = engine.settings.stream_first_chunk_frames
+    plays = first * graphs.hop / graphs.sample_rate
+    decoding = (second + 2 * graphs.margin) * pace
+    assert plays >= FIRST_COVER * decoding * 0.99  # rounding to whole frames
+    assert base < first <= FIRST_MAX_GROWTH * base
+
+
+def test_the_first_window_stays_small_when_the_next_one_decodes_in_time(
+    engine: Engine, voice: LoadedVoice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graphs = voice.graphs
+    assert graphs is not None
+    base = engine.settings.stream_first_chunk_frames
+    short = "The bells rang twice before noon."
+    monkeypatch.setattr(type(graphs), "seconds_per_frame", property(lambda _: 0.4e-3, lambda *_: None), raising=False)
+    assert _first_two_chunks(engine, short)[0] == base
+    # No pace known yet (a fresh process): the configured size.
+    monkeypatch.setattr(type(graphs), "seconds_per_frame", property(lambda _: None, lambda *_: None), raising=False)
+    assert _first_two_chunks(engine, LONG)[0] == base
+    # A decoder far too slow to keep up: the first window grows only so far, first audio stays early.
+    monkeypatch.setattr(type(graphs), "seconds_per_frame", property(lambda _: 1.0, lambda *_: None), raising=False)
+    assert _first_two_chunks(engine, LONG)[0] == FIRST_MAX_GROWTH * base
+
+
+def test_worker_decodes_teach_the_pace_and_head_decodes_do_not(voice: LoadedVoice) -> None:
+    graphs = voice.graphs
+    assert graphs is not None
+    ids = voice.piper.phonemes_to_ids(voice.piper.phonemize(LONG)[0])
+    z_p, mask, g, _ = graphs.frontend(0, ids, graphs.scales(None, None, None), None)
+    graphs.seconds_per_frame = None
+    graphs.decode(HEAD, z_p, mask, g, 0, 300)
+    assert graphs.seconds_per_frame is None  # all cores: not the pace of a worker's window
+    graphs.decode(0, z_p, mask, g, 0, 300)
+    learned = graphs.seconds_per_frame
+    assert learned is not None
+    assert 1e-5 < learned < 0.05  # 0.6 ms per frame on a 2-core VM; anything in range is a sane measure
+    graphs.decode(0, z_p, mask, g, 0, 40)  # mostly fixed cost: not a measure of the pace
+    assert graphs.seconds_per_frame == learned
 
 
 def test_streamed_duration_matches_tts(engine: Engine) -> None:

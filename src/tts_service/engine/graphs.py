@@ -62,6 +62,9 @@ MARGIN_CANDIDATES = (32, 48, 64, 96)
 MARGIN_FRAMES = 96
 """The fallback when no candidate matches."""
 _MATCH_TOLERANCE = 1e-6
+# Decoder runs shorter than this are mostly fixed cost and would overstate the time per frame.
+_PACE_FRAMES = 128
+_PACE_WEIGHT = 0.2
 # Reference sentences whose loudest peak sets the fixed gain of streamed audio (see `VoiceGraphs.gain`).
 GAIN_TEXTS = (
     "This is a short sentence that sets the loudness of streamed speech.",
@@ -324,6 +327,9 @@ class VoiceGraphs:
         names = [o.name for o in self.sessions[0][0].get_outputs()]
         self._durations_at = names.index(files.durations) if files.durations in names else None
         self.margin = MARGIN_FRAMES
+        self.seconds_per_frame: float | None = None
+        """How long a worker's decoder run takes per frame it runs (margins included), averaged over recent runs of
+        at least `_PACE_FRAMES`; None until one ran. A stream sizes its first window with it."""
         self.gain = 1.0
         """Fixed gain for streamed audio: per-piece peak normalisation would need the whole piece first."""
         self._calibration_ids = list(phoneme_ids)
@@ -489,7 +495,15 @@ class VoiceGraphs:
         self, worker: int, z_p: FloatArray, mask: FloatArray, g: FloatArray | None, a: int, b: int
     ) -> FloatArray:
         """Samples of output frames [a, b), computed with this voice's margins, which are discarded."""
-        return self._decode(worker, z_p, mask, g, a, b, margin=self.margin)
+        started = time.perf_counter()
+        audio = self._decode(worker, z_p, mask, g, a, b, margin=self.margin)
+        run = min(int(z_p.shape[2]), b + self.margin) - max(0, a - self.margin)
+        if worker != HEAD and run >= _PACE_FRAMES:
+            pace = (time.perf_counter() - started) / run
+            last = self.seconds_per_frame
+            # A plain float swapped under the GIL: a lost update between two workers only drops one sample.
+            self.seconds_per_frame = pace if last is None else last + _PACE_WEIGHT * (pace - last)
+        return audio
 
     def _decode(
         self,

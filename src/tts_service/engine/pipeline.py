@@ -12,7 +12,8 @@ sessions when it is too short to split (with the blocked decoder, two 1-thread w
 `engine/layout.py`).
 
 A streamed request's first piece is decoded in two steps: a small first window, delivered as soon as it is
-made, then the rest of the piece in windows spread over the workers.
+made, then the rest of the piece in windows spread over the workers. The first window is long enough to play
+while the next one decodes, so a long first sentence does not stall after its first chunk (`Synthesis._first`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -68,6 +70,13 @@ MIN_SPLIT_FRAMES_ALONE = 64
 do: split in two, an 8-word sentence (~250 frames) took 0.143-0.152 s against 0.159-0.194 s decoded on the
 2-thread head (blocked decoder; in-process, 3 paired process runs, medians of 9 fresh sentences each), while
 paragraphs, whose later pieces wait for those cores, were 4-6% slower with this bound for every piece."""
+
+
+FIRST_COVER = 1.25
+"""How much longer a stream's first chunk plays than the next window takes to decode (by the voice's recent pace):
+room for the time between the two and for a slower run."""
+FIRST_MAX_GROWTH = 4
+"""A stream's first window grows to at most this many times `Plan.first_frames`, however slow the decoder is."""
 
 
 @dataclass(frozen=True)
@@ -428,7 +437,7 @@ class Synthesis:
     def _head(self, piece: _Piece, end: bool) -> list[SpeechChunk]:
         assert self.plan.first_frames is not None
         state = self._frontend(piece.ids, worker=HEAD)
-        first = min(self.plan.first_frames, state.frames)
+        first = self._first(state.frames)
         audio = self._decode(state, 0, first, worker=HEAD)
         if first < state.frames:
             state.done = first
@@ -436,6 +445,27 @@ class Synthesis:
         return self._window_chunks(
             piece, state, [(0, first)], 0, end and first == state.frames, True, [audio], piece_end=end
         )
+
+    def _first(self, frames: int) -> int:
+        """Frames of a stream's first window: `Plan.first_frames`, or more when the next window would take longer
+        to decode than that plays, which would leave the listener in silence between the first two chunks.
+
+        With 24 frames (0.28 s) the first chunk of a 40-word sentence (~1,000 frames) finished playing 41-80 ms
+        before the second arrived (medians of three in-process runs of 12 streams); a paragraph's first sentence
+        (~400 frames), whose rest is split over both workers, had 44 ms or more to spare. Moving the boundary
+        costs no decoding: the windows and their margins stay as many.
+        """
+        assert self.plan.first_frames is not None
+        graphs = self.voice.graphs
+        first = min(self.plan.first_frames, frames)
+        pace = graphs.seconds_per_frame if graphs is not None else None
+        if graphs is None or pace is None or first == frames:
+            return first
+        # The rest is decoded once this job ends, on the workers then free (this one among them).
+        a, b = self._windows(frames, start=first, workers=self.pool.idle_workers + 1)[0]
+        decoding = (b - a + 2 * graphs.margin) * pace
+        needed = math.ceil(decoding * FIRST_COVER * graphs.sample_rate / graphs.hop)
+        return min(frames, max(first, min(needed, FIRST_MAX_GROWTH * self.plan.first_frames)))
 
     def _whole_piece(self, piece: _Piece, index: int, end: bool) -> list[SpeechChunk]:
         """The fallback for voices that cannot be split: Piper's whole graph, one run per piece (no word timings)."""
