@@ -47,26 +47,52 @@ def wav_seconds(data: bytes) -> float:
 @dataclass
 class Stream:
     """One streamed synthesis seen by the client: seconds to the first audio byte and to the end, the server's CPU
-    seconds meanwhile, and the seconds of audio received."""
+    seconds meanwhile, the seconds of audio received, and the longest silence a listener who starts playing at the
+    first byte would hear before the audio ends (0 when every byte came before it was due)."""
 
     first: float
     total: float
     cpu: float
     audio_s: float
+    stall: float = 0.0
+
+
+class Playback:
+    """When a listener who plays audio as it arrives, from the first byte on, runs out of it."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.first: float | None = None
+        self.played = 0.0
+        """Seconds of audio received so far."""
+        self.stall = 0.0
+        self._stalled = 0.0
+        """Seconds of all stalls so far: playback resumes late after each."""
+
+    def arrived(self, seconds: float) -> None:
+        now = time.perf_counter() - self.t0
+        if self.first is None:
+            self.first = now
+        else:
+            # Due once everything before it has played, from the first byte on.
+            late = now - (self.first + self.played + self._stalled)
+            if late > 0:
+                self._stalled += late
+                self.stall = max(self.stall, late)
+        self.played += seconds
 
 
 async def ws_stream(url: str, text: str, pid: int, **options: object) -> Stream:
     """`WS /ws/tts`: one `speak` message; first binary frame, then `end`."""
     async with websockets.connect(url, max_size=None) as ws:
         t0, c0 = time.perf_counter(), server_cpu(pid)
+        playback = Playback(t0)
         await ws.send(json.dumps({"type": "speak", "text": text, **options}))
-        first = None
         received = 0
         rate = 22050
         async for frame in ws:
             if isinstance(frame, bytes):
-                if first is None:
-                    first = time.perf_counter() - t0
+                playback.arrived(len(frame) / 2 / rate)
                 received += len(frame)
                 continue
             event = json.loads(frame)
@@ -75,27 +101,35 @@ async def ws_stream(url: str, text: str, pid: int, **options: object) -> Stream:
             elif event["type"] == "error":
                 raise RuntimeError(f"stream failed: {event}")
             elif event["type"] == "end":
-                return Stream(first or 0.0, time.perf_counter() - t0, server_cpu(pid) - c0, received / 2 / rate)
+                return Stream(
+                    playback.first or 0.0,
+                    time.perf_counter() - t0,
+                    server_cpu(pid) - c0,
+                    received / 2 / rate,
+                    playback.stall,
+                )
     raise RuntimeError("stream did not end")
 
 
 def http_stream(client: httpx.Client, text: str, pid: int, **options: object) -> Stream:
     """`POST /tts/stream`: first PCM bytes after the WAV header, then the last byte."""
     t0, c0 = time.perf_counter(), server_cpu(pid)
-    first = None
+    playback = Playback(t0)
     received = 0
     header = b""
     with client.stream("POST", "/tts/stream", json={"text": text, **options}) as response:
         response.raise_for_status()
         for data in response.iter_bytes():
+            audio = data[max(0, WAV_HEADER_BYTES - len(header)) :]
             if len(header) < WAV_HEADER_BYTES:
                 header += data[: WAV_HEADER_BYTES - len(header)]
             received += len(data)
-            if first is None and received > WAV_HEADER_BYTES:
-                first = time.perf_counter() - t0
-    rate = int.from_bytes(header[24:28], "little") or 22050  # the WAV header's sample rate
+            if audio:
+                rate = int.from_bytes(header[24:28], "little") or 22050  # the WAV header's sample rate
+                playback.arrived(len(audio) / 2 / rate)
+    rate = int.from_bytes(header[24:28], "little") or 22050
     audio_s = max(0, received - WAV_HEADER_BYTES) / 2 / rate
-    return Stream(first or 0.0, time.perf_counter() - t0, server_cpu(pid) - c0, audio_s)
+    return Stream(playback.first or 0.0, time.perf_counter() - t0, server_cpu(pid) - c0, audio_s, playback.stall)
 
 
 def machine_busy() -> float:

@@ -166,6 +166,8 @@ def ttfa_table(samples: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, f
                 "total": med(s["total"] for s in rows),
                 "audio_s": med(s["audio_s"] for s in rows),
                 "cpu_per_audio_s": med(cpu),
+                # Streams: the longest silence any round left a listener in after its first audio.
+                "stall": max((s["stall"] for s in rows if "stall" in s), default=float("nan")),
             }
     return out
 
@@ -580,7 +582,9 @@ def render(results: dict[str, Any], analysis: dict[str, Any], images: dict[str, 
             "Seconds from sending the text until the client holds audio: the first binary frame on `WS /ws/tts`, the "
             "first PCM byte after the header on `POST /tts/stream`, the whole file for the others. Compute: the "
             "shim's CPU seconds (all threads, from /proc) per second of audio made, against the same for "
-            f"`POST /tts` (whole sentences). Medians of {plan['ttfa_rounds']} rounds, a fresh text per request."
+            f"`POST /tts` (whole sentences). Medians of {plan['ttfa_rounds']} rounds, a fresh text per request. "
+            "Longest stall: the most a listener who plays the audio as it arrives, from its first byte, waited for "
+            "more before the end, over all rounds (0: never)."
         )
         add("")
         rows = []
@@ -599,6 +603,7 @@ def render(results: dict[str, Any], analysis: dict[str, Any], images: dict[str, 
                         f2(ratio(r["first"], peer_total)),
                         f2(ratio(r["first"], ours_total)),
                         f2(ratio(r["cpu_per_audio_s"], whole_cpu)) if path in ("ws", "http_stream") else "",
+                        f3(r["stall"]) if path in ("ws", "http_stream") else "",
                     ]
                 )
         out += table(
@@ -611,6 +616,7 @@ def render(results: dict[str, Any], analysis: dict[str, Any], images: dict[str, 
                 "first / peer whole",
                 "first / ours whole",
                 "compute / ours whole",
+                "longest stall s",
             ],
             rows,
         )
