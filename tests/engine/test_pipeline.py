@@ -45,7 +45,9 @@ def decodes(engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple
     monkeypatch.setattr(engine.audio_cache, "get", lambda _req: None)  # synthesized every time, never replayed
     monkeypatch.setattr(Synthesis, "_decode", recorded_decode)
     monkeypatch.setattr(Synthesis, "_frontend", recorded_frontend)
-    # "Alone" means every worker idle: let the previous test's last jobs (or an idle trim) finish first.
+    # "Alone" means every worker idle: let the previous test's last jobs finish, and its idle trim, which a timer
+    # queues `idle_delay` after it ended and which would take a worker from under this request, come and go.
+    time.sleep(engine.pool.idle_delay + 0.2)
     deadline = time.monotonic() + 10
     while engine.pool.idle_workers < engine.pool.workers and time.monotonic() < deadline:
         time.sleep(0.01)
