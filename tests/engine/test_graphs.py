@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 from pathlib import Path
 from typing import cast
@@ -182,6 +183,9 @@ def test_the_first_window_stays_small_when_the_next_one_decodes_in_time(
     # A decoder far too slow to keep up: the first window grows only so far, first audio stays early.
     monkeypatch.setattr(type(graphs), "seconds_per_frame", property(lambda _: 1.0, lambda *_: None), raising=False)
     assert _first_two_chunks(engine, LONG)[0] == FIRST_MAX_GROWTH * base
+    # Nor past the decode window, which bounds every decoder run's memory.
+    monkeypatch.setattr(engine, "stream_plan", dataclasses.replace(engine.stream_plan, window=64))
+    assert _first_two_chunks(engine, LONG)[0] == 64
 
 
 def test_worker_decodes_teach_the_pace_and_head_decodes_do_not(voice: LoadedVoice) -> None:

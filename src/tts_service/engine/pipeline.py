@@ -457,7 +457,7 @@ class Synthesis:
         """
         assert self.plan.first_frames is not None
         graphs = self.voice.graphs
-        first = min(self.plan.first_frames, frames)
+        first = min(self.plan.first_frames, frames, self.plan.window)
         pace = graphs.seconds_per_frame if graphs is not None else None
         if graphs is None or pace is None or first == frames:
             return first
@@ -465,7 +465,9 @@ class Synthesis:
         a, b = self._windows(frames, start=first, workers=self.pool.idle_workers + 1)[0]
         decoding = (b - a + 2 * graphs.margin) * pace
         needed = math.ceil(decoding * FIRST_COVER * graphs.sample_rate / graphs.hop)
-        return min(frames, max(first, min(needed, FIRST_MAX_GROWTH * self.plan.first_frames)))
+        # Never past the decode window: it bounds what any decoder run takes from the arena.
+        grown = max(first, min(needed, FIRST_MAX_GROWTH * self.plan.first_frames))
+        return min(frames, self.plan.window, grown)
 
     def _whole_piece(self, piece: _Piece, index: int, end: bool) -> list[SpeechChunk]:
         """The fallback for voices that cannot be split: Piper's whole graph, one run per piece (no word timings)."""
