@@ -119,15 +119,16 @@ def http_stream(client: httpx.Client, text: str, pid: int, **options: object) ->
     header = b""
     with client.stream("POST", "/tts/stream", json={"text": text, **options}) as response:
         response.raise_for_status()
+        rate = 22050
         for data in response.iter_bytes():
             audio = data[max(0, WAV_HEADER_BYTES - len(header)) :]
             if len(header) < WAV_HEADER_BYTES:
                 header += data[: WAV_HEADER_BYTES - len(header)]
+                if len(header) == WAV_HEADER_BYTES:
+                    rate = int.from_bytes(header[24:28], "little") or rate  # the WAV header's sample rate
             received += len(data)
             if audio:
-                rate = int.from_bytes(header[24:28], "little") or 22050  # the WAV header's sample rate
                 playback.arrived(len(audio) / 2 / rate)
-    rate = int.from_bytes(header[24:28], "little") or 22050
     audio_s = max(0, received - WAV_HEADER_BYTES) / 2 / rate
     return Stream(playback.first or 0.0, time.perf_counter() - t0, server_cpu(pid) - c0, audio_s, playback.stall)
 

@@ -100,6 +100,11 @@ def cuts(total: int, window: int, first: int | None = None) -> list[tuple[int, i
     return out
 
 
+def _span(total: int, a: int, b: int, margin: int) -> tuple[int, int]:
+    """The frames a decoder run takes in to make output frames [a, b) of `total`: the margins, clipped at the ends."""
+    return max(0, a - margin), min(total, b + margin)
+
+
 def private_dir(path: Path) -> Path:
     """`path`, created if needed, refused unless it is a real folder of ours that nobody else can write."""
     with contextlib.suppress(OSError):  # a read-only folder baked into an image exists already
@@ -497,7 +502,8 @@ class VoiceGraphs:
         """Samples of output frames [a, b), computed with this voice's margins, which are discarded."""
         started = time.perf_counter()
         audio = self._decode(worker, z_p, mask, g, a, b, margin=self.margin)
-        run = min(int(z_p.shape[2]), b + self.margin) - max(0, a - self.margin)
+        lo, hi = _span(int(z_p.shape[2]), a, b, self.margin)
+        run = hi - lo
         if worker != HEAD and run >= _PACE_FRAMES:
             pace = (time.perf_counter() - started) / run
             last = self.seconds_per_frame
@@ -517,7 +523,7 @@ class VoiceGraphs:
         margin: int,
     ) -> FloatArray:
         total = z_p.shape[2]
-        lo, hi = max(0, a - margin), min(total, b + margin)
+        lo, hi = _span(total, a, b, margin)
         feed = self._decoder_feed(z_p[:, :, lo:hi], mask[:, :, lo:hi], g)
         audio = np.asarray(self._pair(worker)[1].run(None, feed)[0], dtype=np.float32).reshape(-1)
         start = (a - lo) * self.hop

@@ -461,7 +461,8 @@ class Synthesis:
         pace = graphs.seconds_per_frame if graphs is not None else None
         if graphs is None or pace is None or first == frames:
             return first
-        # The rest is decoded once this job ends, on the workers then free (this one among them).
+        # The rest is decoded once this job ends, on the workers then free (this one among them). Both margins are
+        # counted even where the sentence's end clips one: an upper bound, so the first chunk errs long.
         a, b = self._windows(frames, start=first, workers=self.pool.idle_workers + 1)[0]
         decoding = (b - a + 2 * graphs.margin) * pace
         needed = math.ceil(decoding * FIRST_COVER * graphs.sample_rate / graphs.hop)
