@@ -112,6 +112,19 @@ def test_every_worker_has_its_own_sessions(engine: Engine, voice: LoadedVoice) -
     assert len({id(decoder) for _, decoder in sessions}) == len(sessions)
 
 
+def test_the_head_sessions_spin_within_a_run_and_stop_after_it(engine: Engine, voice: LoadedVoice) -> None:
+    """Spinning between operators makes the head's runs shorter; left spinning after a run, its threads would take
+    the core of whatever job starts next."""
+    assert voice.graphs is not None
+    cores = engine.settings.synth_workers * engine.settings.ort_intra_op_threads
+    assert cores > 1, "this machine's settings give the head no threads of its own"
+    for session in voice.graphs.head:
+        options = session.get_session_options()
+        assert options.intra_op_num_threads == cores
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
 def test_tts_audio_is_piper_audio_per_piece(engine: Engine, stock: PiperVoice) -> None:
     """/tts pieces are peak-normalised as Piper normalises its own output."""
     req = engine.request(LONG, SpeechOptions(noise_scale=0.0, noise_w=0.0))

@@ -25,9 +25,12 @@ FORTY = (
 )
 
 
-def decodes(engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[list[int]], list[int], int]:
-    """Synthesize `text` alone: per piece, longest first, the session index of each decode window (HEAD for the
-    head sessions); where each frontend ran; and the samples made."""
+def decodes(
+    engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch, *, stream: bool = False, hold: bool = False
+) -> tuple[list[list[int]], list[int], int]:
+    """Synthesize (or `stream`) `text` alone, or with one worker held busy by another job (`hold`): per piece,
+    longest first, the session index of each decode window (HEAD for the head sessions); where each frontend
+    ran; and the samples made."""
     windows: dict[int, list[int]] = {}
     frames: dict[int, int] = {}
     frontends: list[int] = []
@@ -51,9 +54,19 @@ def decodes(engine: Engine, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple
     deadline = time.monotonic() + 10
     while engine.pool.idle_workers < engine.pool.workers and time.monotonic() < deadline:
         time.sleep(0.01)
-    speech = engine.synthesize_blocking(engine.request(text))
+    release = threading.Event()
+    held = engine.pool.submit(release.wait, 30) if hold else None
+    try:
+        if stream:
+            samples = sum(chunk.pcm.size for chunk in engine.iter_stream_chunks(engine.request(text)))
+        else:
+            samples = int(engine.synthesize_blocking(engine.request(text)).pcm.size)
+    finally:
+        release.set()
+    if held is not None:
+        assert held.result(10)  # the other worker really was busy all along
     longest_first = sorted(windows, key=lambda key: -frames[key])
-    return [windows[key] for key in longest_first], frontends, int(speech.pcm.size)
+    return [windows[key] for key in longest_first], frontends, samples
 
 
 def test_a_long_sentence_before_a_short_one_is_not_left_on_one_core(
@@ -88,6 +101,22 @@ def test_one_short_sentence_alone_is_split_and_a_word_alone_runs_on_the_head(
     pieces, frontends, _ = decodes(engine, "Yes!", monkeypatch)
     assert frontends == [HEAD]
     assert pieces == [[HEAD]]  # too short to split: the head sessions' threads share it
+
+
+def test_a_streams_first_window_takes_every_core_only_when_the_others_are_idle(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head sessions' threads spin within a run: beside a busy worker they would take its core."""
+    tag = uuid.uuid4().hex[:4]
+    pieces, frontends, samples = decodes(engine, f"{LONG} {tag}.", monkeypatch, stream=True)
+    assert frontends[0] == HEAD
+    assert pieces[0][0] == HEAD  # the first window
+    assert samples > 4 * 22050
+    pieces, frontends, samples = decodes(engine, f"{LONG} {tag}, again.", monkeypatch, stream=True, hold=True)
+    assert frontends[0] in range(engine.settings.synth_workers)
+    assert pieces[0][0] == frontends[0]  # the first window on the same worker's own sessions
+    assert HEAD not in pieces[0]
+    assert samples > 4 * 22050
 
 
 def test_equal_sentences_keep_single_threaded_workers_until_the_last(

@@ -13,7 +13,8 @@ order; a piece's decoder windows are spread too when a worker would otherwise id
 
 One request alone thus uses every core with no intra-op synchronisation, and under load every core runs one piece
 at a time, the machine's throughput ceiling. What single-threaded sessions lose, a lone long sentence and a
-stream's first audio, is won back by the head sessions (all cores, spinning off): they make a stream's first
+stream's first audio, is won back by the head sessions (all cores, spinning within a run, taken only by a job
+that has the machine to itself, `Synthesis._all_cores`): they make a stream's first
 window, run a request of one piece alone on an idle machine (a 40-word sentence then takes 1.04x raw stock
 Piper's time, docs/performance.md from `make bench`), and decode a lone request's last piece.
 The old design, one shared multi-threaded session with spinning, was the best for one short sentence and the
@@ -260,6 +261,11 @@ class WorkerPool:
     def idle_workers(self) -> int:
         """Workers with nothing to do right now (queued jobs count as work): a hint for splitting a job."""
         return max(0, self.workers - self._jobs)
+
+    @property
+    def sole_job(self) -> bool:
+        """Asked from a running job: whether it is the only job queued or running, so every other worker is free."""
+        return self._jobs <= 1
 
     def alone(self, group: Group) -> bool:
         """Whether every job queued or running is of `group`: its workers are about to be free for it alone."""

@@ -59,8 +59,13 @@ def _share_one_arena() -> None:
             _arena_shared = True
 
 
-def build_session_options(intra_op_threads: int, allow_spinning: bool = True, arena: bool = True) -> ort.SessionOptions:
+def build_session_options(
+    intra_op_threads: int, allow_spinning: bool = True, arena: bool = True, *, spin_within_runs: bool = False
+) -> ort.SessionOptions:
     """onnxruntime options for one worker's session.
+
+    `spin_within_runs`: the intra-op threads spin between a run's operators, and stop when it returns
+    (`session.force_spinning_stop`), so they never hold a core while the session waits for its next run.
 
     The CPU arena is on for split graphs: it makes a run ~30% faster (bench/run.py), and the frames of every
     decoder run are bounded by the decode window, so what the arena keeps is bounded too; all of them share one
@@ -70,7 +75,9 @@ def build_session_options(intra_op_threads: int, allow_spinning: bool = True, ar
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning or spin_within_runs else "0")
+    if spin_within_runs:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.enable_cpu_mem_arena = arena
     if arena:
         _share_one_arena()
@@ -137,9 +144,10 @@ def _load_graphs(
                 files,
                 build_session_options(settings.intra_op_threads, settings.allow_spinning, arena=True),
                 settings.workers,
-                # Spinning off: the head runs while workers may be busy, and its threads must not steal their cores.
+                # Only while its run lasts: the head runs only when every other worker is idle (`engine/pipeline.py`),
+                # and a thread spinning after that would take the core of the next job to start.
                 head_options=(
-                    build_session_options(settings.cores, allow_spinning=False, arena=True)
+                    build_session_options(settings.cores, arena=True, spin_within_runs=True)
                     if settings.cores > settings.intra_op_threads
                     else None
                 ),
