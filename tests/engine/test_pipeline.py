@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tts_service.engine import Engine
+from tts_service.engine import Engine, pipeline
 from tts_service.engine.graphs import HEAD
 from tts_service.engine.pipeline import Synthesis
 from tts_service.engine.pool import WorkerPool, current_worker
@@ -161,3 +161,41 @@ def test_a_closed_request_whose_frontend_ends_after_shutdown_fails_quietly(
     assert slots
     assert slots[0].cancelled()
     assert not [r for r in caplog.records if r.name == "concurrent.futures"]
+
+
+def test_the_rest_of_a_streams_first_piece_waits_until_its_first_chunk_is_passed_on(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued at once, the rest's windows took both cores while the first chunk was still on its way out."""
+    marks: dict[str, float] = {}
+    head, decode = Synthesis._head, Synthesis._decode
+
+    def timed_head(self: Synthesis, *args: Any) -> Any:
+        out = head(self, *args)
+        marks.setdefault("head done", time.monotonic())
+        return out
+
+    def timed_decode(self: Synthesis, state: Any, a: int, b: int, worker: int | None = None) -> Any:
+        if a > 0:
+            marks.setdefault("rest starts", time.monotonic())
+        return decode(self, state, a, b, worker)
+
+    monkeypatch.setattr(engine.audio_cache, "get", lambda _req: None)
+    monkeypatch.setattr(Synthesis, "_head", timed_head)
+    monkeypatch.setattr(Synthesis, "_decode", timed_decode)
+    # A consumer that takes 5 ms to send a chunk on: the rest starts once it asks for the next one, not before
+    chunks = engine.iter_stream_chunks(engine.request(f"{LONG} {uuid.uuid4().hex[:4]}."))
+    next(chunks)
+    time.sleep(0.005)
+    marks["asked again"] = time.monotonic()
+    rest = list(chunks)
+    assert rest
+    assert marks["rest starts"] >= marks["asked again"]
+    # A consumer that keeps the first chunk: the rest waits a bounded moment, then starts anyway
+    marks.clear()
+    chunks = engine.iter_stream_chunks(engine.request(f"{LONG} {uuid.uuid4().hex[:4]}, once more."))
+    next(chunks)
+    time.sleep(0.5)
+    assert "rest starts" in marks
+    assert pipeline.FIRST_HANDOVER_SECS * 0.9 <= marks["rest starts"] - marks["head done"] < 0.4
+    assert list(chunks)
