@@ -18,7 +18,6 @@ Nothing else runs in this process, so the servers' processes stay idle while it 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -28,8 +27,6 @@ from types import SimpleNamespace
 from typing import IO, Any
 
 import onnxruntime as ort
-
-from tts_service.hugepages import TUNABLES
 
 CEILING_MODES = ("sessions-1thread", "shared-2thread", "stock-shared", "blocked-1thread")
 # The split graphs of the blocked-1thread mode, made once (like the shim's STREAM_CACHE_DIR).
@@ -169,12 +166,8 @@ class RawWorker:
 
     def __init__(self, log_path: Path) -> None:
         self._log = log_path.open("ab")
-        # The malloc setting our shim starts itself with (`tts_service.hugepages`), so the ceiling and the in-process
-        # comparison run on the same memory pages as ours; the peer server runs as its users start it.
-        env = {**os.environ, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", TUNABLES)}
         self.proc = subprocess.Popen(
             [sys.executable, __file__],
-            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -731,9 +731,7 @@ def render(results: dict[str, Any], analysis: dict[str, Any], images: dict[str, 
     )
     add(
         "- Raw: `bench/raw_worker.py`, a process of its own with stock `PiperVoice.load` (default session options), "
-        "timing `synthesize` in-process while the servers are idle; it also measures the ceiling. It runs with the "
-        "glibc malloc setting our shim starts itself with (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`: transparent "
-        "huge pages), so ours and raw differ only in code; the peer runs as its users start it."
+        "timing `synthesize` in-process while the servers are idle; it also measures the ceiling."
     )
     add(
         "- Texts: `bench/texts.py`, seeded (`--seed`), never the same sentence twice in a run, so neither the shim's "

@@ -5,16 +5,10 @@ Run `make serve`, or `python local/serve.py`; settings come from the environment
 
 from __future__ import annotations
 
-import sys
-
-from tts_service.hugepages import restart_with_huge_pages
-
-if __name__ == "__main__":
-    restart_with_huge_pages()  # first, before anything is loaded twice
-
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 

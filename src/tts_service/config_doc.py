@@ -50,9 +50,6 @@ _FOOTER = """\
   the standard OpenTelemetry variables, read as the SDK reads them; tracing is off unless they configure it
   ([operations.md](operations.md#tracing)).
 - The shim image (infra/Dockerfile) honours `PORT`, its `HEALTHCHECK` included.
-- `GLIBC_TUNABLES`: when unset, the shim (`local/serve.py`) restarts itself at once with
-  `glibc.malloc.hugetlb=1`, so onnxruntime's memory sits in transparent huge pages (first audio after an idle
-  moment 0.78-0.88x the time; `tts_service/hugepages.py`). Any value of your own, even empty, is kept as it is.
 """
 
 
