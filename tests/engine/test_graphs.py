@@ -25,7 +25,7 @@ from tts_service.engine.graphs import (
     split_files,
 )
 from tts_service.engine.pipeline import FIRST_COVER, FIRST_MAX_GROWTH
-from tts_service.engine.voices import LoadedVoice, SessionSettings, load_voice
+from tts_service.engine.voices import HEAD_SPIN_US, LoadedVoice, SessionSettings, load_voice
 
 LONG = (
     "The committee met on Tuesday afternoon to discuss the proposed changes to the city budget, and after "
@@ -123,6 +123,7 @@ def test_the_head_sessions_spin_within_a_run_and_stop_after_it(engine: Engine, v
         assert options.intra_op_num_threads == cores
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
         assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+        assert options.get_session_config_entry("session.intra_op.spin_duration_us") == str(HEAD_SPIN_US)
 
 
 def test_tts_audio_is_piper_audio_per_piece(engine: Engine, stock: PiperVoice) -> None:
