@@ -371,9 +371,10 @@ class Synthesis:
     def _head_and_rest(self, piece: _Piece, end: bool) -> bool:
         """A stream's first piece: frontend and a small first window on the head sessions, delivered alone."""
         self._slot(self._submit((0,), self._head, piece, end)).result()
-        # The rest's windows take every core at once: queued before the first chunk was sent, they held up its
-        # delivery and its send by 4-9 ms (the shim, WS, medians of 12 paragraphs in each of 3 runs), against
-        # 1.3-1.4 ms when queued once it was sent. The first chunk plays far longer than this wait.
+        # The rest's windows (or, for a piece that fitted, the next pieces) take every core at once: queued before
+        # the first chunk was sent, they held up its delivery and its send by 4-9 ms (the shim, WS, medians of 12
+        # paragraphs in each of 3 runs), against 1.3-1.4 ms when queued once it was sent. The first chunk plays far
+        # longer than this wait.
         self._first_taken.wait(FIRST_HANDOVER_SECS)
         state = self._head_state
         if state is None:
