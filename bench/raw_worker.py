@@ -28,6 +28,8 @@ from typing import IO, Any
 
 import onnxruntime as ort
 
+WARM_UP = "Warm up, please."
+"""The short untimed synthesis every system gets before it is measured (bench/run.py uses it too)."""
 CEILING_MODES = ("sessions-1thread", "shared-2thread", "stock-shared", "blocked-1thread")
 # The split graphs of the blocked-1thread mode, made once (like the shim's STREAM_CACHE_DIR).
 GRAPHS = Path(__file__).resolve().parents[1] / ".cache" / "bench" / "graphs"
@@ -120,7 +122,7 @@ def serve(out: IO[str]) -> None:
     t0 = time.perf_counter()
     stock = voice_with(None)
     load_s = time.perf_counter() - t0
-    audio_seconds(stock, "Warm up, please.")
+    audio_seconds(stock, WARM_UP)
     ceiling_voices: dict[str, list[Any]] = {}
 
     def voices_for(mode: str, streams: int) -> list[Any]:
@@ -130,7 +132,7 @@ def serve(out: IO[str]) -> None:
             have = ceiling_voices.setdefault(mode, [])
             while len(have) < streams:
                 have.append(BlockedVoice(stock, GRAPHS))
-                audio_seconds(have[-1], "Warm up, please.")
+                audio_seconds(have[-1], WARM_UP)
             return have[:streams]
         if mode == "shared-2thread":
             if mode not in ceiling_voices:
@@ -139,7 +141,7 @@ def serve(out: IO[str]) -> None:
         have = ceiling_voices.setdefault(mode, [])
         while len(have) < streams:
             have.append(voice_with(plain_options(1, False, True)))
-            audio_seconds(have[-1], "Warm up, please.")
+            audio_seconds(have[-1], WARM_UP)
         return have[:streams]
 
     out.write(json.dumps({"ready": True, "load_s": load_s}) + "\n")
@@ -152,7 +154,7 @@ def serve(out: IO[str]) -> None:
             answer = {"secs": time.perf_counter() - t0, "audio_s": audio, "cpu": time.process_time() - c0}
         elif cmd["op"] == "ceiling":
             voices = voices_for(cmd["mode"], len(cmd["texts"]))
-            concurrent(voices, [["Warm up, please."]] * len(voices))
+            concurrent(voices, [[WARM_UP]] * len(voices))
             secs, audio = concurrent(voices, cmd["texts"])
             answer = {"secs": secs, "audio_s": audio}
         else:

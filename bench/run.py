@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, SHIM_ENV, CpuShare, http_stream, proc_memory, server_cpu, wav_seconds, ws_stream
 from bench.peer import CACHE, ensure_peer_venv, peer_versions, running_peer, start_peer
-from bench.raw_worker import RawWorker
+from bench.raw_worker import WARM_UP, RawWorker
 from bench.report import write_report
 from bench.texts import CATEGORIES, TextGen
 from tests.support.shim import free_port, running_shim, shim_command, shim_env
@@ -55,7 +55,6 @@ FORMATS = ("mp3", "opus", "ogg", "flac", "aac", "pcm")
 HOSTILE = (("2000 chars at speed 0.5", 2000, 0.5), ("5000 chars at speed 1", 5000, 1.0))
 
 Post = Callable[[httpx.Client, str], tuple[float, float]]
-WARM_UP = "Warm up, please."
 
 
 @dataclass
@@ -536,7 +535,7 @@ def servers(data_root: Path) -> Iterator[tuple[Systems, str, str]]:
         ws_url = f"ws://127.0.0.1:{port}/ws/tts"
         systems = Systems(ours_client, peer_client, raw, shim.proc.pid, peer.proc.pid, ws_url)
         for system in ("raw", "ours", "peer"):  # first requests pay one-off costs; not measured
-            for text in ("Warm up, please.", "A second warm-up sentence, a little longer than the first one."):
+            for text in (WARM_UP, "A second warm-up sentence, a little longer than the first one."):
                 systems.whole(system, text)
         yield systems, shim.base, peer.base
 

@@ -264,7 +264,7 @@ class Synthesis:
                     else:
                         # One piece on an idle machine: its frontend on all cores (the head sessions), not one.
                         alone = len(sentences) == 1 and len(pieces) == 1 and self.pool.idle_workers == self.pool.workers
-                        self._split_piece(piece, index, end, frontend_on_head=alone)
+                        self._split_piece(piece, index, end, frontend_on_all_cores=alone)
                     index += 1
         except Exception as exc:
             failed: Future[list[SpeechChunk]] = Future()
@@ -332,7 +332,7 @@ class Synthesis:
         with self._undone_lock:
             self._undone.pop(index, None)
 
-    def _split_piece(self, piece: _Piece, index: int, end: bool, *, frontend_on_head: bool = False) -> None:
+    def _split_piece(self, piece: _Piece, index: int, end: bool, *, frontend_on_all_cores: bool = False) -> None:
         """Frontend on one worker (or the head sessions), then the decoder windows on as many workers as are free;
         one slot in order."""
         slot: Future[list[SpeechChunk]] = Future()
@@ -340,7 +340,7 @@ class Synthesis:
             self._undone[index] = len(piece.ids)
         slot.add_done_callback(lambda _: self._made(index))
         self._slot(slot)
-        run_frontend = self._frontend_on_head if frontend_on_head else self._frontend
+        run_frontend = self._frontend_on_all_cores if frontend_on_all_cores else self._frontend
         frontend = self._track(self._submit((index, 0), run_frontend, piece.ids))
 
         def decode(done: Future[_Frontend]) -> None:
@@ -353,12 +353,12 @@ class Synthesis:
                 windows = self._windows(
                     state.frames,
                     workers=self.pool.workers if longest else None,
-                    min_split=MIN_SPLIT_FRAMES_ALONE if frontend_on_head else MIN_SPLIT_FRAMES,
+                    min_split=MIN_SPLIT_FRAMES_ALONE if frontend_on_all_cores else MIN_SPLIT_FRAMES,
                 )
                 run: Callable[[_Frontend, int, int], FloatArray] = self._decode
-                if len(windows) == 1 and (frontend_on_head or longest):
+                if len(windows) == 1 and (frontend_on_all_cores or longest):
                     # Too short to split over the idle workers: the head sessions' threads share it instead.
-                    run = self._decode_on_head
+                    run = self._decode_on_all_cores
                 jobs = [self._track(self._submit((index, 1, n), run, state, a, b)) for n, (a, b) in enumerate(windows)]
             except Exception as exc:  # e.g. the pool shut down: the consumer must hear of it, not wait forever
                 if not slot.done():  # a request closed meanwhile has dropped its slot already
@@ -449,10 +449,10 @@ class Synthesis:
         """
         return HEAD if self.pool.sole_job else None
 
-    def _frontend_on_head(self, ids: list[int]) -> _Frontend:
+    def _frontend_on_all_cores(self, ids: list[int]) -> _Frontend:
         return self._frontend(ids, worker=self._all_cores())
 
-    def _decode_on_head(self, state: _Frontend, a: int, b: int) -> FloatArray:
+    def _decode_on_all_cores(self, state: _Frontend, a: int, b: int) -> FloatArray:
         return self._decode(state, a, b, worker=self._all_cores())
 
     def _head(self, piece: _Piece, end: bool) -> list[SpeechChunk]:
@@ -478,9 +478,10 @@ class Synthesis:
         """
         assert self.plan.first_frames is not None
         graphs = self.voice.graphs
+        assert graphs is not None  # only split graphs stream in windows
         first = min(self.plan.first_frames, frames, self.plan.window)
-        pace = graphs.seconds_per_frame if graphs is not None else None
-        if graphs is None or pace is None or first == frames:
+        pace = graphs.seconds_per_frame
+        if pace is None or first == frames:
             return first
         # The rest is decoded once this job ends, on the workers then free (this one among them). Both margins are
         # counted even where the sentence's end clips one: an upper bound, so the first chunk errs long.

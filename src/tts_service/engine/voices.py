@@ -63,12 +63,12 @@ HEAD_SPIN_US = 100
 
 
 def build_session_options(
-    intra_op_threads: int, allow_spinning: bool = True, arena: bool = True, *, spin_within_runs: bool = False
+    intra_op_threads: int, allow_spinning: bool = True, arena: bool = True, *, stop_spinning_after_runs: bool = False
 ) -> ort.SessionOptions:
     """onnxruntime options for one worker's session.
 
-    `spin_within_runs`: the intra-op threads spin between a run's operators, and stop when it returns
-    (`session.force_spinning_stop`), so they never hold a core while the session waits for its next run.
+    `stop_spinning_after_runs`: spinning intra-op threads stop when a run returns (`session.force_spinning_stop`),
+    so they spin only between a run's operators and never hold a core while the session waits for its next run.
 
     The CPU arena is on for split graphs: it makes a run ~30% faster (bench/run.py), and the frames of every
     decoder run are bounded by the decode window, so what the arena keeps is bounded too; all of them share one
@@ -78,8 +78,8 @@ def build_session_options(
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
     opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning or spin_within_runs else "0")
-    if spin_within_runs:
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    if allow_spinning and stop_spinning_after_runs:
         opts.add_session_config_entry("session.force_spinning_stop", "1")
         # A thread waiting for work spins this long before it sleeps. onnxruntime's default spins longer: the
         # head's frontend and a 56-frame first window took the same time with 100 us (0.82-0.84x of not spinning
@@ -154,7 +154,9 @@ def _load_graphs(
                 # Only while its run lasts: the head runs only when every other worker is idle (`engine/pipeline.py`),
                 # and a thread spinning after that would take the core of the next job to start.
                 head_options=(
-                    build_session_options(settings.cores, arena=True, spin_within_runs=True)
+                    build_session_options(
+                        settings.cores, allow_spinning=True, arena=True, stop_spinning_after_runs=True
+                    )
                     if settings.cores > settings.intra_op_threads
                     else None
                 ),
