@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.support.audio import assert_speech, parse_wav
@@ -65,6 +66,30 @@ def test_websockets_client_gets_paragraph_in_order(live_server: LiveServer, stre
     whole = tts_seconds(stream_client, PARAGRAPH)
     assert abs(pcm_seconds(pcm) - whole) / whole < 0.10
     assert rms(pcm) > 300
+
+
+def test_the_server_declines_per_message_deflate(stream_app: FastAPI) -> None:
+    """Clients offer deflate by default; speech barely shrinks under it and the event loop pays for every frame."""
+    server = LiveServer(stream_app, ws="auto")  # what the shim runs
+    server.start()
+
+    async def handshake() -> tuple[str | None, list[Any], bytes]:
+        async with websockets.connect(f"{server.ws}/ws/tts", max_size=None, compression="deflate") as client:
+            await client.send(json.dumps({"type": "speak", "text": "Plain frames."}))
+            async with asyncio.timeout(60):
+                assert json.loads(await client.recv())["type"] == "start"
+                audio = await client.recv()
+            assert isinstance(audio, bytes)
+            assert client.response is not None
+            return client.response.headers.get("Sec-WebSocket-Extensions"), client.protocol.extensions, audio
+
+    try:
+        header, extensions, audio = asyncio.run(handshake())
+    finally:
+        server.stop()
+    assert header is None
+    assert extensions == []
+    assert rms(audio) > 300
 
 
 def test_base64_events_are_numbered_and_carry_sentences(stream_client: TestClient) -> None:
