@@ -119,6 +119,24 @@ def test_a_streams_first_window_takes_every_core_only_when_the_others_are_idle(
     assert samples > 4 * 22050
 
 
+def test_the_rest_of_a_streams_first_piece_is_spread_only_when_no_piece_follows(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every window beyond one pays two margins of decoding; a piece that follows keeps the other workers busy."""
+    tag = uuid.uuid4().hex[:4]
+    medium = f"The committee reviewed every proposal carefully, weighing the costs and the risks {tag}"  # ~400 frames
+    pieces, _, samples = decodes(engine, f"{medium}. {SHORT}", monkeypatch, stream=True)
+    assert len(pieces) == 2
+    assert pieces[0][0] == HEAD  # the first window
+    assert len(pieces[0]) == 2  # then the rest in one window
+    assert samples > 4 * 22050
+    pieces, _, samples = decodes(engine, f"{medium}, again.", monkeypatch, stream=True)
+    assert len(pieces) == 1
+    assert pieces[0][0] == HEAD
+    assert sorted(pieces[0][1:]) == list(range(engine.settings.synth_workers))  # the rest over every idle worker
+    assert samples > 4 * 22050
+
+
 def test_equal_sentences_keep_single_threaded_workers_until_the_last(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
