@@ -67,7 +67,7 @@ class Plan:
     load_min_requests: int = 6  # per batch: max(this, per_client x clients)
     # A batch ends with fewer clients busy than its level names; three requests per client make that tail weigh less.
     load_per_client: int = 3
-    ttfa_rounds: int = 6
+    ttfa_rounds: int = 10
     encode_rounds: int = 3
     cold_rounds: int = 3
 
@@ -282,9 +282,10 @@ def phase_ttfa(plan: Plan, gen: TextGen, systems: Systems) -> list[dict[str, Any
     samples = []
     for rnd in range(plan.ttfa_rounds):
         for kind in ("paragraph", "sentence40"):
-            words = gen.paragraph_words() if kind == "paragraph" else 40
+            # One fresh text per round, spoken on every path (no path caches audio here): CPU per audio-second
+            # varies by text more than by path, so each round's stream is set against the same text made whole.
+            text = gen.make(kind, gen.paragraph_words() if kind == "paragraph" else 40)
             for path in rotated(list(paths), rnd):
-                text = gen.make(kind, words)
                 samples.append(
                     {"round": rnd, "text": kind, "path": path, "words": len(text.split()), **paths[path](text)}
                 )
