@@ -20,9 +20,10 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
 
     Deflate is uvicorn's default, and every `websockets` or browser client asks for it. On our frames it is
     nearly all cost: PCM speech deflates to 0.86 of its size, while compressing it took the event loop 1.9 ms of
-    CPU per second of audio against 0.5 ms without (the shim, 12-16 40-word streams, CPU per thread from /proc),
-    a streamed sentence's compute 1.08-1.09x its whole synthesis against 1.06-1.07x over `POST /tts/stream`.
-    Clients short of bandwidth ask for a codec instead (`format`: Opus at 32 kbit/s is a tenth of PCM's 353)."""
+    CPU per second of audio against 0.5 ms without (the shim, 12-16 40-word streams, CPU per thread from /proc).
+    With it, a 40-word sentence streamed over WS cost 1.08-1.09x the CPU of its whole synthesis, against
+    1.06-1.07x over `POST /tts/stream` (20 paired rounds). Clients short of bandwidth ask for a codec instead
+    (`format`: Opus at 32 kbit/s is a tenth of PCM's 353)."""
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
