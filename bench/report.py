@@ -155,23 +155,21 @@ def ceiling_table(samples: list[dict[str, Any]]) -> dict[tuple[str, int], float]
 def ttfa_table(samples: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
     for kind in TTFA_LABELS:
+        # CPU per audio-second of each round's text made whole (`POST /tts`): what that round's streams are set against.
+        whole = {
+            s["round"]: s["cpu"] / s["audio_s"]
+            for s in samples
+            if s["text"] == kind and s["path"] == "ours_whole" and s.get("audio_s") and s.get("cpu")
+        }
         for path in PATH_LABELS:
             rows = [s for s in samples if s["text"] == kind and s["path"] == path]
             if not rows:
                 continue
-            cpu = [s["cpu"] / s["audio_s"] for s in rows if "cpu" in s and s["audio_s"]]
-            whole = {
-                s["round"]: s["cpu"] / s["audio_s"]
-                for s in samples
-                if s["text"] == kind and s["path"] == "ours_whole" and s.get("audio_s") and s.get("cpu")
-            }
             out.setdefault(kind, {})[path] = {
                 "n": len(rows),
                 "first": med(s["first"] for s in rows),
                 "total": med(s["total"] for s in rows),
                 "audio_s": med(s["audio_s"] for s in rows),
-                "cpu_per_audio_s": med(cpu),
-                # Each round's CPU per audio-second against the same text made whole in that round.
                 "cpu_vs_whole": med(
                     s["cpu"] / s["audio_s"] / whole[s["round"]]
                     for s in rows
