@@ -184,7 +184,8 @@ class Settings(BaseSettings):
     it); must be ours and not writable by others. On Lambda: baked into the image, or a path under `/tmp`."""
     stream_first_chunk_frames: int = Field(24, ge=4, le=512)
     """Frames (256 samples each) in a stream's first decoded chunk: the time-to-first-audio knob. A long first
-    sentence gets up to 4x more, so its first chunk plays until the next one is decoded."""
+    sentence gets up to 4x more, so its first chunk plays until the next one is decoded; while other requests
+    share the workers, every stream's first chunk gets 4x (its next one waits its turn)."""
     decode_window_frames: int = Field(512, ge=64, le=8192)
     """Most frames (256 samples each) per decoder run: bounds what a decoder run takes from the memory arena
     (~190 MB at 512), whatever the text or the speed."""

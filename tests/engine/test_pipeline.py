@@ -137,6 +137,29 @@ def test_the_rest_of_a_streams_first_piece_is_spread_only_when_no_piece_follows(
     assert samples > 4 * 22050
 
 
+def test_a_streams_first_window_takes_its_largest_size_while_other_requests_run(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind other requests' jobs the rest waits its turn, which the decoder's pace does not foresee."""
+    sized: list[tuple[int, int]] = []
+    first = Synthesis._first
+
+    def recorded_first(self: Synthesis, frames: int) -> int:
+        sized.append((frames, first(self, frames)))
+        return sized[-1][1]
+
+    monkeypatch.setattr(Synthesis, "_first", recorded_first)
+    tag = uuid.uuid4().hex[:4]
+    decodes(engine, f"{LONG} {tag}. {SHORT}", monkeypatch, stream=True)
+    decodes(engine, f"{LONG} {tag}, again. {SHORT}", monkeypatch, stream=True, hold=True)
+    assert engine.stream_plan.first_frames is not None
+    largest = pipeline.FIRST_MAX_GROWTH * engine.stream_plan.first_frames
+    (alone_frames, alone), (busy_frames, busy) = sized
+    assert min(alone_frames, busy_frames) > largest  # both sentences could take the largest first window
+    assert alone < largest  # alone, the pace says a smaller one is enough
+    assert busy == largest
+
+
 def test_equal_sentences_keep_single_threaded_workers_until_the_last(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,7 +79,8 @@ FIRST_COVER = 1.25
 """How much longer a stream's first chunk plays than the next window takes to decode (by the voice's recent pace):
 room for the time between the two and for a slower run."""
 FIRST_MAX_GROWTH = 4
-"""A stream's first window grows to at most this many times `Plan.first_frames`, however slow the decoder is."""
+"""A stream's first window grows to at most this many times `Plan.first_frames`, however slow the decoder is (and
+to that while other requests share the workers)."""
 
 
 @dataclass(frozen=True)
@@ -470,19 +471,33 @@ class Synthesis:
 
     def _first(self, frames: int) -> int:
         """Frames of a stream's first window: `Plan.first_frames`, or more when the next window would take longer
-        to decode than that plays, which would leave the listener in silence between the first two chunks.
+        to decode than that plays, which would leave the listener in silence between the first two chunks; the
+        most it may grow to while other requests share the workers.
 
         With 24 frames (0.28 s) the first chunk of a 40-word sentence (~1,000 frames) finished playing 41-80 ms
         before the second arrived (medians of three in-process runs of 12 streams); a paragraph's first sentence
         (~400 frames), its rest on one worker (`_rest_workers`), did not stall. Moving the boundary
         costs no decoding: the windows and their margins stay as many.
+
+        While other requests have jobs on the workers, the rest also waits its turn behind them, which the pace
+        does not foresee, so the first window takes its largest size. Streams started at once (the shim, WS, 10
+        rounds), sized by the pace alone: 4 paragraphs, 24 of 40 stalled, up to 0.26 s; 2 and 4 40-word
+        sentences, 9 of 20 and 37 of 40, up to 0.27 and 0.31 s. At the largest size none stalled (2 paragraphs
+        neither way), for first audio (medians) 0.15 / 0.22 / 0.24 / 0.33 s against 0.11 / 0.14 / 0.21 / 0.30 s
+        (2 and 4 paragraphs, 2 and 4 sentences); counting the rest's decode twice instead still let 2 of 20
+        streams of 2 sentences stall.
         """
         assert self.plan.first_frames is not None
         graphs = self.voice.graphs
         assert graphs is not None  # only split graphs stream in windows
         first = min(self.plan.first_frames, frames, self.plan.window)
+        largest = min(frames, self.plan.window, FIRST_MAX_GROWTH * self.plan.first_frames)
+        if first == frames:
+            return first
+        if not self.pool.sole_job:  # asked from this stream's head job: another job shares the workers
+            return largest
         pace = graphs.seconds_per_frame
-        if pace is None or first == frames:
+        if pace is None:
             return first
         # The rest is decoded once this job ends, on the workers then free (this one among them). Both margins are
         # counted even where the sentence's end clips one: an upper bound, so the first chunk errs long.
@@ -490,8 +505,7 @@ class Synthesis:
         decoding = (b - a + 2 * graphs.margin) * pace
         needed = math.ceil(decoding * FIRST_COVER * graphs.sample_rate / graphs.hop)
         # Never past the decode window: it bounds what any decoder run takes from the arena.
-        grown = max(first, min(needed, FIRST_MAX_GROWTH * self.plan.first_frames))
-        return min(frames, self.plan.window, grown)
+        return max(first, min(needed, largest))
 
     def _rest_workers(self, free: int) -> int:
         """How many workers the rest of a stream's first piece is spread over, `free` being those then idle.
