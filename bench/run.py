@@ -68,6 +68,7 @@ class Plan:
     # A batch ends with fewer clients busy than its level names; three requests per client make that tail weigh less.
     load_per_client: int = 3
     ttfa_rounds: int = 10
+    together_rounds: int = 5
     encode_rounds: int = 3
     cold_rounds: int = 3
 
@@ -76,8 +77,17 @@ class Plan:
 
 
 QUICK = Plan(
-    latency_rounds=1, load_reps=1, load_min_requests=2, load_per_client=1, ttfa_rounds=1, encode_rounds=1, cold_rounds=1
+    latency_rounds=1,
+    load_reps=1,
+    load_min_requests=2,
+    load_per_client=1,
+    ttfa_rounds=1,
+    together_rounds=1,
+    encode_rounds=1,
+    cold_rounds=1,
 )
+TOGETHER = 4
+"""Streams started at once in the first-audio phase's last part."""
 PHASES = ("latency", "load", "ttfa", "encode", "memory", "cold")
 
 
@@ -257,7 +267,8 @@ def phase_load(
 
 def phase_ttfa(plan: Plan, gen: TextGen, systems: Systems) -> list[dict[str, Any]]:
     """First audio of our two streaming transports against whole-file answers, for a paragraph and a 40-word
-    sentence; our shim's CPU seconds for streamed and whole synthesis (compute)."""
+    sentence; our shim's CPU seconds for streamed and whole synthesis (compute); then first audio and stalls of
+    `TOGETHER` WS streams started at once."""
     pid = systems.shim_pid
 
     def ours_whole(text: str) -> dict[str, float]:
@@ -290,6 +301,19 @@ def phase_ttfa(plan: Plan, gen: TextGen, systems: Systems) -> list[dict[str, Any
                     {"round": rnd, "text": kind, "path": path, "words": len(text.split()), **paths[path](text)}
                 )
         log(f"  first-audio round {rnd + 1}/{plan.ttfa_rounds} done")
+
+    async def together(texts: list[str]) -> list[dict[str, Any]]:
+        streams = await asyncio.gather(*(ws_stream(systems.ws_url, text, pid) for text in texts))
+        # The shim's CPU over one stream's span covers the others too: it is no one stream's cost.
+        return [{k: v for k, v in asdict(stream).items() if k != "cpu"} for stream in streams]
+
+    for rnd in range(plan.together_rounds):
+        for kind in ("paragraph", "sentence40"):
+            texts = [gen.make(kind, gen.paragraph_words() if kind == "paragraph" else 40) for _ in range(TOGETHER)]
+            for text, stream in zip(texts, asyncio.run(together(texts)), strict=True):
+                words = len(text.split())
+                samples.append({"round": rnd, "text": kind, "path": "ws_together", "words": words, **stream})
+        log(f"  {TOGETHER} streams at once, round {rnd + 1}/{plan.together_rounds} done")
     return samples
 
 
