@@ -482,10 +482,10 @@ class Synthesis:
         While other requests have jobs on the workers, the rest also waits its turn behind them, which the pace
         does not foresee, so the first window takes its largest size. Streams started at once (the shim, WS, 10
         rounds), sized by the pace alone: 4 paragraphs, 24 of 40 stalled, up to 0.26 s; 2 and 4 40-word
-        sentences, 9 of 20 and 37 of 40, up to 0.27 and 0.31 s. At the largest size none stalled (2 paragraphs
-        neither way), for first audio (medians) 0.15 / 0.22 / 0.24 / 0.33 s against 0.11 / 0.14 / 0.21 / 0.30 s
-        (2 and 4 paragraphs, 2 and 4 sentences); counting the rest's decode twice instead still let 2 of 20
-        streams of 2 sentences stall.
+        sentences, 9 of 20 and 37 of 40, up to 0.27 and 0.31 s; 2 paragraphs did not stall either way. At the
+        largest size none stalled, for first audio (medians) 0.15 / 0.22 / 0.24 / 0.33 s against 0.11 / 0.14 /
+        0.21 / 0.30 s (2 and 4 paragraphs, 2 and 4 sentences); counting the rest's decode twice instead still let
+        2 of 20 streams of 2 sentences stall.
         """
         assert self.plan.first_frames is not None
         graphs = self.voice.graphs
