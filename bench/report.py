@@ -35,7 +35,7 @@ PATH_LABELS = {
     "ours_whole": "ours POST /tts, whole file",
     "ws": "ours WS /ws/tts",
     "http_stream": "ours POST /tts/stream",
-    "ws_together": "ours WS /ws/tts, 4 streams started at once",
+    "ws_together": "ours WS /ws/tts, streams started together",
 }
 STREAM_PATHS = ("ws", "http_stream", "ws_together")
 MIB_PER_GB = 1024.0
@@ -595,9 +595,10 @@ def render(results: dict[str, Any], analysis: dict[str, Any], images: dict[str, 
             "`POST /tts` (whole sentences) in the same round. Medians of "
             f"{plan['ttfa_rounds']} rounds; each round speaks one fresh text of each kind on every path. "
             "Longest stall: the most a listener who plays the audio as it arrives, from its first byte, waited for "
-            "more before the end, over all rounds (0: never). 4 streams started at once: four fresh texts sent on "
-            f"four WS connections together, {plan.get('together_rounds', 'n/a')} rounds, medians over every stream "
-            "(no compute: the shim's CPU over one stream's span covers all four)."
+            "more before the end, over all rounds (0: never). Streams started together: "
+            f"{plan.get('together_streams', 'n/a')} fresh texts sent on as many WS connections at once, "
+            f"{plan.get('together_rounds', 'n/a')} rounds, medians over every stream (no compute: the shim's CPU "
+            "over one stream's span covers the others too)."
         )
         add("")
         rows = []

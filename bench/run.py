@@ -69,6 +69,8 @@ class Plan:
     load_per_client: int = 3
     ttfa_rounds: int = 10
     together_rounds: int = 5
+    together_streams: int = 4
+    """WS streams started at once in each round of the first-audio phase's last part."""
     encode_rounds: int = 3
     cold_rounds: int = 3
 
@@ -86,8 +88,6 @@ QUICK = Plan(
     encode_rounds=1,
     cold_rounds=1,
 )
-TOGETHER = 4
-"""Streams started at once in the first-audio phase's last part."""
 PHASES = ("latency", "load", "ttfa", "encode", "memory", "cold")
 
 
@@ -268,7 +268,7 @@ def phase_load(
 def phase_ttfa(plan: Plan, gen: TextGen, systems: Systems) -> list[dict[str, Any]]:
     """First audio of our two streaming transports against whole-file answers, for a paragraph and a 40-word
     sentence; our shim's CPU seconds for streamed and whole synthesis (compute); then first audio and stalls of
-    `TOGETHER` WS streams started at once."""
+    `Plan.together_streams` WS streams started at once."""
     pid = systems.shim_pid
 
     def ours_whole(text: str) -> dict[str, float]:
@@ -290,12 +290,16 @@ def phase_ttfa(plan: Plan, gen: TextGen, systems: Systems) -> list[dict[str, Any
         "ws": lambda text: asdict(asyncio.run(ws_stream(systems.ws_url, text, pid))),
         "http_stream": lambda text: asdict(http_stream(systems.ours, text, pid)),
     }
+
+    def fresh(kind: str) -> str:
+        return gen.make(kind, gen.paragraph_words() if kind == "paragraph" else 40)
+
     samples = []
     for rnd in range(plan.ttfa_rounds):
         for kind in ("paragraph", "sentence40"):
             # One fresh text per round, spoken on every path (no path caches audio here): CPU per audio-second
             # varies by text more than by path, so each round's stream is set against the same text made whole.
-            text = gen.make(kind, gen.paragraph_words() if kind == "paragraph" else 40)
+            text = fresh(kind)
             for path in rotated(list(paths), rnd):
                 samples.append(
                     {"round": rnd, "text": kind, "path": path, "words": len(text.split()), **paths[path](text)}
@@ -309,11 +313,11 @@ def phase_ttfa(plan: Plan, gen: TextGen, systems: Systems) -> list[dict[str, Any
 
     for rnd in range(plan.together_rounds):
         for kind in ("paragraph", "sentence40"):
-            texts = [gen.make(kind, gen.paragraph_words() if kind == "paragraph" else 40) for _ in range(TOGETHER)]
+            texts = [fresh(kind) for _ in range(plan.together_streams)]
             for text, stream in zip(texts, asyncio.run(together(texts)), strict=True):
                 words = len(text.split())
                 samples.append({"round": rnd, "text": kind, "path": "ws_together", "words": words, **stream})
-        log(f"  {TOGETHER} streams at once, round {rnd + 1}/{plan.together_rounds} done")
+        log(f"  {plan.together_streams} streams at once, round {rnd + 1}/{plan.together_rounds} done")
     return samples
 
 
